@@ -1,0 +1,41 @@
+"""The error shape every rejection uses: which field, and why."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class ErrorDetail(BaseModel):
+    """One problem with a request: `loc` names the field (dotted path), `msg` says why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    loc: str
+    msg: str
+
+
+def errors_from_validation(exc: ValidationError) -> list[ErrorDetail]:
+    """Flatten pydantic's errors into field + reason pairs, in the order pydantic found them."""
+    details: list[ErrorDetail] = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in err["loc"] if not _is_union_tag(part)) or "$"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_pattern_mismatch":
+            msg = _PATTERN_HINTS.get(loc, msg)
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field (not part of the contract; check its spelling)"
+        elif err["type"] == "missing":
+            msg = "field required"
+        details.append(ErrorDetail(loc=loc, msg=msg))
+    return details
+
+
+_PATTERN_HINTS = {
+    "strategy_id": "must be 1-64 characters of A-Z a-z 0-9 _ -",
+    "symbol": "must be 1-16 characters of letters, digits, '.' and '/'",
+}
+
+
+def _is_union_tag(part: object) -> bool:
+    # Discriminated unions put the tag ('submit', 'cancel') into the location; users never see it.
+    return part in {"submit", "cancel"}

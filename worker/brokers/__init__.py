@@ -1,0 +1,1 @@
+"""Broker adapters behind one small Protocol (`base.Broker`): `sim` and `alpaca`."""

@@ -1,0 +1,90 @@
+"""The one settings object, read from the environment once, in the composition root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.requests import Limits
+
+
+class Settings(BaseSettings):
+    """Every setting takes the `TWAP_` prefix unless it names another system (`ALPACA_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="TWAP_", extra="ignore", populate_by_name=True)
+
+    amqp_url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@localhost:5672/"), description="RabbitMQ URL"
+    )
+    database_url: SecretStr = Field(
+        default=SecretStr("sqlite+aiosqlite:///twap.db"),
+        description="SQLAlchemy async URL (sqlite+aiosqlite:///… or postgresql+asyncpg://…)",
+    )
+    namespace: str = Field(
+        default="twap", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="prefix of every name"
+    )
+    broker: Literal["sim", "alpaca"] = Field(default="sim", description="sim or alpaca")
+
+    alpaca_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ALPACA_API_KEY", "APCA_API_KEY_ID")
+    )
+    alpaca_secret_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ALPACA_SECRET_KEY", "APCA_API_SECRET_KEY")
+    )
+    alpaca_paper: bool = Field(default=True, validation_alias=AliasChoices("ALPACA_PAPER"))
+    alpaca_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ALPACA_BASE_URL", "APCA_API_BASE_URL")
+    )
+
+    retry_attempts: int = Field(default=3, ge=1, le=10, description="broker attempts per slice")
+    retry_wait_seconds: float = Field(default=2.0, ge=0, description="first backoff wait")
+    retry_wait_cap_seconds: float = Field(default=8.0, ge=0, description="longest backoff wait")
+    misfire_grace_seconds: int = Field(default=60, ge=1, description="how late a slice may go")
+    breaker_max_failures: int = Field(default=5, ge=1, description="failures that trip it")
+
+    max_qty: int = Field(default=10_000_000, ge=1, description="largest qty accepted")
+    max_slices: int = Field(default=10_000, ge=1, description="most slices per parent")
+    max_duration_seconds: int = Field(default=86_400, ge=1, le=86_400)
+
+    prefetch: int = Field(default=256, ge=1, description="unacked requests per consumer")
+    batch_size: int = Field(default=128, ge=1, description="requests written per transaction")
+    batch_wait_ms: float = Field(default=5.0, ge=0, description="how long a batch may gather")
+    requeue_delay_seconds: float = Field(
+        default=1.0, ge=0, description="backoff before requeueing when the database is away"
+    )
+    outbox_batch: int = Field(default=500, ge=1, description="events relayed per round")
+    shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
+
+    sim_ledger_path: Path | None = Field(
+        default=None, description="sim broker: file that keeps its orders across restarts"
+    )
+    sim_latency_ms: float = Field(default=0.0, ge=0, description="sim broker: answer delay")
+
+    log_level: str = Field(default="INFO")
+    log_json: bool | None = Field(default=None, description="JSON lines; default: when not a tty")
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_qty=self.max_qty,
+            max_slices=self.max_slices,
+            max_duration_seconds=self.max_duration_seconds,
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.get_secret_value().startswith("sqlite")
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
