@@ -40,6 +40,16 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ALPACA_BASE_URL", "APCA_API_BASE_URL")
     )
 
+    broker_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="timeout of every broker HTTP request"
+    )
+    broker_rate_limit_per_minute: int = Field(
+        default=200, ge=1, description="client-side limit of broker requests per minute"
+    )
+    broker_max_concurrency: int = Field(
+        default=4, ge=1, description="broker calls in flight at once (worker threads)"
+    )
+
     retry_attempts: int = Field(default=3, ge=1, le=10, description="broker attempts per slice")
     retry_wait_seconds: float = Field(default=2.0, ge=0, description="first backoff wait")
     retry_wait_cap_seconds: float = Field(default=8.0, ge=0, description="longest backoff wait")
