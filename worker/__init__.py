@@ -1,0 +1,1 @@
+"""The TWAP execution worker."""

@@ -1,0 +1,146 @@
+"""The composition root: build every part from the settings, start in order, stop in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from worker.brokers.base import Broker
+from worker.brokers.factory import build_broker
+from worker.messaging.consumer import BatchingConsumer, ControlConsumer
+from worker.messaging.link import AmqpLink
+from worker.messaging.relay import OutboxRelay
+from worker.messaging.topology import Names
+from worker.runtime.clock import Clock, utcnow
+from worker.runtime.control import ControlService
+from worker.runtime.execution import ExecutionPolicy, SliceExecutor
+from worker.runtime.intake import IntakeService
+from worker.runtime.recovery import recover
+from worker.runtime.scheduling import SliceScheduler
+from worker.settings import Settings, mask_url
+from worker.store.leadership import Leadership
+from worker.store.migrations import current_revision, head_revision
+from worker.store.repository import Store
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 5.0
+
+
+class SchemaNotReady(RuntimeError):
+    pass
+
+
+class Worker:
+    """One worker process. `run()` until `stop()`; tests drive it in-process the same way."""
+
+    def __init__(self, settings: Settings, *, broker: Broker | None = None,
+                 clock: Clock = utcnow) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.names = Names(settings.namespace)
+        db_url = settings.database_url.get_secret_value()
+        self.store = Store.from_url(db_url)
+        self.broker = broker or build_broker(settings)
+        self.leadership = Leadership(db_url, settings.namespace)
+        self.relay = OutboxRelay(self.store, batch=settings.outbox_batch)
+        policy = ExecutionPolicy(
+            attempts=settings.retry_attempts,
+            first_wait=settings.retry_wait_seconds,
+            wait_cap=settings.retry_wait_cap_seconds,
+            grace=timedelta(seconds=settings.misfire_grace_seconds),
+            breaker_max_failures=settings.breaker_max_failures,
+        )
+        self.executor = SliceExecutor(self.store, self.broker, policy, clock, self.relay.notify)
+        self.scheduler = SliceScheduler(self.executor.run, clock)
+        self.intake = IntakeService(self.store, self.scheduler, self.broker, settings,
+                                    self.names.requests, clock, self.relay.notify)
+        self.control = ControlService(self.store, self.names.control, clock, self.relay.notify)
+        self.requests_consumer = BatchingConsumer(
+            self.intake.handle, size=settings.batch_size, wait=settings.batch_wait_ms / 1000,
+            requeue_delay=settings.requeue_delay_seconds,
+        )
+        self.control_consumer = ControlConsumer(self.control.handle,
+                                                settings.requeue_delay_seconds)
+        amqp_url = settings.amqp_url.get_secret_value()
+        self.link = AmqpLink(amqp_url, mask_url(amqp_url), self.names, self.relay,
+                             self.requests_consumer, self.control_consumer, settings.prefetch)
+        self._stopping = asyncio.Event()
+        self.active = asyncio.Event()
+        self.recovered = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def check_schema(self) -> None:
+        url = self.settings.database_url.get_secret_value()
+        current, head = await current_revision(self.store.engine), head_revision(url)
+        if current != head:
+            raise SchemaNotReady(
+                f"database schema is at {current or 'nothing'}, the worker needs {head}: "
+                f"run `twap migrate` first ({mask_url(url)})"
+            )
+
+    async def run(self) -> None:
+        """Start in order, run until stop(), drain and close in reverse order."""
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self.store.close)
+            stack.push_async_callback(self.broker.close)
+            await self.check_schema()
+            stack.push_async_callback(self.leadership.release)
+            if not await self.leadership.acquire(self._stopping):
+                return
+            self.active.set()
+            log.info("worker.active", extra={"namespace": self.names.namespace,
+                                              "broker": self.broker.name,
+                                              "database": self.store.dialect})
+            self.scheduler.start()
+            # Pushed so that they run in reverse on the way out: in-flight slices finish,
+            # then the outbox drains, then the AMQP link closes.
+            stack.push_async_callback(self.link.close)
+            relay_task = asyncio.create_task(self.relay.run(self._stopping))
+            stack.push_async_callback(self._finish_relay, relay_task)
+            stack.push_async_callback(self.scheduler.shutdown,
+                                      self.settings.shutdown_timeout_seconds)
+            await recover(self.store, self.executor, self.scheduler,
+                          timedelta(seconds=self.settings.misfire_grace_seconds), self.clock)
+            self.recovered.set()
+            self.scheduler.every("sweep", SWEEP_SECONDS, self._sweep)
+            connect_task = asyncio.create_task(self.link.connect(self._stopping))
+            intake_task = asyncio.create_task(self.requests_consumer.run(self._stopping))
+            watch_task = asyncio.create_task(self._watch_leadership())
+            await self._stopping.wait()
+            log.info("worker.draining")
+            watch_task.cancel()
+            await connect_task
+            await self.link.stop_consuming()
+            await intake_task  # finishes the batches already received, acks them
+        log.info("worker.stopped")
+
+    async def _finish_relay(self, task: asyncio.Task[None]) -> None:
+        self.relay.notify()
+        try:
+            await asyncio.wait_for(task, timeout=10)
+            while await self.relay.relay_once():
+                pass
+        except Exception as exc:  # what is left waits in the outbox for the next start
+            log.warning("outbox.final_drain_incomplete", extra={"error": repr(exc)[:200]})
+
+    async def _sweep(self) -> None:
+        try:
+            grace = timedelta(seconds=self.settings.misfire_grace_seconds)
+            if await self.store.expire_overdue(self.clock(), grace):
+                self.relay.notify()
+        except Exception as exc:
+            log.warning("sweep.failed", extra={"error": repr(exc)[:200]})
+
+    async def _watch_leadership(self) -> None:
+        """Lost the lock's session (database restart): stop, so two workers never run."""
+        while True:
+            await asyncio.sleep(2.0)
+            if not await self.leadership.still_held():
+                log.error("leadership.lost")
+                self.stop()
+                return

@@ -1,0 +1,1 @@
+"""Operator subcommands register here (imported by `twap` at start)."""

@@ -1,0 +1,223 @@
+"""Build the contract's events and replies as outbox messages, from plain records."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas import events as ev
+from schemas.common import Outcome, SliceStatus
+from schemas.errors import ErrorDetail
+from schemas.replies import Reply
+from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _event(model: BaseModel, strategy_id: str | None, parent_order_id: str | None) -> OutboxMessage:
+    event_type = model.event_type  # type: ignore[attr-defined]
+    return OutboxMessage(
+        exchange="events",
+        routing_key=ev.routing_key(event_type, strategy_id),
+        body=model.model_dump_json().encode(),
+        message_id=model.event_id,  # type: ignore[attr-defined]
+        type=event_type,
+        parent_order_id=parent_order_id,
+    )
+
+
+def _base(parent: ParentRecord) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": _now(),
+        "parent_order_id": parent.parent_order_id,
+        "strategy_id": parent.strategy_id,
+        "symbol": parent.symbol,
+        "side": parent.side,
+    }
+
+
+def planned(slices: Iterable[SliceRecord]) -> list[ev.PlannedSlice]:
+    return [
+        ev.PlannedSlice(
+            slice_num=s.slice_num,
+            client_order_id=s.client_order_id,
+            qty=s.qty,
+            scheduled_time=s.scheduled_time,
+        )
+        for s in slices
+    ]
+
+
+def parent_accepted(parent: ParentRecord, slices: list[SliceRecord]) -> OutboxMessage:
+    model = ev.ParentAccepted(
+        **_base(parent),
+        total_qty=parent.qty,
+        total_slices=parent.total_slices,
+        interval_seconds=parent.interval_seconds,
+        order_type=parent.order_type.value,
+        limit_price=parent.limit_price,
+        stop_price=parent.stop_price,
+        time_in_force=parent.time_in_force.value,
+        start_at=parent.start_at,
+        trade_date=parent.trade_date.isoformat(),
+        slices=planned(slices),
+    )
+    return _event(model, parent.strategy_id, parent.parent_order_id)
+
+
+def parent_canceled(
+    parent: ParentRecord, canceled: int, in_flight: int, reason: str | None, working: int = 0
+) -> OutboxMessage:
+    model = ev.ParentCanceled(
+        **_base(parent),
+        canceled_slices=canceled,
+        in_flight_slices=in_flight,
+        reason=reason,
+        working_orders_canceled=working,
+    )
+    return _event(model, parent.strategy_id, parent.parent_order_id)
+
+
+def parent_completed(parent: ParentRecord, tallies: dict[SliceStatus, tuple[int, int]]) -> OutboxMessage:
+    """`tallies` maps each slice status to (count, qty)."""
+    by_status = {st: ev.StatusTally(count=c, qty=q) for st, (c, q) in tallies.items()}
+    submitted = tallies.get(SliceStatus.SUBMITTED, (0, 0))[1]
+    model = ev.ParentCompleted(
+        **_base(parent),
+        total_qty=parent.qty,
+        total_slices=parent.total_slices,
+        submitted_qty=submitted,
+        by_status=by_status,
+    )
+    return _event(model, parent.strategy_id, parent.parent_order_id)
+
+
+def slice_event(
+    parent: ParentRecord, record: SliceRecord, *, reason: str | None = None
+) -> OutboxMessage:
+    """The event of a slice that reached a terminal status (the record's status)."""
+    model_type = ev.SLICE_EVENTS[record.status]
+    fields: dict[str, Any] = {
+        **_base(parent),
+        "slice_num": record.slice_num,
+        "client_order_id": record.client_order_id,
+        "qty": record.qty,
+        "scheduled_time": record.scheduled_time,
+        "status": record.status,
+        "broker_order_id": record.broker_order_id,
+    }
+    if record.status is SliceStatus.SUBMITTED:
+        fields["attempts"] = record.attempts
+        if record.sent_at is not None:
+            fields["sent_at"] = record.sent_at
+            lateness = record.sent_at - record.scheduled_time
+            fields["lateness_ms"] = round(lateness.total_seconds() * 1000, 3)
+    elif record.status in {SliceStatus.REJECTED, SliceStatus.FAILED, SliceStatus.EXPIRED}:
+        fields["attempts"] = record.attempts
+        fields["reason"] = reason or record.reason or record.status.value
+    else:
+        fields["reason"] = reason or record.reason
+    return _event(model_type(**fields), parent.strategy_id, parent.parent_order_id)
+
+
+def request_rejected(
+    errors: list[ErrorDetail],
+    *,
+    message_id: str | None,
+    correlation_id: str | None,
+    strategy_id: str | None = None,
+    parent_order_id: str | None = None,
+) -> OutboxMessage:
+    model = ev.RequestRejected(
+        event_id=str(uuid.uuid4()),
+        occurred_at=_now(),
+        errors=errors,
+        message_id=message_id,
+        correlation_id=correlation_id,
+        strategy_id=strategy_id,
+        parent_order_id=parent_order_id,
+    )
+    return _event(model, strategy_id, parent_order_id)
+
+
+def request_duplicate(
+    parent_order_id: str, strategy_id: str, *, message_id: str | None, correlation_id: str | None
+) -> OutboxMessage:
+    model = ev.RequestDuplicate(
+        event_id=str(uuid.uuid4()),
+        occurred_at=_now(),
+        parent_order_id=parent_order_id,
+        strategy_id=strategy_id,
+        message_id=message_id,
+        correlation_id=correlation_id,
+    )
+    return _event(model, strategy_id, parent_order_id)
+
+
+CONTROL_EVENTS: dict[tuple[str, bool], type[ev.ControlEvent]] = {
+    ("kill_switch", True): ev.KillSwitchEngaged,
+    ("kill_switch", False): ev.KillSwitchReleased,
+    ("breaker", True): ev.BreakerTripped,
+    ("breaker", False): ev.BreakerReset,
+}
+
+
+def control_changed(
+    switch: str, engaged: bool, *, reason: str | None, operator: str | None, automatic: bool
+) -> OutboxMessage:
+    model = CONTROL_EVENTS[(switch, engaged)](
+        event_id=str(uuid.uuid4()),
+        occurred_at=_now(),
+        reason=reason,
+        operator=operator,
+        automatic=automatic,
+    )
+    return _event(model, None, None)
+
+
+def reply(reply_to: str, correlation_id: str | None, body: Reply) -> OutboxMessage:
+    return OutboxMessage(
+        exchange="",
+        routing_key=reply_to,
+        body=body.model_dump_json(exclude_none=True).encode(),
+        message_id=str(uuid.uuid4()),
+        type=f"reply.{body.outcome.value}",
+        correlation_id=correlation_id,
+    )
+
+
+def accepted_reply(parent: ParentRecord, slices: list[SliceRecord]) -> Reply:
+    return Reply(
+        outcome=Outcome.ACCEPTED,
+        type="submit",
+        parent_order_id=parent.parent_order_id,
+        total_qty=parent.qty,
+        total_slices=parent.total_slices,
+        interval_seconds=parent.interval_seconds,
+        slices=planned(slices),
+    )
+
+
+def dead_letter(body: bytes, reason: str, errors: list[ErrorDetail], source: str,
+                message_id: str | None, correlation_id: str | None) -> OutboxMessage:
+    """The untouched body of a message that can never succeed, with the reason in headers."""
+    detail = "; ".join(f"{e.loc}: {e.msg}" for e in errors)
+    return OutboxMessage(
+        exchange="dlx",
+        routing_key=source,
+        body=body,
+        message_id=message_id,
+        correlation_id=correlation_id,
+        headers={
+            "x-twap-reason": reason,
+            "x-twap-errors": detail[:4000],
+            "x-twap-source-queue": source,
+        },
+    )

@@ -1,0 +1,1 @@
+"""The RabbitMQ boundary: the only package that imports aio_pika."""

@@ -1,0 +1,1 @@
+"""The worker's moving parts: intake, scheduling, guarded execution, control, recovery."""

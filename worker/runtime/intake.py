@@ -1,0 +1,133 @@
+"""Request intake: a batch of deliveries → one transaction → schedule → ack.
+
+Validation and planning are pure (worker.core.intake); the store applies the whole batch in
+one transaction (parents, slices, events, replies, dead letters); only after the commit are
+parents scheduled and messages acked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from enum import Enum
+
+from schemas.requests import RequestContext
+from worker.brokers.base import Broker
+from worker.core import events
+from worker.core.intake import Inbound, IntakeItem, Invalid, classify
+from worker.runtime.clock import Clock
+from worker.runtime.scheduling import SliceScheduler
+from worker.settings import Settings
+from worker.store.engine import is_outage
+from worker.store.intake_ops import CancelResult, IntakeResult
+from worker.store.repository import Store
+
+log = logging.getLogger(__name__)
+
+
+class Disposition(Enum):
+    ACK = "ack"
+    REQUEUE = "requeue"
+
+
+class IntakeService:
+    def __init__(
+        self,
+        store: Store,
+        scheduler: SliceScheduler,
+        broker: Broker,
+        settings: Settings,
+        requests_queue: str,
+        clock: Clock,
+        notify: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.scheduler = scheduler
+        self.broker = broker
+        self.settings = settings
+        self.requests_queue = requests_queue
+        self.clock = clock
+        self.notify = notify
+
+    def _context(self) -> RequestContext:
+        from datetime import timedelta
+
+        return RequestContext(
+            limits=self.settings.limits,
+            now=self.clock(),
+            misfire_grace=timedelta(seconds=self.settings.misfire_grace_seconds),
+        )
+
+    async def handle(self, batch: list[Inbound]) -> list[Disposition]:
+        """Decide every message of the batch; the caller acks or requeues accordingly."""
+        now = self.clock()
+        context = self._context()
+        items = [classify(inbound, context, now) for inbound in batch]
+        try:
+            results = await self.store.apply_intake(items, now, self.requests_queue)
+        except Exception as exc:
+            if is_outage(exc):
+                log.warning("intake.database_unavailable", extra={"batch": len(batch),
+                                                                   "error": str(exc)[:200]})
+                return [Disposition.REQUEUE] * len(batch)
+            if len(batch) == 1:
+                log.exception("intake.failed", extra=_meta(batch[0]))
+                return [Disposition.REQUEUE]  # the delivery limit dead-letters a poison message
+            log.warning("intake.batch_failed_splitting", extra={"batch": len(batch)})
+            out: list[Disposition] = []
+            for inbound in batch:
+                out.extend(await self.handle([inbound]))
+            return out
+        for item, result in zip(items, results, strict=True):
+            await self._after_commit(item, result)
+        self.notify()
+        return [Disposition.ACK] * len(batch)
+
+    async def _after_commit(self, item: IntakeItem, result: IntakeResult) -> None:
+        meta = _meta(item.inbound)
+        if result.accepted is not None:
+            parent, slices = result.accepted
+            self.scheduler.add(
+                parent.parent_order_id, start=parent.start_at,
+                interval=parent.interval_seconds, total=parent.total_slices,
+            )
+            log.info("request.accepted", extra={**meta, "parent_order_id": parent.parent_order_id,
+                                                 "slices": len(slices)})
+        elif result.cancel is not None:
+            self.scheduler.drop(result.cancel.parent.parent_order_id)  # type: ignore[union-attr]
+            request = getattr(item, "request", None)
+            if request is not None and request.cancel_working_orders:
+                await self._cancel_working(result.cancel, request.reason)
+            log.info("request.canceled", extra={**meta, "parent_order_id": result.parent_order_id,
+                                                 "canceled": len(result.cancel.canceled),
+                                                 "in_flight": result.cancel.in_flight})
+        elif isinstance(item, Invalid):
+            log.warning("request.rejected", extra={**meta, "kind": item.kind,
+                                                    "errors": [e.msg for e in item.errors][:5]})
+        else:
+            log.info(f"request.{result.outcome}", extra={**meta,
+                                                         "parent_order_id": result.parent_order_id})
+
+    async def _cancel_working(self, cancel: CancelResult, reason: str | None) -> None:
+        """Cancel at the broker every submitted slice whose order is still open."""
+        assert cancel.parent is not None
+        working = 0
+        for record in cancel.submitted:
+            try:
+                found = await self.broker.find(record.client_order_id)
+                if found is not None and found.is_open and await self.broker.cancel(
+                    found.broker_order_id
+                ):
+                    working += 1
+            except Exception as exc:
+                log.warning("cancel.working_order_failed", extra={
+                    "parent_order_id": record.parent_order_id, "slice_num": record.slice_num,
+                    "client_order_id": record.client_order_id, "error": str(exc)})
+        message = events.parent_canceled(
+            cancel.parent, len(cancel.canceled), cancel.in_flight, reason, working
+        )
+        await self.store.write_messages([message], self.clock())
+
+
+def _meta(inbound: Inbound) -> dict[str, object]:
+    return {"message_id": inbound.message_id, "correlation_id": inbound.correlation_id}

@@ -1,0 +1,46 @@
+"""Start-up recovery: the database says what was going on; rebuild the schedule from it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from worker.runtime.clock import Clock
+from worker.runtime.execution import SliceExecutor
+from worker.runtime.scheduling import SliceScheduler
+from worker.store.repository import Store
+
+log = logging.getLogger(__name__)
+
+
+async def recover(
+    store: Store, executor: SliceExecutor, scheduler: SliceScheduler, grace: timedelta,
+    clock: Clock,
+) -> dict[str, int]:
+    """Expire what is too late, settle what was in flight, re-arm every parent, complete."""
+    expired = 0
+    while True:
+        batch = await store.expire_overdue(clock(), grace)
+        expired += batch
+        if batch == 0:
+            break
+    claimed = await store.claimed_slices()
+    resumed_parents: dict[str, int] = {}
+    for parent, record in claimed:
+        resumed_parents[parent.parent_order_id] = parent.interval_seconds
+        scheduler.spawn(executor.resume(parent, record))
+    pending = await store.pending_parents()
+    now = clock()
+    for p in pending:
+        # A parent whose slice is being settled right now waits half an interval for the next.
+        paced = resumed_parents.get(p.parent_order_id)
+        scheduler.add(
+            p.parent_order_id, start=p.start_at, interval=p.interval_seconds,
+            total=p.total_slices, next_slice=p.next_slice,
+            not_before=now + timedelta(seconds=paced / 2) if paced else None,
+        )
+    completed = await store.complete_finished_parents(clock())
+    summary = {"expired": expired, "resumed": len(claimed), "parents": len(pending),
+               "completed": completed}
+    log.info("recovery.done", extra=summary)
+    return summary

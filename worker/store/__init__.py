@@ -1,0 +1,1 @@
+"""The database boundary: the only package that imports sqlalchemy."""

@@ -1,0 +1,195 @@
+"""Statements of request intake: create parents with their slices, cancel pending slices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from schemas.common import Outcome, ParentStatus, SliceStatus
+from schemas.errors import ErrorDetail
+from schemas.replies import Reply
+from worker.core import events
+from worker.core.intake import CancelOrder, IntakeItem, PlannedSubmit
+from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
+from worker.store.rows import parent_values, slice_values, to_parent, to_slice
+from worker.store.slice_ops import write_outbox
+from worker.store.tables import parents, slices
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    parent: ParentRecord | None  # None: unknown parent
+    canceled: list[SliceRecord]
+    in_flight: int
+    submitted: list[SliceRecord]  # slices at the broker, for cancel_working_orders
+
+
+async def existing_parent_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = await conn.execute(
+            select(parents.c.parent_order_id).where(parents.c.parent_order_id.in_(chunk))
+        )
+        found.update(row[0] for row in rows)
+    return found
+
+
+async def insert_parents(
+    conn: AsyncConnection,
+    plans: list[tuple[ParentRecord, list[SliceRecord]]],
+    now: datetime,
+) -> None:
+    """Bulk insert parents and all their slices (the caller's transaction holds them together)."""
+    if not plans:
+        return
+    await conn.execute(insert(parents), [parent_values(p, now) for p, _ in plans])
+    rows = [slice_values(s, now) for _, sl in plans for s in sl]
+    # insertmanyvalues pages the rows, staying under PostgreSQL's bind-parameter cap.
+    await conn.execute(insert(slices), rows)
+
+
+async def get_parent(conn: AsyncConnection, parent_id: str) -> ParentRecord | None:
+    row = (
+        await conn.execute(select(parents).where(parents.c.parent_order_id == parent_id))
+    ).first()
+    return to_parent(row) if row is not None else None
+
+
+async def get_slices(conn: AsyncConnection, parent_id: str) -> list[SliceRecord]:
+    rows = await conn.execute(
+        select(slices).where(slices.c.parent_order_id == parent_id).order_by(slices.c.slice_num)
+    )
+    return [to_slice(row) for row in rows]
+
+
+async def cancel_pending(
+    conn: AsyncConnection, parent_id: str, reason: str | None, now: datetime
+) -> CancelResult:
+    """Every still-scheduled slice → canceled in one statement, with their events.
+
+    Slices already claimed are going out and are counted as in flight. The parent's own
+    `parent.canceled` event is left to the caller (it may have broker work to report first).
+    """
+    parent = await get_parent(conn, parent_id)
+    if parent is None:
+        return CancelResult(None, [], 0, [])
+    result = await conn.execute(
+        update(slices)
+        .where(slices.c.parent_order_id == parent_id)
+        .where(slices.c.status == SliceStatus.SCHEDULED.value)
+        .values(status=SliceStatus.CANCELED.value, reason=reason, updated_at=now)
+        .returning(*slices.c)
+    )
+    canceled = sorted((to_slice(row) for row in result), key=lambda s: s.slice_num)
+    others = await get_slices(conn, parent_id)
+    in_flight = sum(1 for s in others if s.status is SliceStatus.SUBMITTING)
+    submitted = [s for s in others if s.status is SliceStatus.SUBMITTED and s.broker_order_id]
+    if parent.status is ParentStatus.ACTIVE:
+        await conn.execute(
+            update(parents)
+            .where(parents.c.parent_order_id == parent_id)
+            .where(parents.c.status == ParentStatus.ACTIVE.value)
+            .values(status=ParentStatus.CANCELED.value, cancel_reason=reason, updated_at=now)
+        )
+    messages: list[OutboxMessage] = [
+        events.slice_event(parent, record, reason=reason) for record in canceled
+    ]
+    await write_outbox(conn, messages, now)
+    return CancelResult(parent, canceled, in_flight, submitted)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    """What happened to one request: the outcome and what the scheduler must do about it."""
+
+    outcome: str  # accepted | duplicate | rejected | canceled
+    parent_order_id: str | None = None
+    accepted: tuple[ParentRecord, list[SliceRecord]] | None = None
+    cancel: CancelResult | None = None
+
+
+async def apply_intake(
+    conn: AsyncConnection, items: list[IntakeItem], now: datetime, requests_queue: str
+) -> list[IntakeResult]:
+    """Apply a batch of classified requests in order, in the caller's one transaction."""
+    submit_ids = [i.parent.parent_order_id for i in items if isinstance(i, PlannedSubmit)]
+    known = await existing_parent_ids(conn, submit_ids) if submit_ids else set()
+    pending: list[tuple[ParentRecord, list[SliceRecord]]] = []
+    messages: list[OutboxMessage] = []
+    results: list[IntakeResult] = []
+
+    async def flush() -> None:
+        await insert_parents(conn, pending, now)
+        pending.clear()
+
+    for item in items:
+        meta = item.inbound
+        if isinstance(item, PlannedSubmit):
+            pid = item.parent.parent_order_id
+            if pid in known:
+                messages.append(
+                    events.request_duplicate(
+                        pid, item.parent.strategy_id,
+                        message_id=meta.message_id, correlation_id=meta.correlation_id,
+                    )
+                )
+                reply = Reply(outcome=Outcome.DUPLICATE, type="submit", parent_order_id=pid)
+                results.append(IntakeResult("duplicate", pid))
+            else:
+                known.add(pid)
+                pending.append((item.parent, item.slices))
+                messages.append(events.parent_accepted(item.parent, item.slices))
+                reply = events.accepted_reply(item.parent, item.slices)
+                results.append(IntakeResult("accepted", pid, accepted=(item.parent, item.slices)))
+        elif isinstance(item, CancelOrder):
+            await flush()  # a cancel may follow its own submit in the same batch
+            pid = item.request.parent_order_id
+            cancel = await cancel_pending(conn, pid, item.request.reason, now)
+            if cancel.parent is None:
+                errors = [ErrorDetail(loc="parent_order_id", msg=f"unknown parent {pid!r}")]
+                messages.append(
+                    events.request_rejected(
+                        errors, message_id=meta.message_id, correlation_id=meta.correlation_id,
+                        parent_order_id=pid,
+                    )
+                )
+                reply = Reply(outcome=Outcome.REJECTED, type="cancel", parent_order_id=pid,
+                              errors=errors)
+                results.append(IntakeResult("rejected", pid))
+            else:
+                if not item.request.cancel_working_orders:
+                    messages.append(
+                        events.parent_canceled(
+                            cancel.parent, len(cancel.canceled), cancel.in_flight,
+                            item.request.reason,
+                        )
+                    )
+                reply = Reply(
+                    outcome=Outcome.ACCEPTED, type="cancel", parent_order_id=pid,
+                    canceled_slices=len(cancel.canceled), in_flight_slices=cancel.in_flight,
+                )
+                results.append(IntakeResult("canceled", pid, cancel=cancel))
+        else:
+            messages.append(
+                events.dead_letter(
+                    meta.body, item.kind, item.errors, requests_queue,
+                    meta.message_id, meta.correlation_id,
+                )
+            )
+            messages.append(
+                events.request_rejected(
+                    item.errors, message_id=meta.message_id,
+                    correlation_id=meta.correlation_id, strategy_id=item.strategy_id,
+                )
+            )
+            reply = Reply(outcome=Outcome.REJECTED, errors=item.errors)
+            results.append(IntakeResult("rejected"))
+        if meta.reply_to:
+            messages.append(events.reply(meta.reply_to, meta.correlation_id, reply))
+    await flush()
+    await write_outbox(conn, messages, now)
+    return results

@@ -1,0 +1,25 @@
+"""The transactional outbox: read what is waiting, delete what the broker confirmed."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from worker.core.records import OutboxMessage
+from worker.store.rows import to_outbox
+from worker.store.tables import outbox
+
+
+async def fetch(conn: AsyncConnection, limit: int) -> list[tuple[int, OutboxMessage]]:
+    """The oldest waiting messages, in commit order (ids grow), so per-parent order holds."""
+    rows = await conn.execute(select(outbox).order_by(outbox.c.id).limit(limit))
+    return [(row.id, to_outbox(row)) for row in rows]
+
+
+async def remove(conn: AsyncConnection, ids: list[int]) -> None:
+    for start in range(0, len(ids), 1000):
+        await conn.execute(delete(outbox).where(outbox.c.id.in_(ids[start : start + 1000])))
+
+
+async def backlog(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(outbox))).scalar_one())

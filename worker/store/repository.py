@@ -1,0 +1,286 @@
+"""`Store`: the database as the rest of the worker sees it. One method, one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from schemas.common import ParentStatus, SliceStatus
+from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
+from worker.store import intake_ops, outbox_ops, slice_ops, switch_ops
+from worker.store.engine import make_engine
+from worker.core.intake import IntakeItem
+from worker.store.intake_ops import CancelResult, IntakeResult
+from worker.store.rows import to_parent
+from worker.store.slice_ops import SLICE_WITH_PARENT, split_row
+from worker.store.tables import parents, slices
+
+
+@dataclass(frozen=True, slots=True)
+class PendingParent:
+    """What the scheduler needs to re-arm a parent: its cadence and its next scheduled slice."""
+
+    parent_order_id: str
+    start_at: datetime
+    interval_seconds: int
+    total_slices: int
+    next_slice: int
+    next_due: datetime
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = 10) -> Store:
+        return cls(make_engine(url, pool_size=pool_size))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    # -- the operations the original design named -------------------------------------------
+    async def create_parent(
+        self, parent: ParentRecord, slice_records: list[SliceRecord], now: datetime,
+        messages: list[OutboxMessage] | None = None,
+    ) -> None:
+        async with self.transaction() as conn:
+            await intake_ops.insert_parents(conn, [(parent, slice_records)], now)
+            await slice_ops.write_outbox(conn, messages or [], now)
+
+    async def get_parent(self, parent_id: str) -> ParentRecord | None:
+        async with self.engine.connect() as conn:
+            return await intake_ops.get_parent(conn, parent_id)
+
+    async def get_slices(self, parent_id: str) -> list[SliceRecord]:
+        async with self.engine.connect() as conn:
+            return await intake_ops.get_slices(conn, parent_id)
+
+    async def cancel_pending(self, parent_id: str, reason: str | None, now: datetime) -> int:
+        async with self.transaction() as conn:
+            return len((await intake_ops.cancel_pending(conn, parent_id, reason, now)).canceled)
+
+    # -- execution ---------------------------------------------------------------------------
+    async def claim(
+        self, parent_id: str, slice_num: int, now: datetime
+    ) -> tuple[ParentRecord, SliceRecord, SwitchState] | None:
+        async with self.transaction() as conn:
+            return await slice_ops.claim(conn, parent_id, slice_num, now)
+
+    async def load(self, parent_id: str, slice_num: int) -> tuple[ParentRecord, SliceRecord] | None:
+        async with self.engine.connect() as conn:
+            return await slice_ops.load(conn, parent_id, slice_num)
+
+    async def guard_state(self, parent_id: str) -> tuple[ParentStatus | None, SwitchState]:
+        """The parent's status and the switches, as read before a retry attempt."""
+        async with self.engine.connect() as conn:
+            status = (
+                await conn.execute(
+                    select(parents.c.status).where(parents.c.parent_order_id == parent_id)
+                )
+            ).scalar_one_or_none()
+            switches = await switch_ops.read_switches(conn)
+        return (ParentStatus(status) if status else None), switches
+
+    async def finish(
+        self,
+        parent: ParentRecord,
+        record: SliceRecord,
+        new: SliceStatus,
+        now: datetime,
+        *,
+        max_failures: int,
+        reason: str | None = None,
+        broker_order_id: str | None = None,
+        attempts: int | None = None,
+        sent_at: datetime | None = None,
+    ) -> SliceRecord | None:
+        async with self.transaction() as conn:
+            return await slice_ops.finish(
+                conn, parent, record, new, now, max_failures=max_failures, reason=reason,
+                broker_order_id=broker_order_id, attempts=attempts, sent_at=sent_at,
+            )
+
+    async def expire_overdue(self, now: datetime, grace: timedelta, limit: int = 1000) -> int:
+        """Scheduled slices missed beyond the grace → expired, with events; returns how many."""
+        cutoff = now - grace
+        async with self.transaction() as conn:
+            rows = (
+                await conn.execute(
+                    SLICE_WITH_PARENT
+                    .where(slices.c.status == SliceStatus.SCHEDULED.value)
+                    .where(slices.c.scheduled_time < cutoff)
+                    .order_by(slices.c.scheduled_time)
+                    .limit(limit)
+                )
+            ).all()
+            expired = 0
+            for row in rows:
+                parent, record = split_row(row)
+                done = await slice_ops.transition(
+                    conn, parent, record, SliceStatus.EXPIRED, now,
+                    reason=f"missed its due time by more than the grace ({grace.total_seconds():.0f} s)",
+                )
+                expired += done is not None
+        return expired
+
+    async def claimed_slices(self) -> list[tuple[ParentRecord, SliceRecord]]:
+        """Slices left `submitting` (a previous process died with them in its hands)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                SLICE_WITH_PARENT.where(slices.c.status == SliceStatus.SUBMITTING.value)
+                .order_by(slices.c.scheduled_time)
+            )
+            return [split_row(row) for row in rows]
+
+    async def pending_parents(self) -> list[PendingParent]:
+        """Every parent with a scheduled slice, with the first one, for re-arming."""
+        first = (
+            select(
+                slices.c.parent_order_id,
+                func.min(slices.c.slice_num).label("next_slice"),
+                func.min(slices.c.scheduled_time).label("next_due"),
+            )
+            .where(slices.c.status == SliceStatus.SCHEDULED.value)
+            .group_by(slices.c.parent_order_id)
+            .subquery()
+        )
+        query = select(
+            parents.c.parent_order_id, parents.c.start_at, parents.c.interval_seconds,
+            parents.c.total_slices, first.c.next_slice, first.c.next_due,
+        ).join(first, first.c.parent_order_id == parents.c.parent_order_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            PendingParent(
+                parent_order_id=r.parent_order_id,
+                start_at=r.start_at,
+                interval_seconds=r.interval_seconds,
+                total_slices=r.total_slices,
+                next_slice=r.next_slice,
+                next_due=r.next_due,
+            )
+            for r in rows
+        ]
+
+    async def complete_finished_parents(self, now: datetime) -> int:
+        """Active parents with no pending slice left become completed (after a crash)."""
+        pending = select(slices.c.parent_order_id).where(
+            slices.c.status.in_([SliceStatus.SCHEDULED.value, SliceStatus.SUBMITTING.value])
+        )
+        async with self.transaction() as conn:
+            rows = (
+                await conn.execute(
+                    select(parents)
+                    .where(parents.c.status == ParentStatus.ACTIVE.value)
+                    .where(parents.c.parent_order_id.not_in(pending))
+                )
+            ).all()
+            done = 0
+            for row in rows:
+                done += await slice_ops.maybe_complete(conn, to_parent(row), now)
+        return done
+
+    # -- switches ----------------------------------------------------------------------------
+    async def switches(self) -> SwitchState:
+        try:
+            async with self.engine.connect() as conn:
+                return await switch_ops.read_switches(conn)
+        except Exception as exc:  # unreadable state is engaged: fail closed
+            return SwitchState.fail_closed(f"switch state unreadable: {type(exc).__name__}")
+
+    async def set_switch(
+        self, name: str, engaged: bool, now: datetime, *, reason: str | None,
+        operator: str | None, automatic: bool = False, extra: list[OutboxMessage] | None = None,
+    ) -> bool:
+        async with self.transaction() as conn:
+            changed = await switch_ops.set_switch(
+                conn, name, engaged, now, reason=reason, operator=operator, automatic=automatic
+            )
+            await slice_ops.write_outbox(conn, extra or [], now)
+            return changed
+
+    # -- outbox ------------------------------------------------------------------------------
+    async def outbox_fetch(self, limit: int) -> list[tuple[int, OutboxMessage]]:
+        async with self.engine.connect() as conn:
+            return await outbox_ops.fetch(conn, limit)
+
+    async def outbox_remove(self, ids: list[int]) -> None:
+        async with self.transaction() as conn:
+            await outbox_ops.remove(conn, ids)
+
+    async def outbox_backlog(self) -> int:
+        async with self.engine.connect() as conn:
+            return await outbox_ops.backlog(conn)
+
+    async def write_messages(self, messages: list[OutboxMessage], now: datetime) -> None:
+        async with self.transaction() as conn:
+            await slice_ops.write_outbox(conn, messages, now)
+
+    # -- reads for operators -----------------------------------------------------------------
+    async def list_parents(
+        self, *, active: bool = False, strategy: str | None = None, symbol: str | None = None,
+        since: datetime | None = None, limit: int = 50,
+    ) -> list[tuple[ParentRecord, dict[str, tuple[int, int]]]]:
+        """Parents, newest first, each with (count, qty) per slice status."""
+        query = select(parents).order_by(parents.c.created_at.desc()).limit(limit)
+        if active:
+            query = query.where(parents.c.status == ParentStatus.ACTIVE.value)
+        if strategy:
+            query = query.where(parents.c.strategy_id == strategy)
+        if symbol:
+            query = query.where(parents.c.symbol == symbol.upper())
+        if since:
+            query = query.where(parents.c.created_at >= since)
+        async with self.engine.connect() as conn:
+            found = [to_parent(row) for row in await conn.execute(query)]
+            ids = [p.parent_order_id for p in found]
+            tallies: dict[str, dict[str, tuple[int, int]]] = {i: {} for i in ids}
+            if ids:
+                rows = await conn.execute(
+                    select(slices.c.parent_order_id, slices.c.status, func.count(),
+                           func.sum(slices.c.qty))
+                    .where(slices.c.parent_order_id.in_(ids))
+                    .group_by(slices.c.parent_order_id, slices.c.status)
+                )
+                for pid, status, count, qty in rows:
+                    tallies[pid][status] = (int(count), int(qty))
+        return [(p, tallies[p.parent_order_id]) for p in found]
+
+    async def apply_intake(
+        self, items: list[IntakeItem], now: datetime, requests_queue: str
+    ) -> list[IntakeResult]:
+        async with self.transaction() as conn:
+            return await intake_ops.apply_intake(conn, items, now, requests_queue)
+
+    async def cancel(self, parent_id: str, reason: str | None, now: datetime) -> CancelResult:
+        async with self.transaction() as conn:
+            return await intake_ops.cancel_pending(conn, parent_id, reason, now)
+
+    async def slice_count_by_status(self) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(slices.c.status, func.count()).group_by(slices.c.status)
+            )
+            return {status: int(count) for status, count in rows}
+
+
+__all__ = ["CancelResult", "PendingParent", "Store"]

@@ -1,0 +1,96 @@
+"""The schema. Alembic migrations create it; a test checks that they agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from worker.store.types import ExactDecimal, UTCDateTime
+
+metadata = MetaData()
+
+parents = Table(
+    "parents",
+    metadata,
+    Column("parent_order_id", String(24), primary_key=True),
+    Column("strategy_id", String(64), nullable=False),
+    Column("symbol", String(16), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("order_type", String(10), nullable=False),
+    Column("limit_price", ExactDecimal, nullable=True),
+    Column("stop_price", ExactDecimal, nullable=True),
+    Column("time_in_force", String(3), nullable=False),
+    Column("duration_seconds", Integer, nullable=False),
+    Column("interval_seconds", Integer, nullable=False),
+    Column("max_slice_qty", BigInteger, nullable=True),
+    Column("distribution", String(12), nullable=False),
+    Column("start_at", UTCDateTime, nullable=False),
+    Column("trade_date", String(10), nullable=False),
+    Column("request_id", String(64), nullable=True),
+    Column("submitted_by", String(128), nullable=True),
+    Column("total_slices", Integer, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("cancel_reason", String(256), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_parents_status", "status"),
+    Index("ix_parents_strategy", "strategy_id", "created_at"),
+)
+
+slices = Table(
+    "slices",
+    metadata,
+    Column("parent_order_id", String(24), primary_key=True),
+    Column("slice_num", Integer, primary_key=True),
+    Column("client_order_id", String(24), nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("scheduled_time", UTCDateTime, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("broker_order_id", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("reason", Text, nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("client_order_id", name="uq_slices_client_order_id"),
+    Index("ix_slices_status_due", "status", "scheduled_time"),
+)
+
+switches = Table(
+    "switches",
+    metadata,
+    Column("name", String(16), primary_key=True),  # 'kill_switch' | 'breaker'
+    Column("engaged", Boolean, nullable=False),
+    Column("reason", String(256), nullable=True),
+    Column("operator", String(64), nullable=True),
+    Column("automatic", Boolean, nullable=False, default=False),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("exchange", String(8), nullable=False),
+    Column("routing_key", String(255), nullable=False),
+    Column("message_id", String(64), nullable=True),
+    Column("type", String(64), nullable=True),
+    Column("correlation_id", String(255), nullable=True),
+    Column("parent_order_id", String(24), nullable=True),
+    Column("headers", JSON, nullable=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
