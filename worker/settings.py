@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     )
     sim_latency_ms: float = Field(default=0.0, ge=0, description="sim broker: answer delay")
 
+    http_host: str = Field(default="127.0.0.1", description="address of /metrics, /healthz, /readyz")
+    http_port: int = Field(default=9464, ge=0, le=65535, description="0 turns the HTTP server off")
+
     log_level: str = Field(default="INFO")
     log_json: bool | None = Field(default=None, description="JSON lines; default: when not a tty")
 
