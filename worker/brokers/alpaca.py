@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -79,6 +80,7 @@ class AlpacaBroker:
         max_concurrency: int = 4,
         limiter: RateLimiter | None = None,
     ) -> None:
+        _import_alpaca()
         from alpaca.common.exceptions import APIError
 
         self._api_error: type[Exception] = APIError
@@ -248,6 +250,14 @@ def _base_url(url: str | None) -> str | None:
         return None
     url = url.rstrip("/")
     return url.removesuffix("/v2")
+
+
+def _import_alpaca() -> None:
+    """Load alpaca-py once, quietly: `alpaca.trading` imports its websocket stream module,
+    which imports the deprecated `websockets.legacy` (a warning about alpaca-py, not us)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"websockets\.")
+        import alpaca.trading  # noqa: F401
 
 
 def _build_client(
