@@ -1,0 +1,29 @@
+"""Settings and fake credentials that point the Alpaca adapter at the local stand-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import SecretStr
+
+from tests.support.alpaca_standin import AlpacaStandIn
+from worker.settings import Settings
+
+STANDIN_KEY = "standin-key-id"
+STANDIN_SECRET = "standin-secret-must-never-be-logged"
+TEST_TIMEOUT = 0.3
+
+
+def standin_settings(standin: AlpacaStandIn, **overrides: Any) -> Settings:
+    """Settings for TWAP_BROKER=alpaca against the stand-in, with a tiny timeout."""
+    values: dict[str, Any] = {
+        "broker": "alpaca",
+        "alpaca_api_key": SecretStr(STANDIN_KEY),
+        "alpaca_secret_key": SecretStr(STANDIN_SECRET),
+        "alpaca_base_url": standin.url,
+        "broker_timeout_seconds": TEST_TIMEOUT,
+        "broker_rate_limit_per_minute": 6000,
+        "broker_max_concurrency": 4,
+    }
+    values.update(overrides)
+    return Settings(**values)
