@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from schemas.common import OrderType
+from schemas.common import OrderType, Side, TimeInForce
 from worker.brokers.base import BrokerOrder, OrderRequest
 from worker.core.retry import BrokerRejection, DuplicateOrder, TransientBrokerError
 
@@ -59,7 +59,10 @@ class SimBroker:
             self._ledger = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def fail_next(self, *faults: str) -> None:
-        """Make the next submits fail: 'transient', 'ambiguous' (booked, then a timeout), 'reject'."""
+        """Queue faults for the next submits: 'transient', 'ambiguous', 'reject'.
+
+        'ambiguous' books the order and then fails as a timeout would.
+        """
         self._faults.extend(faults)
 
     async def submit(self, order: OrderRequest) -> BrokerOrder:
@@ -109,6 +112,9 @@ class SimBroker:
                 "side": order.side.value,
                 "qty": order.qty,
                 "order_type": order.order_type.value,
+                "time_in_force": order.time_in_force.value,
+                "limit_price": None if order.limit_price is None else str(order.limit_price),
+                "stop_price": None if order.stop_price is None else str(order.stop_price),
                 "status": status,
                 "received_at": sim_order.received_at,
             }
@@ -125,13 +131,20 @@ class SimBroker:
             order = OrderRequest(
                 client_order_id=row["client_order_id"],
                 symbol=row["symbol"],
-                side=row["side"],
+                side=Side(row["side"]),
                 qty=row["qty"],
                 order_type=OrderType(row["order_type"]),
+                time_in_force=TimeInForce(row.get("time_in_force", "day")),
+                limit_price=_price(row.get("limit_price")),
+                stop_price=_price(row.get("stop_price")),
             )
             self.orders[order.client_order_id] = SimOrder(
                 order, row["broker_order_id"], row["received_at"], row["status"]
             )
+
+
+def _price(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
 
 
 def read_ledger(path: Path) -> list[dict[str, object]]:

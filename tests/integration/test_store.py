@@ -1,0 +1,224 @@
+"""The store on real SQLite and PostgreSQL: one transaction per parent, CAS, exact values."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from schemas import RequestContext, SubmitRequest, parse_request
+from schemas.common import ParentStatus, SliceStatus
+from worker.core.planning import build_plan
+from worker.core.records import ParentRecord, SliceRecord
+from worker.store.repository import Store
+from worker.store.switch_ops import BREAKER, KILL_SWITCH
+from worker.store.tables import outbox, slices, switches
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def make_plan(now: datetime = NOW, **overrides: object) -> tuple[ParentRecord, list[SliceRecord]]:
+    body = {"type": "submit", "strategy_id": "s1", "symbol": "AAPL", "side": "buy", "qty": 103,
+            "duration_seconds": 300, "order_type": "limit", "limit_price": "150.004"}
+    body.update(overrides)
+    body = {k: v for k, v in body.items() if v is not None}
+    req = parse_request(json.dumps(body).encode(), RequestContext(now=now))
+    assert isinstance(req, SubmitRequest)
+    return build_plan(req, now=now)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = Store.from_url(database_url)
+    yield s
+    await s.close()
+
+
+async def test_parent_and_slices_round_trip_exactly(store: Store) -> None:
+    """Prices come back as exact Decimals and datetimes come back aware UTC, on both databases."""
+    parent, plan = make_plan()
+    await store.create_parent(parent, plan, NOW)
+    got = await store.get_parent(parent.parent_order_id)
+    assert got is not None
+    assert got.limit_price == Decimal("150.004")
+    assert got.start_at == parent.start_at and got.start_at.tzinfo is not None
+    rows = await store.get_slices(parent.parent_order_id)
+    assert [r.slice_num for r in rows] == [0, 1, 2, 3, 4]
+    assert [r.qty for r in rows] == [21, 21, 21, 20, 20]
+    assert all(r.scheduled_time.tzinfo is not None for r in rows)
+    assert rows[1].scheduled_time - rows[0].scheduled_time == timedelta(seconds=60)
+
+
+async def test_parent_with_slices_is_one_transaction(store: Store) -> None:
+    """A failing slice insert leaves no parent behind (all or nothing)."""
+    parent, plan = make_plan()
+    broken = [*plan, plan[0]]  # duplicate (parent, slice_num)
+    with pytest.raises(IntegrityError):
+        await store.create_parent(parent, broken, NOW)
+    assert await store.get_parent(parent.parent_order_id) is None
+    assert await store.get_slices(parent.parent_order_id) == []
+
+
+async def test_claim_is_compare_and_set(store: Store) -> None:
+    """Only one of many concurrent claims of a slice wins; the rest write nothing."""
+    parent, plan = make_plan()
+    await store.create_parent(parent, plan, NOW)
+    results = await asyncio.gather(*(store.claim(parent.parent_order_id, 0, NOW)
+                                     for _ in range(8)))
+    assert sum(r is not None for r in results) == 1
+    rows = await store.get_slices(parent.parent_order_id)
+    assert rows[0].status is SliceStatus.SUBMITTING
+
+
+async def test_cancel_pending_counts_and_skips_claimed(store: Store) -> None:
+    """Cancel turns scheduled slices canceled in one go; a claimed one stays in flight."""
+    parent, plan = make_plan()
+    await store.create_parent(parent, plan, NOW)
+    assert await store.claim(parent.parent_order_id, 0, NOW) is not None
+    result = await store.cancel(parent.parent_order_id, "test", NOW)
+    assert len(result.canceled) == 4 and result.in_flight == 1
+    assert await store.cancel_pending(parent.parent_order_id, "again", NOW) == 0
+    statuses = [r.status for r in await store.get_slices(parent.parent_order_id)]
+    assert statuses == [SliceStatus.SUBMITTING] + [SliceStatus.CANCELED] * 4
+    got = await store.get_parent(parent.parent_order_id)
+    assert got is not None and got.status is ParentStatus.CANCELED
+
+
+async def test_late_writer_cannot_overwrite_a_canceled_slice(store: Store) -> None:
+    """A claim after a cancel does nothing; a finish from a stale status does nothing."""
+    parent, plan = make_plan()
+    await store.create_parent(parent, plan, NOW)
+    await store.cancel(parent.parent_order_id, None, NOW)
+    assert await store.claim(parent.parent_order_id, 1, NOW) is None
+    stale = plan[1]  # still says `scheduled`
+    assert await store.finish(parent, stale, SliceStatus.EXPIRED, NOW, max_failures=5) is None
+    rows = await store.get_slices(parent.parent_order_id)
+    assert rows[1].status is SliceStatus.CANCELED
+
+
+async def test_completion_when_every_slice_is_terminal(store: Store) -> None:
+    """The last terminal slice completes the parent and writes parent.completed."""
+    parent, plan = make_plan(duration_seconds=120, interval_seconds=60, qty=10)
+    await store.create_parent(parent, plan, NOW)
+    for num in range(2):
+        claimed = await store.claim(parent.parent_order_id, num, NOW)
+        assert claimed is not None
+        await store.finish(parent, claimed[1], SliceStatus.SUBMITTED, NOW, max_failures=5,
+                           broker_order_id=f"b{num}", attempts=1, sent_at=NOW)
+    got = await store.get_parent(parent.parent_order_id)
+    assert got is not None and got.status is ParentStatus.COMPLETED
+    types = [m.type for _, m in await store.outbox_fetch(100)]
+    assert types == ["slice.submitted", "slice.submitted", "parent.completed"]
+
+
+async def test_switches_fail_closed_when_missing(store: Store) -> None:
+    """Seeded released; a missing row reads as engaged and tripped."""
+    state = await store.switches()
+    assert not state.kill_switch_engaged and not state.breaker_tripped
+    async with store.transaction() as conn:
+        await conn.execute(delete(switches).where(switches.c.name == KILL_SWITCH))
+    state = await store.switches()
+    assert state.kill_switch_engaged and state.breaker_tripped
+
+
+async def test_unreadable_switch_state_is_engaged(tmp_path: Path) -> None:
+    """A database that can't be read counts as engaged and tripped (fail closed)."""
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    for url in (f"sqlite+aiosqlite:///{garbage}",
+                "postgresql+asyncpg://postgres@127.0.0.1:1/none"):
+        broken = Store.from_url(url)
+        try:
+            state = await broken.switches()
+        finally:
+            await broken.close()
+        assert state.kill_switch_engaged and state.breaker_tripped, url
+
+
+async def test_switch_change_is_persisted_with_its_event(store: Store) -> None:
+    """Engaging writes the state and control.kill_switch.engaged; repeating changes nothing."""
+    assert await store.set_switch(KILL_SWITCH, True, NOW, reason="r", operator="op")
+    assert not await store.set_switch(KILL_SWITCH, True, NOW, reason="r", operator="op")
+    state = await store.switches()
+    assert state.kill_switch_engaged and state.kill_switch_reason == "r"
+    types = [m.type for _, m in await store.outbox_fetch(10)]
+    assert types == ["control.kill_switch.engaged"]
+
+
+async def test_breaker_trips_after_consecutive_failures(store: Store) -> None:
+    """N failed slices in a row trip the breaker automatically; a success resets the count."""
+    parent, plan = make_plan(qty=10, duration_seconds=600, interval_seconds=60)
+    await store.create_parent(parent, plan, NOW)
+
+    async def fail(num: int) -> None:
+        claimed = await store.claim(parent.parent_order_id, num, NOW)
+        assert claimed is not None
+        await store.finish(parent, claimed[1], SliceStatus.FAILED, NOW, max_failures=3,
+                           reason="boom", attempts=3)
+
+    await fail(0)
+    await fail(1)
+    ok = await store.claim(parent.parent_order_id, 2, NOW)
+    assert ok is not None
+    await store.finish(parent, ok[1], SliceStatus.SUBMITTED, NOW, max_failures=3,
+                       broker_order_id="b", attempts=1)
+    await fail(3)
+    await fail(4)
+    assert not (await store.switches()).breaker_tripped
+    await fail(5)
+    state = await store.switches()
+    assert state.breaker_tripped and "3 consecutive slice failures" in (state.breaker_reason or "")
+    assert await store.set_switch(BREAKER, False, NOW, reason=None, operator="op")
+    assert (await store.switches()).consecutive_failures == 0
+
+
+async def test_expire_overdue_only_touches_missed_scheduled_slices(store: Store) -> None:
+    """Slices due longer ago than the grace become expired with events; others stay."""
+    old_start = NOW - timedelta(seconds=150)
+    parent, plan = make_plan(old_start, start_at=old_start.isoformat(), duration_seconds=300,
+                             interval_seconds=60, order_type="market", limit_price=None)
+    await store.create_parent(parent, plan, NOW - timedelta(seconds=150))
+    expired = await store.expire_overdue(NOW, timedelta(seconds=60))
+    assert expired == 2  # due at -150 s and -90 s; -30 s is within the grace
+    statuses = [r.status for r in await store.get_slices(parent.parent_order_id)]
+    assert statuses[:2] == [SliceStatus.EXPIRED] * 2
+    assert statuses[2:] == [SliceStatus.SCHEDULED] * 3
+    pending = await store.pending_parents()
+    assert [(p.parent_order_id, p.next_slice) for p in pending] == [(parent.parent_order_id, 2)]
+    assert pending[0].next_due.tzinfo is not None
+
+
+async def test_outbox_keeps_commit_order_and_removes_sent(store: Store) -> None:
+    """Outbox rows come back in insertion order and disappear once removed."""
+    parent, plan = make_plan()
+    await store.create_parent(parent, plan, NOW)
+    await store.cancel(parent.parent_order_id, "x", NOW)
+    rows = await store.outbox_fetch(100)
+    assert [m.type for _, m in rows] == ["slice.canceled"] * 5
+    await store.outbox_remove([i for i, _ in rows[:3]])
+    assert await store.outbox_backlog() == 2
+    async with store.engine.connect() as conn:
+        left = (await conn.execute(select(outbox.c.id))).all()
+    assert len(left) == 2
+
+
+async def test_unique_client_order_id(store: Store) -> None:
+    """Two slices can never share a client_order_id."""
+    parent, plan = make_plan()
+    await store.create_parent(parent, plan, NOW)
+    other, other_plan = make_plan(qty=104)
+    clash = list(other_plan)
+    clash[0] = replace(clash[0], client_order_id=plan[0].client_order_id)
+    with pytest.raises(IntegrityError):
+        await store.create_parent(other, clash, NOW)
+    async with store.engine.connect() as conn:
+        count = len((await conn.execute(select(slices.c.slice_num))).all())
+    assert count == 5
