@@ -1,0 +1,117 @@
+"""The guarded executor against a real database: late slices, skips, recovery of claims."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from schemas import RequestContext, SubmitRequest, parse_request
+from schemas.common import SliceStatus
+from worker.brokers.sim import SimBroker
+from worker.core.planning import build_plan
+from worker.core.records import ParentRecord, SliceRecord
+from worker.runtime.execution import ExecutionPolicy, SliceExecutor
+from worker.store.repository import Store
+
+GRACE = timedelta(seconds=60)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = Store.from_url(database_url)
+    yield s
+    await s.close()
+
+
+async def planned(store: Store, start: datetime, **extra: object
+                  ) -> tuple[ParentRecord, list[SliceRecord]]:
+    body = {"type": "submit", "strategy_id": "x", "symbol": "AAPL", "side": "buy", "qty": 3,
+            "duration_seconds": 3, "interval_seconds": 1, "start_at": start.isoformat(), **extra}
+    req = parse_request(json.dumps(body).encode(), RequestContext(now=start))
+    assert isinstance(req, SubmitRequest)
+    parent, plan = build_plan(req, now=start)
+    await store.create_parent(parent, plan, start)
+    return parent, plan
+
+
+def executor(store: Store, broker: SimBroker) -> SliceExecutor:
+    return SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0, grace=GRACE),
+                         lambda: datetime.now(UTC))
+
+
+async def test_slice_fired_beyond_the_grace_expires_without_being_sent(store: Store) -> None:
+    """A slice whose job runs more than the grace late ends expired, with its event."""
+    start = datetime.now(UTC) - timedelta(seconds=120)
+    parent, plan = await planned(store, start)
+    broker = SimBroker()
+    await executor(store, broker).run(parent.parent_order_id, 0, plan[0].scheduled_time)
+    rows = await store.get_slices(parent.parent_order_id)
+    assert rows[0].status is SliceStatus.EXPIRED and not broker.orders
+    assert [m.type for _, m in await store.outbox_fetch(10)] == ["slice.expired"]
+
+
+async def test_a_slice_that_is_not_scheduled_is_skipped_without_a_write(store: Store) -> None:
+    """Firing a canceled slice sends nothing and writes nothing."""
+    start = datetime.now(UTC)
+    parent, plan = await planned(store, start)
+    await store.cancel(parent.parent_order_id, "x", start)
+    before = await store.outbox_backlog()
+    broker = SimBroker()
+    await executor(store, broker).run(parent.parent_order_id, 0, plan[0].scheduled_time)
+    assert not broker.orders and await store.outbox_backlog() == before
+
+
+async def test_resume_finds_an_order_that_reached_the_broker(store: Store) -> None:
+    """A slice left `submitting` whose order IS at the broker becomes submitted, not resent."""
+    start = datetime.now(UTC)
+    parent, plan = await planned(store, start)
+    claimed = await store.claim(parent.parent_order_id, 0, start)
+    assert claimed is not None
+    broker = SimBroker()
+    from worker.brokers.base import OrderRequest
+
+    await broker.submit(OrderRequest(plan[0].client_order_id, "AAPL", parent.side, 1))
+    ((p, record),) = await store.claimed_slices()
+    await executor(store, broker).resume(p, record)
+    rows = await store.get_slices(parent.parent_order_id)
+    assert rows[0].status is SliceStatus.SUBMITTED and broker.attempts == 1
+
+
+async def test_resume_sends_a_claimed_slice_the_broker_never_saw(store: Store) -> None:
+    """A slice left `submitting` that is not at the broker and within the grace goes now."""
+    start = datetime.now(UTC)
+    parent, plan = await planned(store, start)
+    assert await store.claim(parent.parent_order_id, 0, start) is not None
+    broker = SimBroker()
+    ((p, record),) = await store.claimed_slices()
+    await executor(store, broker).resume(p, record)
+    rows = await store.get_slices(parent.parent_order_id)
+    assert rows[0].status is SliceStatus.SUBMITTED
+    assert list(broker.orders) == [plan[0].client_order_id]
+
+
+async def test_kill_switch_is_checked_again_before_a_retry(store: Store) -> None:
+    """Engaged while the first attempt failed: the retry does not happen, slice blocked."""
+    start = datetime.now(UTC)
+    parent, plan = await planned(store, start)
+    broker = SimBroker()
+    broker.fail_next("transient")
+    ex = executor(store, broker)
+
+    original = broker.submit
+
+    async def submit_then_engage(order):  # type: ignore[no-untyped-def]
+        try:
+            return await original(order)
+        finally:
+            await store.set_switch("kill_switch", True, datetime.now(UTC), reason="halt",
+                                   operator="t")
+
+    broker.submit = submit_then_engage  # type: ignore[method-assign]
+    await ex.run(parent.parent_order_id, 0, plan[0].scheduled_time)
+    rows = await store.get_slices(parent.parent_order_id)
+    assert rows[0].status is SliceStatus.BLOCKED_KILL_SWITCH and broker.attempts == 1
+    assert not broker.orders
