@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.common import SCHEMA_VERSION, Side, SliceStatus
+from schemas.common import Side, SliceStatus
 from schemas.errors import ErrorDetail
 
 
@@ -21,7 +21,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     event_id: str = Field(description="UUID; also the AMQP message_id. De-duplicate on it.")
     event_type: str
     occurred_at: datetime = Field(description="RFC 3339, UTC")

@@ -57,8 +57,10 @@ def _context(info: ValidationInfo) -> RequestContext | None:
     ctx = info.context
     if isinstance(ctx, RequestContext):
         return ctx
-    if isinstance(ctx, dict) and isinstance(ctx.get("request"), RequestContext):
-        return ctx["request"]
+    if isinstance(ctx, dict):
+        nested = ctx.get("request")
+        if isinstance(nested, RequestContext):
+            return nested
     return None
 
 
@@ -144,7 +146,7 @@ class SubmitRequest(BaseModel):
             raise ValueError("give duration_seconds or duration_minutes")
         if value is not None and minutes is not None:
             raise ValueError("give duration_seconds or duration_minutes, not both")
-        total = value if value is not None else minutes * 60
+        total = value if value is not None else int(minutes or 0) * 60
         ctx = _context(info)
         if ctx is not None and total > ctx.limits.max_duration_seconds:
             raise ValueError(

@@ -24,7 +24,8 @@ def settings_help() -> str:
     lines = []
     for name, field in Settings.model_fields.items():
         alias = field.validation_alias
-        env = " / ".join(alias.choices) if alias is not None else f"TWAP_{name.upper()}"  # type: ignore[union-attr]
+        choices = getattr(alias, "choices", None)
+        env = " / ".join(map(str, choices)) if choices else f"TWAP_{name.upper()}"
         default = "" if field.is_required() else field.default
         if hasattr(default, "get_secret_value"):
             default = mask_url(default.get_secret_value())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -161,7 +161,7 @@ def request_duplicate(
     return _event(model, strategy_id, parent_order_id)
 
 
-CONTROL_EVENTS: dict[tuple[str, bool], type[ev.ControlEvent]] = {
+CONTROL_EVENTS: dict[tuple[str, bool], Callable[..., ev.ControlEvent]] = {
     ("kill_switch", True): ev.KillSwitchEngaged,
     ("kill_switch", False): ev.KillSwitchReleased,
     ("breaker", True): ev.BreakerTripped,

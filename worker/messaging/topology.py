@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
@@ -48,8 +49,8 @@ class Topology:
     dlx: AbstractExchange
 
 
-def _quorum(dlx: str | None, delivery_limit: int | None) -> dict[str, object]:
-    args: dict[str, object] = {"x-queue-type": "quorum"}
+def _quorum(dlx: str | None, delivery_limit: int | None) -> dict[str, Any]:
+    args: dict[str, Any] = {"x-queue-type": "quorum"}
     if dlx:
         args["x-dead-letter-exchange"] = dlx
     if delivery_limit:

@@ -27,7 +27,7 @@ async def with_db_retry(
     what: str,
     first_wait: float = 0.2,
     max_wait: float = 2.0,
-    **ids: object,
+    ids: dict[str, object] | None = None,
 ) -> T:
     """Run `call`; on an outage retry with backoff until `deadline` (None: forever)."""
     wait = first_wait
@@ -39,6 +39,6 @@ async def with_db_retry(
                 raise
             if deadline is not None and clock() >= deadline:
                 raise DatabaseUnavailable(f"{what}: database unavailable: {exc}") from exc
-            log.warning("db.retry", extra={"what": what, "error": str(exc)[:200], **ids})
+            log.warning("db.retry", extra={"what": what, "error": str(exc)[:200], **(ids or {})})
             await asyncio.sleep(wait)
             wait = min(wait * 2, max_wait)

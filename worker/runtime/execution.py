@@ -77,11 +77,11 @@ class SliceExecutor:
 
     async def run(self, parent_id: str, slice_num: int, due: datetime) -> None:
         """Fire one scheduled slice. Never raises: every path ends in a status or a log line."""
-        ids = {"parent_order_id": parent_id, "slice_num": slice_num}
+        ids: dict[str, object] = {"parent_order_id": parent_id, "slice_num": slice_num}
         try:
             claimed = await with_db_retry(
                 lambda: self.store.claim(parent_id, slice_num, self.clock()),
-                clock=self.clock, deadline=due + self.policy.grace, what="claim", **ids,
+                clock=self.clock, deadline=due + self.policy.grace, what="claim", ids=ids,
             )
         except DatabaseUnavailable:
             # Left scheduled: the sweeper expires it, with its event, once the database is back.
@@ -229,7 +229,7 @@ class SliceExecutor:
                 ),
                 clock=self.clock,
                 deadline=None if went_out else record.scheduled_time + self.policy.grace * 10,
-                what="record", **ids,
+                what="record", ids=ids,
             )
         except Exception:
             # Left `submitting`: recovery looks the order up at the broker and settles it.

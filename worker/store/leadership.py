@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Leadership:
         self.url = database_url
         self.key = lock_key(namespace)
         self._conn: AsyncConnection | None = None
-        self._engine = None
+        self._engine: AsyncEngine | None = None
         self._fd: int | None = None
 
     @property
@@ -86,8 +86,9 @@ class Leadership:
 
     async def _try_advisory(self) -> bool:
         if self._conn is None:
-            self._engine = create_async_engine(self.url, poolclass=NullPool)
-            self._conn = await self._engine.connect()
+            engine = create_async_engine(self.url, poolclass=NullPool)
+            self._engine = engine
+            self._conn = await engine.connect()
         got = (
             await self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key})
         ).scalar_one()

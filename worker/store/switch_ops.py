@@ -42,7 +42,7 @@ async def set_switch(
     automatic: bool,
 ) -> bool:
     """Flip a switch and write its event; False (no event) when it already was in that state."""
-    values = {
+    values: dict[str, object] = {
         "engaged": engaged,
         "reason": reason,
         "operator": operator,
