@@ -62,3 +62,11 @@ async def test_failing_handler_is_500_and_the_server_keeps_serving(server: HttpS
     """An exception in a handler answers 500; the next request is served normally."""
     assert (await http_get("127.0.0.1", server.port, "/broken")).status == 500
     assert (await http_get("127.0.0.1", server.port, "/ok")).status == 200
+
+
+async def test_taken_port_is_reported_not_fatal(server: HttpServer) -> None:
+    """A second server on a taken port logs and returns False instead of raising."""
+    second = HttpServer("127.0.0.1", server.port, {"/ok": ok})
+    assert await second.start() is False
+    await second.close()
+    assert (await http_get("127.0.0.1", server.port, "/ok")).status == 200

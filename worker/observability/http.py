@@ -44,14 +44,23 @@ class HttpServer:
             return self.requested_port
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, self.host, self.requested_port, limit=MAX_HEAD_BYTES
-        )
+    async def start(self) -> bool:
+        """Listen; False (logged) when the port is taken: the worker trades on without it."""
+        try:
+            self._server = await asyncio.start_server(
+                self._serve, self.host, self.requested_port, limit=MAX_HEAD_BYTES
+            )
+        except OSError as exc:
+            log.error(
+                "http.bind_failed",
+                extra={"host": self.host, "port": self.requested_port, "error": str(exc)},
+            )
+            return False
         log.info(
             "http.listening",
             extra={"host": self.host, "port": self.port, "paths": sorted(self.routes)},
         )
+        return True
 
     async def close(self) -> None:
         if self._server is not None:
