@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck check bench clean
+.PHONY: install run test lint typecheck check bench clean schemas
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ check: lint typecheck test
 
 bench: install  ## every benchmark, quick mode
 	$(BIN)/python -m bench all --quick
+
+schemas: install  ## regenerate schemas/json/*.json and docs/asyncapi.json from the models
+	$(BIN)/python -m schemas.export
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache twap.db twap.db-*

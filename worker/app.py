@@ -7,12 +7,16 @@ import contextlib
 import logging
 from datetime import timedelta
 
+from schemas.common import SliceStatus
 from worker.brokers.base import Broker
 from worker.brokers.factory import build_broker
 from worker.messaging.consumer import BatchingConsumer, ControlConsumer
 from worker.messaging.link import AmqpLink
 from worker.messaging.relay import OutboxRelay
 from worker.messaging.topology import Names
+from worker.observability.broker import TimedBroker
+from worker.observability.endpoints import build_http_server
+from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock, utcnow
 from worker.runtime.control import ControlService
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor
@@ -46,6 +50,8 @@ class Worker:
         self.broker = broker or build_broker(settings)
         self.leadership = Leadership(db_url, settings.namespace)
         self.relay = OutboxRelay(self.store, batch=settings.outbox_batch)
+        self.metrics = WorkerMetrics()
+        timed_broker = TimedBroker(self.broker, self.metrics)
         policy = ExecutionPolicy(
             attempts=settings.retry_attempts,
             first_wait=settings.retry_wait_seconds,
@@ -53,11 +59,14 @@ class Worker:
             grace=timedelta(seconds=settings.misfire_grace_seconds),
             breaker_max_failures=settings.breaker_max_failures,
         )
-        self.executor = SliceExecutor(self.store, self.broker, policy, clock, self.relay.notify)
+        self.executor = SliceExecutor(self.store, timed_broker, policy, clock, self.relay.notify,
+                                      metrics=self.metrics)
         self.scheduler = SliceScheduler(self.executor.run, clock)
-        self.intake = IntakeService(self.store, self.scheduler, self.broker, settings,
-                                    self.names.requests, clock, self.relay.notify)
-        self.control = ControlService(self.store, self.names.control, clock, self.relay.notify)
+        self.intake = IntakeService(self.store, self.scheduler, timed_broker, settings,
+                                    self.names.requests, clock, self.relay.notify,
+                                    metrics=self.metrics)
+        self.control = ControlService(self.store, self.names.control, clock, self.relay.notify,
+                                      metrics=self.metrics)
         self.requests_consumer = BatchingConsumer(
             self.intake.handle, size=settings.batch_size, wait=settings.batch_wait_ms / 1000,
             requeue_delay=settings.requeue_delay_seconds,
@@ -70,9 +79,14 @@ class Worker:
         self._stopping = asyncio.Event()
         self.active = asyncio.Event()
         self.recovered = asyncio.Event()
+        self.http = build_http_server(self)  # /metrics, /healthz, /readyz; None when port 0
 
     def stop(self) -> None:
         self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     async def check_schema(self) -> None:
         url = self.settings.database_url.get_secret_value()
@@ -89,6 +103,9 @@ class Worker:
             stack.push_async_callback(self.store.close)
             stack.push_async_callback(self.broker.close)
             await self.check_schema()
+            if self.http is not None:  # before leadership: a standby answers its probes too
+                await self.http.start()
+                stack.push_async_callback(self.http.close)
             stack.push_async_callback(self.leadership.release)
             if not await self.leadership.acquire(self._stopping):
                 return
@@ -104,8 +121,10 @@ class Worker:
             stack.push_async_callback(self._finish_relay, relay_task)
             stack.push_async_callback(self.scheduler.shutdown,
                                       self.settings.shutdown_timeout_seconds)
-            await recover(self.store, self.executor, self.scheduler,
-                          timedelta(seconds=self.settings.misfire_grace_seconds), self.clock)
+            recovered = await recover(self.store, self.executor, self.scheduler,
+                                      timedelta(seconds=self.settings.misfire_grace_seconds),
+                                      self.clock)
+            self.metrics.slices_ended(SliceStatus.EXPIRED, recovered["expired"])
             self.recovered.set()
             self.scheduler.every("sweep", SWEEP_SECONDS, self._sweep)
             connect_task = asyncio.create_task(self.link.connect(self._stopping))
@@ -131,7 +150,9 @@ class Worker:
     async def _sweep(self) -> None:
         try:
             grace = timedelta(seconds=self.settings.misfire_grace_seconds)
-            if await self.store.expire_overdue(self.clock(), grace):
+            expired = await self.store.expire_overdue(self.clock(), grace)
+            self.metrics.slices_ended(SliceStatus.EXPIRED, expired)
+            if expired:
                 self.relay.notify()
         except Exception as exc:
             log.warning("sweep.failed", extra={"error": repr(exc)[:200]})

@@ -30,6 +30,7 @@ def test_settings(amqp_url: str, database_url: str, namespace: str, **overrides:
         "batch_wait_ms": 2.0,
         "requeue_delay_seconds": 0.05,
         "log_json": True,
+        "http_port": 0,  # off; tests of the HTTP endpoints pick a free port
     }
     values.update(overrides)
     return Settings(**values)

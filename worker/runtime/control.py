@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from schemas.parse import InvalidMessage, parse_control
 from worker.core import events
+from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock
 from worker.runtime.intake import Disposition
 from worker.store.engine import is_outage
@@ -27,7 +28,10 @@ class ControlService:
     def __init__(
         self, store: Store, control_queue: str, clock: Clock,
         notify: Callable[[], None] = lambda: None,
+        *,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.store = store
         self.control_queue = control_queue
         self.clock = clock
@@ -53,6 +57,7 @@ class ControlService:
                 switch, engaged, self.clock(), reason=command.reason,
                 operator=command.operator, automatic=False,
             )
+            self.metrics.switch(switch, engaged)
             log.warning("control.applied", extra={"command": command.type, "changed": changed,
                                                    "reason": command.reason,
                                                    "operator": command.operator})

@@ -28,6 +28,7 @@ from worker.core.retry import (
     backoff_seconds,
     is_retryable,
 )
+from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock
 from worker.runtime.dbretry import DatabaseUnavailable, with_db_retry
 from worker.store.repository import Store
@@ -68,12 +69,15 @@ class SliceExecutor:
         policy: ExecutionPolicy,
         clock: Clock,
         notify: Callable[[], None] = lambda: None,
+        *,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
         self.policy = policy
         self.clock = clock
         self.notify = notify
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
 
     async def run(self, parent_id: str, slice_num: int, due: datetime) -> None:
         """Fire one scheduled slice. Never raises: every path ends in a status or a log line."""
@@ -236,6 +240,9 @@ class SliceExecutor:
             log.exception("slice.record_failed", extra={**ids, "status": outcome.status.value})
             return
         self.notify()
+        if updated is not None:
+            self.metrics.slice_recorded(outcome.status, outcome.attempts, record.scheduled_time,
+                                        outcome.sent_at)
         extra = {**ids, "status": outcome.status.value, "attempts": outcome.attempts,
                  "broker_order_id": outcome.broker_order_id, "reason": outcome.reason}
         if updated is None:

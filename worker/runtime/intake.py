@@ -11,10 +11,12 @@ import logging
 from collections.abc import Callable
 from enum import Enum
 
+from schemas.common import SliceStatus
 from schemas.requests import RequestContext
 from worker.brokers.base import Broker
 from worker.core import events
 from worker.core.intake import Inbound, IntakeItem, Invalid, classify
+from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock
 from worker.runtime.scheduling import SliceScheduler
 from worker.settings import Settings
@@ -40,7 +42,10 @@ class IntakeService:
         requests_queue: str,
         clock: Clock,
         notify: Callable[[], None] = lambda: None,
+        *,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.store = store
         self.scheduler = scheduler
         self.broker = broker
@@ -69,9 +74,11 @@ class IntakeService:
             if is_outage(exc):
                 log.warning("intake.database_unavailable", extra={"batch": len(batch),
                                                                    "error": str(exc)[:200]})
+                self.metrics.request("requeued", len(batch))
                 return [Disposition.REQUEUE] * len(batch)
             if len(batch) == 1:
                 log.exception("intake.failed", extra=_meta(batch[0]))
+                self.metrics.request("requeued")
                 return [Disposition.REQUEUE]  # the delivery limit dead-letters a poison message
             log.warning("intake.batch_failed_splitting", extra={"batch": len(batch)})
             out: list[Disposition] = []
@@ -85,6 +92,7 @@ class IntakeService:
 
     async def _after_commit(self, item: IntakeItem, result: IntakeResult) -> None:
         meta = _meta(item.inbound)
+        self.metrics.request(result.outcome)
         if result.accepted is not None:
             parent, slices = result.accepted
             self.scheduler.add(
@@ -95,6 +103,7 @@ class IntakeService:
                                                  "slices": len(slices)})
         elif result.cancel is not None:
             self.scheduler.drop(result.cancel.parent.parent_order_id)  # type: ignore[union-attr]
+            self.metrics.slices_ended(SliceStatus.CANCELED, len(result.cancel.canceled))
             request = getattr(item, "request", None)
             if request is not None and request.cancel_working_orders:
                 await self._cancel_working(result.cancel, request.reason)

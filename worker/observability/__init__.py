@@ -1,0 +1,1 @@
+"""Metrics, health endpoints and the small HTTP server that serves them."""

@@ -1,0 +1,69 @@
+"""Fills the state gauges when Prometheus scrapes: in-process values every time, the database
+at most once per `db_every` seconds (a scrape storm never becomes a query storm)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from worker.observability.metrics import WorkerMetrics
+from worker.store.gauge_ops import read_gauges
+
+if TYPE_CHECKING:
+    from worker.app import Worker
+
+log = logging.getLogger(__name__)
+
+
+class StateSampler:
+    def __init__(
+        self,
+        worker: Worker,
+        metrics: WorkerMetrics,
+        *,
+        db_every: float = 5.0,
+        db_timeout: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.worker = worker
+        self.metrics = metrics
+        self.db_every = db_every
+        self.db_timeout = db_timeout
+        self._monotonic = monotonic
+        self._db_read_at: float | None = None
+        self._published = 0
+
+    async def refresh(self) -> None:
+        w, m = self.worker, self.metrics
+        m.leader.set(1 if w.active.is_set() else 0)
+        m.active_parents.set(w.scheduler.active_parents)
+        m.in_flight.set(w.scheduler.in_flight)
+        m.amqp_connected.set(1 if w.link.connected else 0)
+        m.amqp_consuming.set(1 if w.link.connected and w.requests_consumer.attached else 0)
+        published = w.relay.published
+        if published > self._published:
+            m.outbox_published.inc(published - self._published)
+            self._published = published
+        await self._read_database()
+
+    async def _read_database(self) -> None:
+        now = self._monotonic()
+        if self._db_read_at is not None and now - self._db_read_at < self.db_every:
+            return
+        self._db_read_at = now  # before the await: a concurrent scrape uses the cached values
+        m = self.metrics
+        try:
+            gauges = await asyncio.wait_for(read_gauges(self.worker.store), self.db_timeout)
+        except Exception as exc:
+            m.database_up.set(0)
+            log.debug("metrics.database_read_failed", extra={"error": repr(exc)[:200]})
+            return
+        m.database_up.set(1)
+        m.kill_switch.set(1 if gauges.switches.kill_switch_engaged else 0)
+        m.breaker.set(1 if gauges.switches.breaker_tripped else 0)
+        m.breaker_failures.set(gauges.switches.consecutive_failures)
+        m.outbox_backlog.set(gauges.outbox_backlog)
+        m.pending_slices.set(gauges.pending_slices)
