@@ -93,3 +93,15 @@ async def test_watch_exits_1_for_a_canceled_parent(harness: Harness, cli: Cli) -
     result = await cli("watch", pid, "--json")
     assert result.exit_code == 1
     assert '"status": "canceled"' in result.stdout.strip().splitlines()[-1]
+
+
+async def test_parent_ids_complete_from_the_database(harness: Harness, cli: Cli) -> None:
+    """Shell completion of PARENT_ID offers the parent ids that start with what was typed."""
+    pid = await completed_parent(harness)
+    env = {
+        "_TWAP_COMPLETE": "complete_bash",
+        "COMP_WORDS": f"twap status {pid[:6]}",
+        "COMP_CWORD": "2",
+    }
+    result = await cli(env=env)
+    assert result.stdout.split() == [pid]

@@ -13,7 +13,9 @@ from enum import Enum
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 STYLES = {
@@ -33,6 +35,10 @@ STYLES = {
     "failed": "red",
     "expired": "red",
 }
+
+
+FREE_TEXT = frozenset({"reason", "detail", "error"})
+FREE_TEXT_WIDTH = 48
 
 
 def interactive() -> bool:
@@ -89,10 +95,27 @@ def print_table(
 ) -> None:
     texts = [[cell(v) for v in row] for row in rows]
     if interactive():
-        table = Table(*columns, title=title, title_justify="left", header_style="bold")
+        table = Table(
+            title=title,
+            title_justify="left",
+            header_style="bold",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        for column in columns:
+            if column in FREE_TEXT:
+                table.add_column(column, max_width=FREE_TEXT_WIDTH)
+            else:
+                table.add_column(column, no_wrap=True)
         for row in texts:
             table.add_row(*(styled(v) for v in row))
-        console().print(table)
+        out = console()
+        # Ids and times are never cut: a table wider than the terminal is printed whole and
+        # the terminal wraps its lines.
+        width = Measurement.get(out, out.options.update_width(10_000), table).maximum
+        if width > out.width:
+            out = Console(file=sys.stdout, highlight=False, width=width)
+        out.print(table)
         return
     if title:
         typer.echo(title)
