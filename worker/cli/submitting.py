@@ -115,8 +115,8 @@ async def send(
 def _checked(reply: dict[str, Any] | None, message_id: str, waited: float) -> Reply:
     if reply is None:
         raise CliError(
-            f"no reply within {waited:g} s; the request (message_id {message_id}) "
-            "stays queued for the worker",
+            f"no reply within {waited:g} s; the request (message_id {message_id}) was "
+            "published and may still be processed (check `twap list`)",
             FAILED,
         )
     return Reply.model_validate(reply)
