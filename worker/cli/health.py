@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -83,7 +84,23 @@ async def _readyz(settings: Settings) -> list[Check]:
     where = f"http://{settings.http_host}:{settings.http_port}/readyz"
     if answer.status == 200:
         return [Check("readyz", True, f"{where} answers 200")]
-    return [Check("readyz", False, f"{where} answers {answer.status}: {answer.body}")]
+    return [Check("readyz", False, f"{where} answers {answer.status}: {not_ready(answer.body)}")]
+
+
+def not_ready(body: str) -> str:
+    """The failing parts when the body is the worker's readiness JSON, else the body itself."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("failing"), list):
+        return body
+    checks = parsed.get("checks") if isinstance(parsed.get("checks"), dict) else {}
+    parts = []
+    for part in parsed["failing"]:
+        detail = (checks.get(part) or {}).get("detail") if isinstance(checks, dict) else None
+        parts.append(f"{part} ({detail})" if detail else str(part))
+    return "not ready: " + ", ".join(parts)
 
 
 async def _health(settings: Settings) -> list[Check]:

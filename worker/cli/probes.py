@@ -31,4 +31,4 @@ async def get(host: str, port: int, path: str, wait: float = 2.0) -> HttpAnswer 
     parts = head.split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         return None  # not an HTTP server
-    return HttpAnswer(int(parts[1]), " ".join(body.split())[:200])
+    return HttpAnswer(int(parts[1]), body.strip()[:2000])
