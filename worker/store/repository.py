@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.common import ParentStatus, SliceStatus
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
-from worker.store import intake_ops, outbox_ops, slice_ops, switch_ops
+from worker.store import intake_ops, operator_reads, outbox_ops, slice_ops, switch_ops
 from worker.store.engine import make_engine
 from worker.core.intake import IntakeItem
 from worker.store.intake_ops import CancelResult, IntakeResult
@@ -264,6 +264,21 @@ class Store:
                 for pid, status, count, qty in rows:
                     tallies[pid][status] = (int(count), int(qty))
         return [(p, tallies[p.parent_order_id]) for p in found]
+
+    async def switch_details(self) -> dict[str, operator_reads.SwitchDetail]:
+        """Both switches with who set them and when; raises when unreadable (no fail-closed
+        default here: an operator must see that the state cannot be read)."""
+        async with self.engine.connect() as conn:
+            return await operator_reads.switch_details(conn)
+
+    async def parent_notes(self, parent_id: str) -> operator_reads.ParentNotes | None:
+        async with self.engine.connect() as conn:
+            return await operator_reads.parent_notes(conn, parent_id)
+
+    async def parent_ids(self, prefix: str = "", limit: int = 50) -> list[str]:
+        """Parent ids starting with `prefix`, newest first (shell completion)."""
+        async with self.engine.connect() as conn:
+            return await operator_reads.parent_ids(conn, prefix, limit)
 
     async def apply_intake(
         self, items: list[IntakeItem], now: datetime, requests_queue: str

@@ -1,0 +1,107 @@
+"""`twap status`, `twap list` and `twap watch` against a real worker and database."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.conftest import Cli
+from tests.support.harness import Harness, submit_body
+
+
+async def completed_parent(harness: Harness, **overrides: object) -> str:
+    await harness.start_worker()
+    cid = await harness.publish(
+        submit_body(duration_seconds=2, interval_seconds=1, qty=10, **overrides), reply=True
+    )
+    pid: str = (await harness.reply_for(cid))["parent_order_id"]
+    await harness.events.wait_for(
+        lambda: harness.events.of("parent.completed", parent_order_id=pid)
+    )
+    return pid
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite", "postgresql"])
+async def test_status_shows_the_parent_and_its_slices(harness: Harness, cli: Cli) -> None:
+    """status: the parent's fields and one row per slice, as plain text and as JSON."""
+    pid = await completed_parent(harness)
+    plain = await cli("status", pid)
+    assert plain.exit_code == 0, plain.output
+    lines = plain.stdout.splitlines()
+    assert lines[0] == f"parent {pid}"
+    assert "progress:     2/2 slices done, 10/10 shares sent" in lines
+    header = next(i for i, line in enumerate(lines) if line.startswith("#"))
+    assert lines[header].split()[:4] == ["#", "qty", "due", "status"]
+    assert [line.split()[0] for line in lines[header + 1 :]] == ["0", "1"]
+    data = await cli.json("status", pid)
+    assert data["parent"]["status"] == "completed"
+    assert [(s["slice_num"], s["qty"], s["status"]) for s in data["slices"]] == [
+        (0, 5, "submitted"),
+        (1, 5, "submitted"),
+    ]
+    assert all(s["broker_order_id"] and s["attempts"] == 1 for s in data["slices"])
+
+
+async def test_status_of_an_unknown_parent_exits_4(cli: Cli) -> None:
+    """An unknown parent id is one line on stderr and exit code 4."""
+    result = await cli("status", "nope")
+    assert (result.exit_code, result.stderr) == (4, "twap: unknown parent 'nope'\n")
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite", "postgresql"])
+async def test_list_filters_and_shows_progress(harness: Harness, cli: Cli) -> None:
+    """list: progress per parent; --strategy, --symbol and --active filter, --json for scripts."""
+    pid = await completed_parent(harness, strategy_id="beta_2", symbol="MSFT")
+    plain = await cli("list", "--strategy", "beta_2")
+    assert plain.exit_code == 0, plain.output
+    header, row = plain.stdout.strip().splitlines()
+    assert header.split()[:5] == ["parent", "strategy", "symbol", "side", "status"]
+    assert row.split()[:7] == [pid, "beta_2", "MSFT", "buy", "completed", "2/2", "10/10"]
+    listed = await cli.json("list", "--symbol", "msft", "--since", "1h")
+    assert [(p["parent_order_id"], p["done_slices"], p["sent_qty"]) for p in listed] == [
+        (pid, 2, 10)
+    ]
+    assert await cli.json("list", "--active") == []
+    assert (await cli("list", "--strategy", "nobody")).stdout == "no parents match\n"
+
+
+async def test_list_rejects_a_bad_since(cli: Cli) -> None:
+    """--since that is neither a duration nor a date is a usage error."""
+    result = await cli("list", "--since", "yesterday")
+    assert result.exit_code == 2
+    assert "--since: 'yesterday' is neither a duration" in result.stderr
+
+
+async def test_watch_exits_0_when_the_parent_completes(harness: Harness, cli: Cli) -> None:
+    """watch of a running parent reads its state, follows events and exits 0 on completion."""
+    await harness.start_worker()
+    cid = await harness.publish(
+        submit_body(duration_seconds=3, interval_seconds=1, qty=9), reply=True
+    )
+    pid = (await harness.reply_for(cid))["parent_order_id"]
+    result = await cli("watch", pid)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == "completed: 3/3 slices submitted, 9/9 shares"
+
+
+async def test_watch_exits_1_for_a_canceled_parent(harness: Harness, cli: Cli) -> None:
+    """watch of a canceled parent prints why and exits non-zero."""
+    await harness.start_worker()
+    cid = await harness.publish(submit_body(duration_seconds=3600, interval_seconds=60), reply=True)
+    pid = (await harness.reply_for(cid))["parent_order_id"]
+    await harness.publish({"type": "cancel", "parent_order_id": pid, "reason": "desk"})
+    await harness.events.wait_for(lambda: harness.events.of("parent.canceled", parent_order_id=pid))
+    result = await cli("watch", pid, "--json")
+    assert result.exit_code == 1
+    assert '"status": "canceled"' in result.stdout.strip().splitlines()[-1]
+
+
+async def test_parent_ids_complete_from_the_database(harness: Harness, cli: Cli) -> None:
+    """Shell completion of PARENT_ID offers the parent ids that start with what was typed."""
+    pid = await completed_parent(harness)
+    env = {
+        "_TWAP_COMPLETE": "complete_bash",
+        "COMP_WORDS": f"twap status {pid[:6]}",
+        "COMP_CWORD": "2",
+    }
+    result = await cli(env=env)
+    assert result.stdout.split() == [pid]

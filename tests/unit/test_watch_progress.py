@@ -1,0 +1,120 @@
+"""The progress `twap watch` shows: a database read, then events, at least once."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from schemas.common import Distribution, OrderType, ParentStatus, Side, SliceStatus, TimeInForce
+from worker.cli.progress import Progress
+from worker.core.records import ParentRecord, SliceRecord
+
+T0 = datetime(2024, 5, 1, 14, 30, tzinfo=UTC)
+PARENT = ParentRecord(
+    parent_order_id="p1",
+    strategy_id="alpha_1",
+    symbol="AAPL",
+    side=Side.BUY,
+    qty=10,
+    order_type=OrderType.MARKET,
+    limit_price=None,
+    stop_price=None,
+    time_in_force=TimeInForce.DAY,
+    duration_seconds=3,
+    interval_seconds=1,
+    max_slice_qty=None,
+    distribution=Distribution.FRONT_LOADED,
+    start_at=T0,
+    trade_date=date(2024, 5, 1),
+    request_id=None,
+    submitted_by=None,
+    total_slices=3,
+)
+
+
+def record(num: int, status: SliceStatus, qty: int = 3) -> SliceRecord:
+    return SliceRecord("p1", num, f"c{num}", qty, T0, status)
+
+
+def event(event_id: str, event_type: str, **fields: Any) -> dict[str, Any]:
+    return {"event_id": event_id, "event_type": event_type, "parent_order_id": "p1", **fields}
+
+
+def started() -> Progress:
+    return Progress.start(
+        PARENT,
+        [
+            record(0, SliceStatus.SUBMITTED, 4),
+            record(1, SliceStatus.SCHEDULED),
+            record(2, SliceStatus.SCHEDULED),
+        ],
+    )
+
+
+def test_database_state_is_the_starting_point() -> None:
+    """A parent already running starts with its finished slices counted."""
+    progress = started()
+    assert (progress.done_slices, progress.sent_qty, progress.finished) == (1, 4, False)
+
+
+def test_events_count_once_and_never_move_a_slice_back() -> None:
+    """A redelivered event changes nothing; a late 'scheduled' cannot undo 'submitted'."""
+    progress = started()
+    submitted = event("e1", "slice.submitted", slice_num=1, status="submitted", qty=3)
+    assert progress.apply(submitted) == [
+        "slice 1 submitted qty 3; 2/3 slices done, 7/10 shares sent"
+    ]
+    assert progress.apply(submitted) == []
+    assert progress.refresh(ParentStatus.ACTIVE, [record(1, SliceStatus.SCHEDULED)]) == []
+    assert progress.sent_qty == 7
+
+
+def test_other_parents_events_are_ignored() -> None:
+    """Events of another parent do not count."""
+    progress = started()
+    other = {
+        **event("e2", "slice.submitted", slice_num=1, status="submitted", qty=3),
+        "parent_order_id": "p2",
+    }
+    assert progress.apply(other) == []
+
+
+def test_completed_with_every_slice_sent_exits_0() -> None:
+    """Completion with every slice submitted is success."""
+    progress = started()
+    for num in (1, 2):
+        progress.apply(
+            event(f"s{num}", "slice.submitted", slice_num=num, status="submitted", qty=3)
+        )
+    assert progress.apply(event("c", "parent.completed")) == [
+        "completed: 3/3 slices submitted, 10/10 shares"
+    ]
+    assert progress.exit_code == 0
+
+
+def test_completed_with_blocked_slices_exits_1() -> None:
+    """Completion with slices blocked by the kill switch is a failure, and says which."""
+    progress = started()
+    for num in (1, 2):
+        progress.apply(
+            event(
+                f"b{num}",
+                "slice.blocked_kill_switch",
+                slice_num=num,
+                status="blocked_kill_switch",
+                qty=3,
+                reason="halt",
+            )
+        )
+    lines = progress.apply(event("c", "parent.completed"))
+    assert lines == ["completed: 1/3 slices submitted, 4/10 shares; 2 blocked_kill_switch"]
+    assert progress.exit_code == 1
+
+
+def test_canceled_exits_1() -> None:
+    """A canceled parent is a failure, with the reason."""
+    progress = started()
+    assert progress.apply(event("x", "parent.canceled", reason="desk")) == [
+        "canceled: 1/3 slices submitted, 4/10 shares (reason: desk)"
+    ]
+    assert progress.exit_code == 1

@@ -1,0 +1,143 @@
+"""A parent's progress as `twap watch` shows it: built from the database, then fed events.
+
+Pure: no I/O. Events arrive at least once and may overtake the database read, so a slice only
+moves forward (pending -> terminal) and each event id counts once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.common import ParentStatus, SliceStatus
+from worker.cli.exits import FAILED, OK
+from worker.core.records import ParentRecord, SliceRecord
+from worker.core.states import TERMINAL
+
+
+@dataclass
+class Progress:
+    parent_order_id: str
+    label: str  # e.g. "buy 103 AAPL"
+    total_slices: int
+    total_qty: int
+    status: ParentStatus = ParentStatus.ACTIVE
+    slices: dict[int, tuple[SliceStatus, int]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+
+    @classmethod
+    def start(cls, parent: ParentRecord, records: list[SliceRecord]) -> Progress:
+        progress = cls(
+            parent_order_id=parent.parent_order_id,
+            label=f"{parent.side.value} {parent.qty} {parent.symbol}",
+            total_slices=parent.total_slices,
+            total_qty=parent.qty,
+        )
+        progress.refresh(parent.status, records)
+        return progress
+
+    def _move(self, num: int, status: SliceStatus, qty: int) -> bool:
+        current = self.slices.get(num)
+        if current is not None and current[0] in TERMINAL:
+            return False
+        if current is not None and current[0] == status:
+            return False
+        self.slices[num] = (status, qty)
+        return status in TERMINAL
+
+    def refresh(self, status: ParentStatus, records: list[SliceRecord]) -> list[str]:
+        """Apply a database read; lines for the slices it shows newly finished."""
+        lines = []
+        for record in records:
+            if self._move(record.slice_num, record.status, record.qty):
+                lines.append(
+                    self._slice_line(record.slice_num, record.status, record.qty, record.reason)
+                )
+        if self.status is ParentStatus.ACTIVE and status is not ParentStatus.ACTIVE:
+            self.status = status
+            lines.append(self.summary())
+        return lines
+
+    def apply(self, event: dict[str, Any]) -> list[str]:
+        """Apply one event of this parent; lines describing what changed."""
+        event_id = event.get("event_id")
+        if event.get("parent_order_id") != self.parent_order_id or event_id in self.seen:
+            return []
+        if isinstance(event_id, str):
+            self.seen.add(event_id)
+        kind = str(event.get("event_type", ""))
+        if kind.startswith("slice.") and "slice_num" in event and "status" in event:
+            try:
+                status = SliceStatus(event["status"])
+            except ValueError:
+                return []
+            num, qty = int(event["slice_num"]), int(event.get("qty") or 0)
+            if self._move(num, status, qty):
+                return [self._slice_line(num, status, qty, event.get("reason"))]
+            return []
+        final = {
+            "parent.completed": ParentStatus.COMPLETED,
+            "parent.canceled": ParentStatus.CANCELED,
+        }.get(kind)
+        if final is not None and self.status is ParentStatus.ACTIVE:
+            self.status = final
+            reason = event.get("reason")
+            return [self.summary() + (f" (reason: {reason})" if reason else "")]
+        return []
+
+    def _slice_line(self, num: int, status: SliceStatus, qty: int, reason: Any) -> str:
+        line = (
+            f"slice {num} {status.value} qty {qty}; {self.done_slices}/{self.total_slices} "
+            f"slices done, {self.sent_qty}/{self.total_qty} shares sent"
+        )
+        return f"{line} ({reason})" if reason and status is not SliceStatus.SUBMITTED else line
+
+    @property
+    def done_slices(self) -> int:
+        return sum(1 for status, _ in self.slices.values() if status in TERMINAL)
+
+    @property
+    def sent_qty(self) -> int:
+        return sum(qty for status, qty in self.slices.values() if status is SliceStatus.SUBMITTED)
+
+    @property
+    def problems(self) -> dict[str, int]:
+        """Finished slices that did not go out, by status."""
+        counts = Counter(
+            status.value
+            for status, _ in self.slices.values()
+            if status in TERMINAL and status is not SliceStatus.SUBMITTED
+        )
+        return dict(sorted(counts.items()))
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not ParentStatus.ACTIVE
+
+    @property
+    def exit_code(self) -> int:
+        """0 only for a completed parent whose every slice went out."""
+        ok = self.status is ParentStatus.COMPLETED and not self.problems
+        return OK if ok else FAILED
+
+    def summary(self) -> str:
+        sent = sum(1 for status, _ in self.slices.values() if status is SliceStatus.SUBMITTED)
+        text = (
+            f"{self.status.value}: {sent}/{self.total_slices} slices submitted, "
+            f"{self.sent_qty}/{self.total_qty} shares"
+        )
+        if self.problems:
+            text += "; " + ", ".join(f"{n} {status}" for status, n in self.problems.items())
+        return text
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "parent_order_id": self.parent_order_id,
+            "status": self.status.value,
+            "done_slices": self.done_slices,
+            "total_slices": self.total_slices,
+            "sent_qty": self.sent_qty,
+            "total_qty": self.total_qty,
+            "problems": self.problems,
+        }

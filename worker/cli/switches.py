@@ -1,0 +1,237 @@
+"""`twap kill-switch engage|release|status` and `twap breaker trip|reset|status`.
+
+Changes go through N.control (the worker persists them and publishes the control event); the
+status is read from the database, where the state lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+
+from schemas.parse import InvalidMessage, parse_control
+from worker.cli import output
+from worker.cli.app import app
+from worker.cli.durations import BadDuration, parse_seconds
+from worker.cli.exits import CODES_HELP, FAILED, INVALID, CliError
+from worker.cli.runner import amqp, database, load_settings, run
+from worker.settings import Settings
+
+POLL_SECONDS = 0.2
+REASON_HELP = "why (recorded with the state and its event)"
+OPERATOR_HELP = "who (default: the current user)"
+NO_WAIT_HELP = "return once published, without waiting for the worker to apply it"
+
+
+@dataclass(frozen=True)
+class Switch:
+    name: str  # as stored: kill_switch | breaker
+    command: str  # the CLI group
+    on: tuple[str, str]  # (verb, state word): engage / engaged, trip / tripped
+    off: tuple[str, str]
+    title: str
+
+
+KILL = Switch(
+    "kill_switch", "kill-switch", ("engage", "engaged"), ("release", "released"), "kill switch"
+)
+BREAKER = Switch("breaker", "breaker", ("trip", "tripped"), ("reset", "reset"), "circuit breaker")
+
+
+def default_operator() -> str:
+    try:
+        return getpass.getuser()[:64]
+    except Exception:  # no login name in this environment
+        return "unknown"
+
+
+def state_of(switch: Switch, detail: Any) -> dict[str, Any]:
+    if detail is None:
+        return {
+            "name": switch.name,
+            "state": switch.on[1],
+            "engaged": True,
+            "reason": "state missing from the database: counts as engaged (fail closed)",
+        }
+    return {
+        "name": switch.name,
+        "state": switch.on[1] if detail.engaged else switch.off[1],
+        "engaged": detail.engaged,
+        "reason": detail.reason,
+        "operator": detail.operator,
+        "automatic": detail.automatic,
+        "updated_at": detail.updated_at,
+        "consecutive_failures": detail.consecutive_failures,
+    }
+
+
+async def _status(settings: Settings, switch: Switch, as_json: bool) -> None:
+    async with database(settings) as store:
+        state = state_of(switch, (await store.switch_details()).get(switch.name))
+    if as_json:
+        output.print_json(state)
+        return
+    fields: list[tuple[str, Any]] = [
+        (key.replace("_", " "), state.get(key))
+        for key in ("state", "reason", "operator", "automatic", "updated_at")
+    ]
+    if switch is BREAKER:
+        fields.append(("consecutive failures", state.get("consecutive_failures")))
+    output.print_fields(fields, title=switch.title)
+
+
+async def _change(
+    settings: Settings,
+    switch: Switch,
+    engage: bool,
+    reason: str | None,
+    operator: str,
+    wait: float | None,
+) -> int:
+    verb, word = switch.on if engage else switch.off
+    body: dict[str, Any] = {"type": f"{switch.name}.{verb}", "operator": operator}
+    if reason is not None:
+        body["reason"] = reason
+    raw = json.dumps(body).encode()
+    try:
+        parse_control(raw)
+    except InvalidMessage as exc:
+        raise CliError(
+            "invalid command: " + "; ".join(f"--{e.loc}: {e.msg}" for e in exc.errors), INVALID
+        ) from None
+    async with amqp(settings) as link:
+        control = link.names.control
+        consumers = (await link.queue_stats(control)).consumers
+        await link.publish(control, raw, type=body["type"])
+    if wait is None:
+        output.say(f"{switch.title} {verb} published to {control}")
+        return 0
+    deadline = time.monotonic() + wait
+    async with database(settings) as store:
+        while True:
+            detail = (await store.switch_details()).get(switch.name)
+            if detail is not None and detail.engaged == engage:
+                break
+            if time.monotonic() > deadline:
+                hint = (
+                    " (no worker is consuming it; it applies when one starts)"
+                    if consumers == 0
+                    else ""
+                )
+                raise CliError(
+                    f"{switch.title} {verb} published to {control}, but no worker "
+                    f"applied it within {wait:g} s{hint}",
+                    FAILED,
+                )
+            await asyncio.sleep(POLL_SECONDS)
+    style = "bold red" if engage else "green"
+    text = f"{switch.title} [{style}]{word}[/]"
+    if detail.reason:
+        text += f": {detail.reason}"
+    output.say(text + (f" (by {detail.operator})" if detail.operator else ""))
+    return 0
+
+
+def _wait(no_wait: bool, timeout: str) -> float | None:
+    if no_wait:
+        return None
+    try:
+        return float(parse_seconds(timeout))
+    except BadDuration as exc:
+        raise CliError(f"--timeout: {exc}", INVALID) from None
+
+
+def build_group(switch: Switch, help_text: str, examples: tuple[str, str]) -> typer.Typer:
+    group = typer.Typer(help=help_text, no_args_is_help=True)
+    on_verb, off_verb = switch.on[0], switch.off[0]
+
+    @group.command(
+        on_verb,
+        epilog=f"Example: {examples[0]}\n\n" + CODES_HELP,
+        help=f"{on_verb.capitalize()} the {switch.title} through the control queue "
+        "and wait until the worker has stored it.",
+    )
+    def on(
+        reason: Annotated[str, typer.Option(help=REASON_HELP)],
+        operator: Annotated[str | None, typer.Option(help=OPERATOR_HELP)] = None,
+        no_wait: Annotated[bool, typer.Option("--no-wait", help=NO_WAIT_HELP)] = False,
+        timeout: Annotated[str, typer.Option(help="how long to wait for the worker")] = "15s",
+    ) -> None:
+        settings = load_settings()
+        run(
+            settings,
+            lambda: _change(
+                settings,
+                switch,
+                True,
+                reason,
+                operator or default_operator(),
+                _wait(no_wait, timeout),
+            ),
+        )
+
+    @group.command(
+        off_verb,
+        epilog=f"Example: {examples[1]}\n\n" + CODES_HELP,
+        help=f"{off_verb.capitalize()} the {switch.title} through the control queue "
+        "and wait until the worker has stored it.",
+    )
+    def off(
+        reason: Annotated[str | None, typer.Option(help=REASON_HELP)] = None,
+        operator: Annotated[str | None, typer.Option(help=OPERATOR_HELP)] = None,
+        no_wait: Annotated[bool, typer.Option("--no-wait", help=NO_WAIT_HELP)] = False,
+        timeout: Annotated[str, typer.Option(help="how long to wait for the worker")] = "15s",
+    ) -> None:
+        settings = load_settings()
+        run(
+            settings,
+            lambda: _change(
+                settings,
+                switch,
+                False,
+                reason,
+                operator or default_operator(),
+                _wait(no_wait, timeout),
+            ),
+        )
+
+    @group.command(
+        "status",
+        epilog=f"Example: twap {switch.command} status --json\n\n" + CODES_HELP,
+        help=f"The {switch.title} as stored in the database.",
+    )
+    def status(
+        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    ) -> None:
+        settings = load_settings()
+        run(settings, lambda: _status(settings, switch, as_json))
+
+    return group
+
+
+app.add_typer(
+    build_group(
+        KILL,
+        "The kill switch: while engaged, no slice goes to the broker (each is blocked).",
+        (
+            "twap kill-switch engage --reason 'exchange outage'",
+            "twap kill-switch release --reason 'exchange back'",
+        ),
+    ),
+    name="kill-switch",
+)
+app.add_typer(
+    build_group(
+        BREAKER,
+        "The circuit breaker: trips by itself after consecutive slice failures; while "
+        "tripped, no slice goes to the broker.",
+        ("twap breaker trip --reason 'broker rejecting orders'", "twap breaker reset"),
+    ),
+    name="breaker",
+)
