@@ -11,7 +11,7 @@ import typer
 from worker.cli import output
 from worker.cli.app import app
 from worker.cli.exits import CODES_HELP, FAILED, OK, UNREACHABLE
-from worker.cli.probes import get
+from worker.observability.probe import http_get
 from worker.cli.runner import amqp, database, die, load_settings, run
 from worker.settings import Settings
 
@@ -78,13 +78,18 @@ async def _database(settings: Settings) -> list[Check]:
 async def _readyz(settings: Settings) -> list[Check]:
     if not settings.http_port:
         return []
-    answer = await get(settings.http_host, settings.http_port, "/readyz")
-    if answer is None or answer.status == 404:
-        return []  # no readiness endpoint there: the checks above decide
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "") else settings.http_host
+    try:
+        answer = await http_get(host, settings.http_port, "/readyz", wait=2.0)
+    except (OSError, TimeoutError, ValueError, IndexError):
+        return []  # nothing (or no HTTP server) answers there: the checks above decide
+    if answer.status == 404:
+        return []
     where = f"http://{settings.http_host}:{settings.http_port}/readyz"
     if answer.status == 200:
         return [Check("readyz", True, f"{where} answers 200")]
-    return [Check("readyz", False, f"{where} answers {answer.status}: {not_ready(answer.body)}")]
+    body = answer.body.decode("utf-8", "replace").strip()[:2000]
+    return [Check("readyz", False, f"{where} answers {answer.status}: {not_ready(body)}")]
 
 
 def not_ready(body: str) -> str:
