@@ -1,7 +1,7 @@
-"""Read-only look at a worker's database from the test process, for the fault suite's checks.
+"""A look at a worker's database from the test process, for the fault suite's checks.
 
 A plain engine without the worker's SQLite write-lock tuning, so that watching a running worker
-never holds its write lock.
+never holds its write lock. Reads only, but for `unrecord`, which sets up a crash state.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -56,6 +56,16 @@ class DbProbe:
         async with self.engine.connect() as conn:
             rows = await conn.execute(query.order_by(slices.c.parent_order_id, slices.c.slice_num))
             return [SliceRow(*row) for row in rows]
+
+    async def unrecord(self, submitted_event: dict[str, Any]) -> None:
+        """Put a submitted slice back to `submitting`, as if its outcome was never committed."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(slices)
+                .where(slices.c.parent_order_id == submitted_event["parent_order_id"])
+                .where(slices.c.slice_num == submitted_event["slice_num"])
+                .values(status="submitting", broker_order_id=None)
+            )
 
     async def outbox_backlog(self) -> int:
         async with self.engine.connect() as conn:
