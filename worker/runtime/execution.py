@@ -29,7 +29,7 @@ from worker.core.retry import (
     is_retryable,
 )
 from worker.runtime.clock import Clock
-from worker.runtime.dbretry import DatabaseUnavailable, with_db_retry
+from worker.runtime.dbretry import DatabaseUnavailable, NotLeading, with_db_retry
 from worker.store.repository import Store
 
 log = logging.getLogger(__name__)
@@ -68,20 +68,27 @@ class SliceExecutor:
         policy: ExecutionPolicy,
         clock: Clock,
         notify: Callable[[], None] = lambda: None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
         self.broker = broker
         self.policy = policy
         self.clock = clock
         self.notify = notify
+        self.leading = leading
 
     async def run(self, parent_id: str, slice_num: int, due: datetime) -> None:
         """Fire one scheduled slice. Never raises: every path ends in a status or a log line."""
         ids = {"parent_order_id": parent_id, "slice_num": slice_num}
+
+        async def claim() -> tuple[ParentRecord, SliceRecord, SwitchState] | None:
+            if not self.leading():
+                raise NotLeading("leadership lost; waiting to take it back")
+            return await self.store.claim(parent_id, slice_num, self.clock())
+
         try:
             claimed = await with_db_retry(
-                lambda: self.store.claim(parent_id, slice_num, self.clock()),
-                clock=self.clock, deadline=due + self.policy.grace, what="claim", **ids,
+                claim, clock=self.clock, deadline=due + self.policy.grace, what="claim", **ids,
             )
         except DatabaseUnavailable:
             # Left scheduled: the sweeper expires it, with its event, once the database is back.
