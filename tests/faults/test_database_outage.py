@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from itertools import pairwise
 
 import aio_pika
 import pytest
@@ -111,10 +112,17 @@ async def test_database_outage_holds_requests_expires_unclaimable_slices_and_rec
         if e["event_type"].startswith("slice.")
     }
     dlq = await dead_lettered(amqp_url, harness.names.dlq)
+    sent = sorted(
+        broker.orders[r.client_order_id].received_at
+        for r in rows
+        if r.parent_order_id == pid and r.status == "submitted"
+    )
+    closest = min(b - a for a, b in pairwise(sent))
     figures = (
         f"outage {resumed_at - cut_at:.1f} s, sends during it {sends_during}, "
         f"slices missed {len(missed)}, statuses {statuses}, waiting request answered "
-        f"{answered_after:.1f} s after the database returned, dead-lettered {dlq}"
+        f"{answered_after:.1f} s after the database returned, dead-lettered {dlq}, "
+        f"closest two orders of the parent {closest:.3f} s"
     )
     assert not statuses & {"scheduled", "submitting"}, figures
     assert set(broker.orders) == submitted, f"orders at the broker != slices submitted; {figures}"

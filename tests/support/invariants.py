@@ -4,6 +4,7 @@ broker's ledger must agree, no order twice, no slice left behind."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,6 @@ def _min_gap(lines: list[dict[str, Any]], ours: dict[str, Any]) -> float | None:
     gaps = [
         later - earlier
         for times in per_parent.values()
-        for earlier, later in zip(sorted(times), sorted(times)[1:], strict=False)
+        for earlier, later in pairwise(sorted(times))
     ]
     return min(gaps) if gaps else None
