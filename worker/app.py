@@ -10,6 +10,7 @@ from datetime import timedelta
 from schemas.common import SliceStatus
 from worker.brokers.base import Broker
 from worker.brokers.factory import build_broker
+from worker.core.intake import Inbound
 from worker.messaging.consumer import BatchingConsumer, ControlConsumer
 from worker.messaging.link import AmqpLink
 from worker.messaging.relay import OutboxRelay
@@ -20,7 +21,7 @@ from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock, utcnow
 from worker.runtime.control import ControlService
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor
-from worker.runtime.intake import IntakeService
+from worker.runtime.intake import Disposition, IntakeService
 from worker.runtime.recovery import recover
 from worker.runtime.scheduling import SliceScheduler
 from worker.settings import Settings, mask_url
@@ -60,7 +61,8 @@ class Worker:
             breaker_max_failures=settings.breaker_max_failures,
         )
         self.executor = SliceExecutor(self.store, timed_broker, policy, clock, self.relay.notify,
-                                      metrics=self.metrics)
+                                      metrics=self.metrics,
+                                      leading=lambda: self.leadership.held)
         self.scheduler = SliceScheduler(self.executor.run, clock)
         self.intake = IntakeService(self.store, self.scheduler, timed_broker, settings,
                                     self.names.requests, clock, self.relay.notify,
@@ -68,7 +70,7 @@ class Worker:
         self.control = ControlService(self.store, self.names.control, clock, self.relay.notify,
                                       metrics=self.metrics)
         self.requests_consumer = BatchingConsumer(
-            self.intake.handle, size=settings.batch_size, wait=settings.batch_wait_ms / 1000,
+            self._intake, size=settings.batch_size, wait=settings.batch_wait_ms / 1000,
             requeue_delay=settings.requeue_delay_seconds,
         )
         self.control_consumer = ControlConsumer(self.control.handle,
@@ -147,7 +149,14 @@ class Worker:
         except Exception as exc:  # what is left waits in the outbox for the next start
             log.warning("outbox.final_drain_incomplete", extra={"error": repr(exc)[:200]})
 
+    async def _intake(self, batch: list[Inbound]) -> list[Disposition]:
+        if not self.leadership.held:  # hold the requests until the lock is ours again
+            return [Disposition.RETRY] * len(batch)
+        return await self.intake.handle(batch)
+
     async def _sweep(self) -> None:
+        if not self.leadership.held:
+            return
         try:
             grace = timedelta(seconds=self.settings.misfire_grace_seconds)
             expired = await self.store.expire_overdue(self.clock(), grace)
@@ -158,10 +167,19 @@ class Worker:
             log.warning("sweep.failed", extra={"error": repr(exc)[:200]})
 
     async def _watch_leadership(self) -> None:
-        """Lost the lock's session (database restart): stop, so two workers never run."""
+        """Lost the lock's session (the database went away): claim and accept nothing until
+        the lock is ours again; if another worker has it by then, stop."""
         while True:
             await asyncio.sleep(2.0)
-            if not await self.leadership.still_held():
-                log.error("leadership.lost")
+            if await self.leadership.still_held():
+                continue
+            log.error("leadership.lost")
+            regained = await self.leadership.regain()
+            while regained is None:  # the database is still away
+                await asyncio.sleep(1.0)
+                regained = await self.leadership.regain()
+            if not regained:
+                log.error("leadership.taken_over")
                 self.stop()
                 return
+            log.warning("leadership.regained")

@@ -52,8 +52,14 @@ class SimBroker:
     attempts: int = 0
     _faults: deque[str] = field(default_factory=deque)
     _ledger: int | None = None
+    _opened: bool = False
 
-    def __post_init__(self) -> None:
+    def _open(self) -> None:
+        """Read the ledger at first use, not at construction: a standby worker builds its broker
+        long before it takes over, and must see what the worker it replaces sent."""
+        if self._opened:
+            return
+        self._opened = True
         if self.ledger_path is not None:
             self._load_ledger(self.ledger_path)
             self._ledger = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -66,6 +72,7 @@ class SimBroker:
         self._faults.extend(faults)
 
     async def submit(self, order: OrderRequest) -> BrokerOrder:
+        self._open()
         self.attempts += 1
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -82,10 +89,12 @@ class SimBroker:
         return booked.view()
 
     async def find(self, client_order_id: str) -> BrokerOrder | None:
+        self._open()
         found = self.orders.get(client_order_id)
         return found.view() if found else None
 
     async def cancel(self, broker_order_id: str) -> bool:
+        self._open()
         for sim_order in self.orders.values():
             if sim_order.broker_order_id == broker_order_id:
                 if sim_order.status in {"new", "accepted"}:

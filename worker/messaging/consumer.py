@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[Inbound]], Awaitable[list[Disposition]]]
 ControlHandler = Callable[[bytes, str | None, str | None], Awaitable[Disposition]]
+Decide = Callable[[list[AbstractIncomingMessage]], Awaitable[list[Disposition]]]
+HOLD_WAIT_CAP = 5.0
 
 
 def to_inbound(message: AbstractIncomingMessage) -> Inbound:
@@ -42,6 +44,43 @@ async def settle(message: AbstractIncomingMessage, disposition: Disposition,
                                                   "error": repr(exc)[:200]})
 
 
+async def decide_holding(
+    messages: list[AbstractIncomingMessage], decide: Decide, first_wait: float,
+    requeue_delay: float, stopping: asyncio.Event | None = None,
+) -> None:
+    """Decide and settle every message. Those the handler answers RETRY (the database is away)
+    stay unacked and are decided again after a growing wait: a nack would count towards the
+    queue's delivery limit and dead-letter a request that did nothing wrong. On shutdown what
+    is still held goes back to the queue."""
+    pending, wait = messages, max(first_wait, 0.05)
+    while pending:
+        dispositions = await decide(pending)
+        held = [m for m, d in zip(pending, dispositions, strict=True) if d is Disposition.RETRY]
+        done = [(m, d) for m, d in zip(pending, dispositions, strict=True)
+                if d is not Disposition.RETRY]
+        if held and stopping is not None and stopping.is_set():
+            done.extend((m, Disposition.REQUEUE) for m in held)
+            held = []
+        if any(d is Disposition.REQUEUE for _, d in done) and requeue_delay:
+            await asyncio.sleep(requeue_delay)  # a poison message: don't spin on it
+        await asyncio.gather(*(settle(m, d) for m, d in done))
+        if held:
+            log.warning("amqp.holding", extra={"messages": len(held), "retry_in": wait})
+            await _pause(wait, stopping)
+            wait = min(wait * 2, HOLD_WAIT_CAP)
+        pending = held
+
+
+async def _pause(seconds: float, stopping: asyncio.Event | None) -> None:
+    if stopping is None:
+        await asyncio.sleep(seconds)
+        return
+    try:
+        await asyncio.wait_for(stopping.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
 class BatchingConsumer:
     """Gathers deliveries for up to `wait` seconds or `size` messages, then handles them."""
 
@@ -54,6 +93,7 @@ class BatchingConsumer:
         self._queue: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._consumer_tag: str | None = None
         self._source: AbstractQueue | None = None
+        self._stopping: asyncio.Event | None = None
         self.busy = False
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
@@ -77,6 +117,7 @@ class BatchingConsumer:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Handle batches until `stopping` is set and nothing is waiting."""
+        self._stopping = stopping
         while not (stopping.is_set() and self._queue.empty()):
             try:
                 first = await asyncio.wait_for(self._queue.get(), timeout=0.2)
@@ -100,17 +141,17 @@ class BatchingConsumer:
     async def _handle(self, batch: list[AbstractIncomingMessage]) -> None:
         self.busy = True
         try:
-            try:
-                dispositions = await self.handler([to_inbound(m) for m in batch])
-            except Exception:
-                log.exception("intake.handler_crashed", extra={"batch": len(batch)})
-                dispositions = [Disposition.REQUEUE] * len(batch)
-            if Disposition.REQUEUE in dispositions and self.requeue_delay:
-                await asyncio.sleep(self.requeue_delay)  # back off while the database is away
-            await asyncio.gather(*(settle(m, d) for m, d in zip(batch, dispositions,
-                                                                 strict=True)))
+            await decide_holding(batch, self._decide, self.requeue_delay, self.requeue_delay,
+                                 self._stopping)
         finally:
             self.busy = False
+
+    async def _decide(self, batch: list[AbstractIncomingMessage]) -> list[Disposition]:
+        try:
+            return await self.handler([to_inbound(m) for m in batch])
+        except Exception:
+            log.exception("intake.handler_crashed", extra={"batch": len(batch)})
+            return [Disposition.REQUEUE] * len(batch)
 
 
 class ControlConsumer:
@@ -133,12 +174,15 @@ class ControlConsumer:
         self._consumer_tag = None
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # Held here while the database is away (prefetch 1: later commands wait, in order);
+        # a channel that closes meanwhile cancels this task and RabbitMQ requeues the command.
+        await decide_holding([message], self._decide, self.requeue_delay, self.requeue_delay)
+
+    async def _decide(self, messages: list[AbstractIncomingMessage]) -> list[Disposition]:
+        (message,) = messages
         try:
-            disposition = await self.handler(message.body, message.message_id,
-                                             message.correlation_id)
+            return [await self.handler(message.body, message.message_id,
+                                       message.correlation_id)]
         except Exception:
             log.exception("control.handler_crashed")
-            disposition = Disposition.REQUEUE
-        if disposition is Disposition.REQUEUE and self.requeue_delay:
-            await asyncio.sleep(self.requeue_delay)
-        await settle(message, disposition)
+            return [Disposition.REQUEUE]

@@ -73,8 +73,8 @@ class AmqpLink:
             await requests_channel.set_qos(prefetch_count=self.prefetch)
             control_channel = await connection.channel()
             await control_channel.set_qos(prefetch_count=1)
-            requests_queue = await requests_channel.get_queue(self.names.requests, ensure=False)
-            control_queue = await control_channel.get_queue(self.names.control, ensure=False)
+            requests_queue = await requests_channel.declare_queue(self.names.requests, passive=True)
+            control_queue = await control_channel.declare_queue(self.names.control, passive=True)
         except Exception:
             await connection.close()
             raise

@@ -70,8 +70,8 @@ class ControlService:
         except Exception as exc:
             if is_outage(exc):
                 log.warning("control.database_unavailable", extra={"error": str(exc)[:200]})
-            else:
-                log.exception("control.failed")
+                return Disposition.RETRY
+            log.exception("control.failed")
             return Disposition.REQUEUE
         self.notify()
         return Disposition.ACK

@@ -19,6 +19,11 @@ class DatabaseUnavailable(Exception):
     """The database stayed away past the caller's deadline."""
 
 
+class NotLeading(ConnectionError):
+    """This worker lost its leadership session and has not taken it back yet: it must not
+    claim or accept anything meanwhile. Retried like an outage (it usually is one)."""
+
+
 async def with_db_retry(
     call: Callable[[], Awaitable[T]],
     *,

@@ -30,7 +30,7 @@ from worker.core.retry import (
 )
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock
-from worker.runtime.dbretry import DatabaseUnavailable, with_db_retry
+from worker.runtime.dbretry import DatabaseUnavailable, NotLeading, with_db_retry
 from worker.store.repository import Store
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class SliceExecutor:
         notify: Callable[[], None] = lambda: None,
         *,
         metrics: WorkerMetrics | None = None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -78,14 +79,20 @@ class SliceExecutor:
         self.clock = clock
         self.notify = notify
         self.metrics = metrics if metrics is not None else WorkerMetrics()
+        self.leading = leading
 
     async def run(self, parent_id: str, slice_num: int, due: datetime) -> None:
         """Fire one scheduled slice. Never raises: every path ends in a status or a log line."""
         ids: dict[str, object] = {"parent_order_id": parent_id, "slice_num": slice_num}
+
+        async def claim() -> tuple[ParentRecord, SliceRecord, SwitchState] | None:
+            if not self.leading():
+                raise NotLeading("leadership lost; waiting to take it back")
+            return await self.store.claim(parent_id, slice_num, self.clock())
+
         try:
             claimed = await with_db_retry(
-                lambda: self.store.claim(parent_id, slice_num, self.clock()),
-                clock=self.clock, deadline=due + self.policy.grace, what="claim", ids=ids,
+                claim, clock=self.clock, deadline=due + self.policy.grace, what="claim", ids=ids,
             )
         except DatabaseUnavailable:
             # Left scheduled: the sweeper expires it, with its event, once the database is back.

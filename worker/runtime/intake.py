@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 class Disposition(Enum):
     ACK = "ack"
-    REQUEUE = "requeue"
+    REQUEUE = "requeue"  # back to the queue; counts towards the delivery limit (poison)
+    RETRY = "retry"  # the database is away: hold the message and try again, it is not at fault
 
 
 class IntakeService:
@@ -74,8 +75,8 @@ class IntakeService:
             if is_outage(exc):
                 log.warning("intake.database_unavailable", extra={"batch": len(batch),
                                                                    "error": str(exc)[:200]})
-                self.metrics.request("requeued", len(batch))
-                return [Disposition.REQUEUE] * len(batch)
+                self.metrics.request("retried", len(batch))
+                return [Disposition.RETRY] * len(batch)
             if len(batch) == 1:
                 log.exception("intake.failed", extra=_meta(batch[0]))
                 self.metrics.request("requeued")

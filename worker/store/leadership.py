@@ -2,8 +2,9 @@
 
 PostgreSQL: a session advisory lock held on one dedicated connection (outside the pool) for the
 life of the process; a standby polls for it and takes over as soon as the holder's session
-ends. SQLite: an exclusive lock on a file beside the database; a second worker refuses to
-start.
+ends. A holder that loses its session (the database went away) is not the leader any more
+until `regain` takes the lock back on a new session. SQLite: an exclusive lock on a file beside
+the database; a second worker refuses to start.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Leadership:
         self._conn: AsyncConnection | None = None
         self._engine: AsyncEngine | None = None
         self._fd: int | None = None
+        self.held = False
 
     @property
     def is_sqlite(self) -> bool:
@@ -48,11 +50,13 @@ class Leadership:
         """Become the active worker; False if `stopping` was set while standing by."""
         if self.is_sqlite:
             self._lock_file()
+            self.held = True
             return True
         announced = False
         while not stopping.is_set():
             try:
                 if await self._try_advisory():
+                    self.held = True
                     return True
                 if not announced:
                     log.warning("leadership.standby", extra={"key": self.key})
@@ -71,14 +75,29 @@ class Leadership:
         if self.is_sqlite:
             return self._fd is not None
         if self._conn is None:
+            self.held = False
             return False
         try:
             await self._conn.execute(text("SELECT 1"))
             return True
         except Exception:
+            self.held = False
             return False
 
+    async def regain(self) -> bool | None:
+        """After the lock's session was lost: True when the lock is ours again (on a new
+        session), False when another worker holds it, None while the database stays away."""
+        await self._drop_connection()
+        try:
+            self.held = await self._try_advisory()
+        except Exception as exc:
+            log.warning("leadership.db_unavailable", extra={"error": repr(exc)[:200]})
+            await self._drop_connection()
+            return None
+        return self.held
+
     async def release(self) -> None:
+        self.held = False
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
