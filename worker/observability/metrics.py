@@ -15,7 +15,7 @@ from schemas.common import SliceStatus
 # From 1 ms to 10 s: lateness is milliseconds when all is well, seconds when the loop stalls.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-REQUEST_OUTCOMES = ("accepted", "duplicate", "canceled", "rejected", "requeued")
+REQUEST_OUTCOMES = ("accepted", "duplicate", "canceled", "rejected", "requeued", "retried")
 TERMINAL_STATUSES = tuple(
     s.value for s in SliceStatus if s not in {SliceStatus.SCHEDULED, SliceStatus.SUBMITTING}
 )
