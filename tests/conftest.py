@@ -13,7 +13,7 @@ import pytest
 
 from tests.support import services
 from tests.support.databases import PgDatabases, sqlite_url
-from tests.support.harness import Harness, test_settings
+from tests.support.harness import Harness, worker_settings
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +71,7 @@ def namespace() -> Iterator[str]:
 
 @pytest.fixture
 async def harness(amqp_url: str, database_url: str, namespace: str) -> AsyncIterator[Harness]:
-    h = Harness(test_settings(amqp_url, database_url, namespace))
+    h = Harness(worker_settings(amqp_url, database_url, namespace))
     await h.open()
     yield h
     await h.close()

@@ -20,7 +20,7 @@ from jsonschema import Draft7Validator
 
 from schemas.export import ROOT, SCHEMA_DIR
 from tests.support.harness import Harness
-from tests.support.harness import test_settings as settings_for
+from tests.support.harness import worker_settings as settings_for
 from tests.support.services import in_ci
 
 pytestmark = pytest.mark.e2e

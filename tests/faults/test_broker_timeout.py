@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.support.harness import Harness, submit_body
-from tests.support.harness import test_settings as harness_settings
+from tests.support.harness import worker_settings as harness_settings
 from worker.brokers.sim import SimBroker
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]

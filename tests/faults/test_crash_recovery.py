@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.db_probe import DbProbe
 from tests.support.harness import Harness, submit_body
-from tests.support.harness import test_settings as harness_settings
+from tests.support.harness import worker_settings as harness_settings
 from tests.support.invariants import Figures, check
 from tests.support.worker_process import WorkerProcess, worker_env
 

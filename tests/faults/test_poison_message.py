@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.support.harness import Harness, submit_body
-from tests.support.harness import test_settings as harness_settings
+from tests.support.harness import worker_settings as harness_settings
 from worker.core.intake import IntakeItem
 from worker.messaging.topology import DELIVERY_LIMIT
 from worker.store.intake_ops import IntakeResult

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from tests.support.db_probe import DbProbe
 from tests.support.event_tap import EventTap
 from tests.support.harness import Harness, submit_body
-from tests.support.harness import test_settings as harness_settings
+from tests.support.harness import worker_settings as harness_settings
 from tests.support.tcp_proxy import TcpProxy
 from worker.brokers.sim import SimBroker
 from worker.core.intake import Inbound

@@ -15,7 +15,7 @@ import pytest
 from tests.fuzz.messages import generate
 from tests.support.db_probe import DbProbe
 from tests.support.harness import Harness, submit_body
-from tests.support.harness import test_settings as harness_settings
+from tests.support.harness import worker_settings as harness_settings
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(120)]
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from tests.observability.pausable_proxy import PausableProxy
 from tests.support.harness import Harness, submit_body
-from tests.support.harness import test_settings as settings_for
+from tests.support.harness import worker_settings as settings_for
 from worker.app import Worker
 from worker.observability.probe import Reply, http_get
 

@@ -20,7 +20,7 @@ from worker.messaging.topology import Names, declare, delete_all
 from worker.settings import Settings
 
 
-def test_settings(amqp_url: str, database_url: str, namespace: str, **overrides: Any) -> Settings:
+def worker_settings(amqp_url: str, database_url: str, namespace: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "amqp_url": amqp_url,
         "database_url": database_url,
