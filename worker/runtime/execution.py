@@ -178,6 +178,8 @@ class SliceExecutor:
                     sent_at = self.clock()
                     try:
                         placed = await self.broker.submit(order)
+                        # Accepted now: lateness includes any wait for the rate limiter.
+                        sent_at = self.clock()
                     except TransientBrokerError as exc:
                         ambiguous = ambiguous or exc.ambiguous
                         log.warning("slice.attempt_failed", extra={
@@ -255,6 +257,9 @@ class SliceExecutor:
         if updated is None:
             log.warning("slice.record_conflict", extra=extra)
         elif went_out:
+            if outcome.sent_at is not None:
+                lateness = outcome.sent_at - record.scheduled_time
+                extra["lateness_ms"] = round(lateness.total_seconds() * 1000, 3)
             log.info("slice.submitted", extra=extra)
         else:
             log.warning(f"slice.{outcome.status.value}", extra=extra)
