@@ -81,23 +81,15 @@ async def _pause(seconds: float, stopping: asyncio.Event | None) -> None:
         pass
 
 
-class BatchingConsumer:
-    """Gathers deliveries for up to `wait` seconds or `size` messages, then handles them."""
+class Subscription:
+    """A consumer on one queue: attach, detach; subclasses say what a delivery does."""
 
-    def __init__(self, handler: BatchHandler, size: int, wait: float,
-                 requeue_delay: float) -> None:
-        self.handler = handler
-        self.size = size
-        self.wait = wait
-        self.requeue_delay = requeue_delay
-        self._queue: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+    def __init__(self) -> None:
         self._consumer_tag: str | None = None
         self._source: AbstractQueue | None = None
-        self._stopping: asyncio.Event | None = None
-        self.busy = False
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
-        await self._queue.put(message)
+        raise NotImplementedError
 
     async def start(self, queue: AbstractQueue) -> None:
         self._source = queue
@@ -114,6 +106,24 @@ class BatchingConsumer:
     @property
     def attached(self) -> bool:
         return self._consumer_tag is not None
+
+
+class BatchingConsumer(Subscription):
+    """Gathers deliveries for up to `wait` seconds or `size` messages, then handles them."""
+
+    def __init__(self, handler: BatchHandler, size: int, wait: float,
+                 requeue_delay: float) -> None:
+        super().__init__()
+        self.handler = handler
+        self.size = size
+        self.wait = wait
+        self.requeue_delay = requeue_delay
+        self._queue: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._stopping: asyncio.Event | None = None
+        self.busy = False
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        await self._queue.put(message)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Handle batches until `stopping` is set and nothing is waiting."""
@@ -154,26 +164,15 @@ class BatchingConsumer:
             return [Disposition.REQUEUE] * len(batch)
 
 
-class ControlConsumer:
+class ControlConsumer(Subscription):
+    """One control command at a time (prefetch 1), in order."""
+
     def __init__(self, handler: ControlHandler, requeue_delay: float) -> None:
+        super().__init__()
         self.handler = handler
         self.requeue_delay = requeue_delay
-        self._consumer_tag: str | None = None
-        self._source: AbstractQueue | None = None
 
-    async def start(self, queue: AbstractQueue) -> None:
-        self._source = queue
-        self._consumer_tag = await queue.consume(self._on_message, no_ack=False)
-
-    async def stop_consuming(self) -> None:
-        if self._source is not None and self._consumer_tag is not None:
-            try:
-                await self._source.cancel(self._consumer_tag)
-            except Exception as exc:
-                log.warning("amqp.cancel_failed", extra={"error": repr(exc)[:200]})
-        self._consumer_tag = None
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
         # Held here while the database is away (prefetch 1: later commands wait, in order);
         # a channel that closes meanwhile cancels this task and RabbitMQ requeues the command.
         await decide_holding([message], self._decide, self.requeue_delay, self.requeue_delay)
