@@ -107,7 +107,11 @@ class Worker:
             await recover(self.store, self.executor, self.scheduler,
                           timedelta(seconds=self.settings.misfire_grace_seconds), self.clock)
             self.recovered.set()
+            self._log_stats()
             self.scheduler.every("sweep", SWEEP_SECONDS, self._sweep)
+            if self.settings.stats_interval_seconds > 0:
+                self.scheduler.every("stats", self.settings.stats_interval_seconds,
+                                     self._periodic_stats)
             connect_task = asyncio.create_task(self.link.connect(self._stopping))
             intake_task = asyncio.create_task(self.requests_consumer.run(self._stopping))
             watch_task = asyncio.create_task(self._watch_leadership())
@@ -135,6 +139,12 @@ class Worker:
                 self.relay.notify()
         except Exception as exc:
             log.warning("sweep.failed", extra={"error": repr(exc)[:200]})
+
+    def _log_stats(self) -> None:
+        log.info("scheduler.stats", extra=self.scheduler.stats())
+
+    async def _periodic_stats(self) -> None:
+        self._log_stats()
 
     async def _watch_leadership(self) -> None:
         """Lost the lock's session (database restart): stop, so two workers never run."""

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     )
     outbox_batch: int = Field(default=500, ge=1, description="events relayed per round")
     shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
+    stats_interval_seconds: float = Field(
+        default=60.0, ge=0, description="how often `scheduler.stats` is logged; 0 turns it off"
+    )
 
     sim_ledger_path: Path | None = Field(
         default=None, description="sim broker: file that keeps its orders across restarts"
