@@ -148,6 +148,18 @@ async def finish(
 
 async def maybe_complete(conn: AsyncConnection, parent: ParentRecord, now: datetime) -> bool:
     """When every slice is terminal, an active parent becomes completed with its tally."""
+    # Lock the parent first: two slices of one parent finishing at the same moment would each
+    # see the other still pending (neither commit visible yet) and neither would complete it.
+    # Behind the lock, the tally below sees the other transaction's committed slice.
+    status = (
+        await conn.execute(
+            select(parents.c.status)
+            .where(parents.c.parent_order_id == parent.parent_order_id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if status != ParentStatus.ACTIVE.value:
+        return False
     rows = (
         await conn.execute(
             select(slices.c.status, func.count(), func.sum(slices.c.qty))
