@@ -46,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("name", choices=[*BENCHMARKS, "all"])
     parser.add_argument("--quick", action="store_true", help="smaller counts, under 60 s each")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a parameter, e.g. --set requests=5000")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter, e.g. --set requests=5000",
+    )
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set)
     services = services_from_environment()
@@ -55,13 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     for name in names:
         module = BENCHMARKS[name]
-        result = asyncio.run(module.run(services, args.quick, params_for(module, args.quick,
-                                                                          overrides)))
+        result = asyncio.run(
+            module.run(services, args.quick, params_for(module, args.quick, overrides))
+        )
         emit(result)
         results.append(result)
     if args.name == "all":
-        print(json.dumps({"name": "all", "quick": args.quick,
-                          "results": [r.as_json() for r in results]}, separators=(",", ":")))
+        print(
+            json.dumps(
+                {"name": "all", "quick": args.quick, "results": [r.as_json() for r in results]},
+                separators=(",", ":"),
+            )
+        )
     return 0
 
 

@@ -38,10 +38,10 @@ class EventRecorder:
     def count(self, event_type: str) -> int:
         return len(self.arrivals.get(event_type, ()))
 
-    async def wait_until(self, done: object, timeout: float) -> bool:
-        """Wait until `done()` is true; False on timeout."""
+    async def wait_until(self, done: object, within: float) -> bool:
+        """Wait until `done()` is true; False after `within` seconds."""
         assert callable(done)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -64,8 +64,9 @@ class BenchClient:
 
     async def open(self, bindings: list[str], keep_bodies: set[str]) -> EventRecorder:
         """Declare the namespace's topology and subscribe to `bindings` on N.events."""
-        self.connection = await aio_pika.connect(self.url, client_properties={
-            "connection_name": f"twap-bench {self.names.namespace}"})
+        self.connection = await aio_pika.connect(
+            self.url, client_properties={"connection_name": f"twap-bench {self.names.namespace}"}
+        )
         self.channel = await self.connection.channel(publisher_confirms=True)
         topology = await declare(self.channel, self.names)
         events_channel = await self.connection.channel()
@@ -86,8 +87,11 @@ class BenchClient:
         assert self.channel is not None
         at = time.time()
         await self.channel.default_exchange.publish(
-            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                             content_type="application/json"),
+            aio_pika.Message(
+                body,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type="application/json",
+            ),
             routing_key=routing_key or self.names.requests,
         )
         return at
@@ -102,8 +106,11 @@ class BenchClient:
         async def one(body: bytes) -> None:
             try:
                 await exchange.publish(
-                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                     content_type="application/json"),
+                    aio_pika.Message(
+                        body,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        content_type="application/json",
+                    ),
                     routing_key=self.names.requests,
                 )
             finally:

@@ -18,8 +18,13 @@ from bench.workload import planned_slices, submit
 from worker.brokers.sim import read_ledger
 
 NAME = "dispatch"
-PROBLEMS = ("slice.expired", "slice.failed", "slice.rejected", "slice.blocked_kill_switch",
-            "slice.blocked_circuit_breaker")
+PROBLEMS = (
+    "slice.expired",
+    "slice.failed",
+    "slice.rejected",
+    "slice.blocked_kill_switch",
+    "slice.blocked_circuit_breaker",
+)
 
 
 @dataclass(frozen=True)
@@ -36,19 +41,30 @@ QUICK = Params(rate=100, seconds=15, slices=15)
 async def run(services: Services, quick: bool, params: Params) -> Result:
     interval = params.seconds // params.slices
     parents = params.rate * interval
-    bindings = ["parent.accepted.#", "parent.completed.#", "request.#",
-                *(f"{p}.#" for p in PROBLEMS)]
-    async with bench_run(NAME, quick, services, bindings=bindings,
-                         keep_bodies={"parent.accepted"}) as r:
+    bindings = [
+        "parent.accepted.#",
+        "parent.completed.#",
+        "request.#",
+        *(f"{p}.#" for p in PROBLEMS),
+    ]
+    async with bench_run(
+        NAME, quick, services, bindings=bindings, keep_bodies={"parent.accepted"}
+    ) as r:
         await r.start_worker()
         lead = 4 + parents / 200  # time to accept every parent before the first is due
         t0 = time.time() + lead
-        bodies = [submit(r.run_id, k, start_at=t0 + k / params.rate, slices=params.slices,
-                         interval=interval) for k in range(parents)]
-        loaded = await publish_and_wait(r, bodies, timeout=lead + params.seconds)
+        bodies = [
+            submit(
+                r.run_id, k, start_at=t0 + k / params.rate, slices=params.slices, interval=interval
+            )
+            for k in range(parents)
+        ]
+        loaded = await publish_and_wait(r, bodies, within=lead + params.seconds)
         late_setup = (loaded.last_accepted or t0) > t0
-        progress(f"{parents:,} parents, {parents * params.slices:,} slices due at "
-                 f"{params.rate}/s for {params.seconds} s")
+        progress(
+            f"{parents:,} parents, {parents * params.slices:,} slices due at "
+            f"{params.rate}/s for {params.seconds} s"
+        )
         await asyncio.sleep(max(0.0, t0 - time.time()))
         cpu_before = r.worker.cpu_seconds()
         done = await r.events.wait_until(
@@ -76,12 +92,20 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
     window = (max(received.values()) - min(received.values())) if received else 0.0
 
     result = Result(NAME, r.database.kind, quick)
-    result.counts = {"parents": loaded.accepted, "slices_due": len(due), "sent": len(lateness),
-                     "missed": missed, "duplicates": duplicates,
-                     "completed_parents": r.events.count("parent.completed"), **problems}
-    result.rates = {"target_slices_per_s": params.rate,
-                    "sent_per_s": round(len(received) / window, 1) if window else 0.0,
-                    "worker_cpu_pct": round(100 * cpu / max(params.seconds, 1), 1)}
+    result.counts = {
+        "parents": loaded.accepted,
+        "slices_due": len(due),
+        "sent": len(lateness),
+        "missed": missed,
+        "duplicates": duplicates,
+        "completed_parents": r.events.count("parent.completed"),
+        **problems,
+    }
+    result.rates = {
+        "target_slices_per_s": params.rate,
+        "sent_per_s": round(len(received) / window, 1) if window else 0.0,
+        "worker_cpu_pct": round(100 * cpu / max(params.seconds, 1), 1),
+    }
     result.percentiles = {"lateness_ms": lat}
     result.rss_mib = memory
     result.lines = [

@@ -40,8 +40,10 @@ def services_from_environment() -> Services:
 
 
 def _asyncpg_dsn(url: str, database: str) -> str:
-    return make_url(url).set(drivername="postgresql", database=database).render_as_string(
-        hide_password=False
+    return (
+        make_url(url)
+        .set(drivername="postgresql", database=database)
+        .render_as_string(hide_password=False)
     )
 
 

@@ -27,25 +27,36 @@ QUICK = Params(requests=1_000)
 
 
 async def run(services: Services, quick: bool, params: Params) -> Result:
-    async with bench_run(NAME, quick, services, bindings=["parent.accepted.#", "request.#"],
-                         keep_bodies=set()) as r:
+    async with bench_run(
+        NAME, quick, services, bindings=["parent.accepted.#", "request.#"], keep_bodies=set()
+    ) as r:
         await r.start_worker()
         # Starts an hour ahead: this measures intake alone, no slice fires meanwhile.
         start = time.time() + 3600
-        bodies = [submit(r.run_id, i, start_at=start, slices=params.slices)
-                  for i in range(params.requests)]
+        bodies = [
+            submit(r.run_id, i, start_at=start, slices=params.slices)
+            for i in range(params.requests)
+        ]
         loaded = await publish_and_wait(r, bodies, in_flight=params.in_flight)
         memory = r.worker.memory_mib()
     result = Result(NAME, r.database.kind, quick)
     rate = loaded.requests_per_second
-    result.counts = {"requests": loaded.requests, "accepted": loaded.accepted,
-                     "rejected": loaded.rejected, "slices": loaded.accepted * params.slices}
-    result.rates = {"requests_per_s": round(rate or 0, 1),
-                    "slices_per_s": round((rate or 0) * params.slices, 1),
-                    "publish_per_s": round(loaded.requests / loaded.publish_seconds, 1)}
-    result.timings_s = {"publish": round(loaded.publish_seconds, 3),
-                        "intake": round(loaded.intake_seconds or 0, 3),
-                        "worker_cpu": round(loaded.worker_cpu_s, 2)}
+    result.counts = {
+        "requests": loaded.requests,
+        "accepted": loaded.accepted,
+        "rejected": loaded.rejected,
+        "slices": loaded.accepted * params.slices,
+    }
+    result.rates = {
+        "requests_per_s": round(rate or 0, 1),
+        "slices_per_s": round((rate or 0) * params.slices, 1),
+        "publish_per_s": round(loaded.requests / loaded.publish_seconds, 1),
+    }
+    result.timings_s = {
+        "publish": round(loaded.publish_seconds, 3),
+        "intake": round(loaded.intake_seconds or 0, 3),
+        "worker_cpu": round(loaded.worker_cpu_s, 2),
+    }
     result.rss_mib = memory
     result.lines = [
         f"{loaded.requests:,} requests of {params.slices} slices, published in "

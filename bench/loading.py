@@ -40,8 +40,9 @@ def progress(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-async def publish_and_wait(run: Run, bodies: list[bytes], *, timeout: float | None = None,
-                           in_flight: int = 500) -> Loaded:
+async def publish_and_wait(
+    run: Run, bodies: list[bytes], *, within: float | None = None, in_flight: int = 500
+) -> Loaded:
     """Publish every request as fast as RabbitMQ confirms, then wait for all the answers."""
     accepted_before = run.events.count("parent.accepted")
     rejected_before = run.events.count("request.rejected")
@@ -51,10 +52,14 @@ async def publish_and_wait(run: Run, bodies: list[bytes], *, timeout: float | No
     first, confirmed = await run.client.publish_many(bodies, in_flight)
 
     def answered() -> int:
-        return (run.events.count("parent.accepted") - accepted_before
-                + run.events.count("request.rejected") - rejected_before)
+        return (
+            run.events.count("parent.accepted")
+            - accepted_before
+            + run.events.count("request.rejected")
+            - rejected_before
+        )
 
-    limit = timeout if timeout is not None else 60 + expected / 100
+    limit = within if within is not None else 60 + expected / 100
     if not await run.events.wait_until(lambda: answered() >= expected, limit):
         progress(f"only {answered():,} of {expected:,} answered within {limit:.0f} s")
     arrivals = run.events.arrivals["parent.accepted"][accepted_before:]
@@ -69,8 +74,10 @@ async def publish_and_wait(run: Run, bodies: list[bytes], *, timeout: float | No
         worker_cpu_s=run.worker.cpu_seconds() - cpu_before,
     )
     rate = loaded.requests_per_second
-    progress(f"{loaded.accepted:,} accepted in {loaded.intake_seconds or 0:.2f} s "
-             f"({rate or 0:,.0f}/s), published in {loaded.publish_seconds:.2f} s")
+    progress(
+        f"{loaded.accepted:,} accepted in {loaded.intake_seconds or 0:.2f} s "
+        f"({rate or 0:,.0f}/s), published in {loaded.publish_seconds:.2f} s"
+    )
     return loaded
 
 

@@ -26,8 +26,10 @@ class WorkerFailed(RuntimeError):
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str], workdir: Path) -> None:
-        self.env = {**env, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)}
+        self.env = {
+            **env,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+        }
         self.log_path = workdir / "worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
@@ -37,8 +39,11 @@ class WorkerProcess:
 
     async def migrate(self) -> None:
         done = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "worker", "migrate"], env=self.env,
-            capture_output=True, check=False,
+            subprocess.run,
+            [sys.executable, "-m", "worker", "migrate"],
+            env=self.env,
+            capture_output=True,
+            check=False,
         )
         if done.returncode != 0:
             raise WorkerFailed(f"migrate failed: {done.stderr.decode()[-2000:]}")
@@ -56,8 +61,11 @@ class WorkerProcess:
         log.flush()
         self.started_at = time.time()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker", "worker"], env=self.env, stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "worker", "worker"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         print(f"bench: worker pid {self.proc.pid}", file=sys.stderr, flush=True)
@@ -89,10 +97,16 @@ class WorkerProcess:
                 except ValueError:
                     continue
 
-    async def wait_log(self, event: str, predicate: Callable[[LogLine], bool] | None = None,
-                       *, since: int = 0, timeout: float = 60.0) -> LogLine:
+    async def wait_log(
+        self,
+        event: str,
+        predicate: Callable[[LogLine], bool] | None = None,
+        *,
+        since: int = 0,
+        within: float = 60.0,
+    ) -> LogLine:
         """The first log line named `event` (from line index `since`) that matches."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             self.read_new()
             for line in self.lines[since:]:
@@ -102,7 +116,7 @@ class WorkerProcess:
                 self.read_new()
                 raise WorkerFailed(f"worker exited while waiting for {event}: {self.tail()}")
             if time.monotonic() > deadline:
-                raise WorkerFailed(f"no {event} log line within {timeout:.0f} s: {self.tail()}")
+                raise WorkerFailed(f"no {event} log line within {within:.0f} s: {self.tail()}")
             await asyncio.sleep(0.05)
 
     def mark(self) -> int:
@@ -126,7 +140,10 @@ class WorkerProcess:
             key, _, rest = row.partition(":")
             if key in {"VmRSS", "VmHWM"}:
                 values[key] = int(rest.split()[0]) / 1024
-        return {"rss": round(values.get("VmRSS", 0.0), 1), "peak": round(values.get("VmHWM", 0.0), 1)}
+        return {
+            "rss": round(values.get("VmRSS", 0.0), 1),
+            "peak": round(values.get("VmHWM", 0.0), 1),
+        }
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the worker used so far."""
@@ -141,12 +158,12 @@ class WorkerProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
 
-    async def stop(self, timeout: float = 60.0) -> None:
-        """SIGTERM (drain), then SIGKILL if it takes longer than `timeout`."""
+    async def stop(self, within: float = 60.0) -> None:
+        """SIGTERM (drain), then SIGKILL if it takes longer than `within` seconds."""
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
         try:
-            await asyncio.to_thread(self.proc.wait, timeout)
+            await asyncio.to_thread(self.proc.wait, within)
         except subprocess.TimeoutExpired:
             self.kill()

@@ -21,8 +21,15 @@ def percentiles(values: list[float]) -> dict[str, float]:
         index = max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))
         return ordered[index]
 
-    out = {"p50": rank(0.50), "p90": rank(0.90), "p99": rank(0.99), "p99_9": rank(0.999),
-           "max": ordered[-1], "min": ordered[0], "mean": sum(ordered) / len(ordered)}
+    out = {
+        "p50": rank(0.50),
+        "p90": rank(0.90),
+        "p99": rank(0.99),
+        "p99_9": rank(0.999),
+        "max": ordered[-1],
+        "min": ordered[0],
+        "mean": sum(ordered) / len(ordered),
+    }
     return {k: round(v, 3) for k, v in out.items()}
 
 
@@ -54,8 +61,9 @@ class Result:
     lines: list[str] = field(default_factory=list)  # the readable summary
     notes: list[str] = field(default_factory=list)
 
-    def target(self, what: str, measured: float | None, limit: float, *,
-               higher_is_better: bool = False) -> None:
+    def target(
+        self, what: str, measured: float | None, limit: float, *, higher_is_better: bool = False
+    ) -> None:
         value = None if measured is None else round(measured, 3)
         self.targets.append(Target(what, value, limit, higher_is_better))
 
@@ -99,8 +107,10 @@ def render(result: Result) -> str:
     for t in result.targets:
         sign = ">=" if t.higher_is_better else "<="
         verdict = "met" if t.met else "NOT met"
-        out.append(f"  target {t.what} {sign} {_number(t.limit)}: measured "
-                   f"{_number(t.measured)} -> {verdict}")
+        out.append(
+            f"  target {t.what} {sign} {_number(t.limit)}: measured "
+            f"{_number(t.measured)} -> {verdict}"
+        )
     out += [f"  note: {note}" for note in result.notes]
     load = machine()["loadavg"]
     out.append(f"  load average now: {load[0]} {load[1]} {load[2]} on {os.cpu_count()} cores")

@@ -28,42 +28,46 @@ class Run:
     events: EventRecorder
     ledger_path: Path
 
-    async def start_worker(self, timeout: float = 60.0) -> float:
+    async def start_worker(self, within: float = 60.0) -> float:
         """Start the worker and wait until it consumes requests; returns its start time."""
         since = self.worker.mark()
         started = self.worker.start()
-        await self.worker.wait_log("amqp.connected", since=since, timeout=timeout)
+        await self.worker.wait_log("amqp.connected", since=since, within=within)
         return started
 
 
 def worker_env(database: Database, namespace: str, amqp_url: str, ledger: Path) -> dict[str, str]:
     # Other TWAP_* settings (TWAP_BATCH_SIZE=... to try a tuning) pass through unchanged.
     env = dict(os.environ)
-    env.update({
-        "TWAP_AMQP_URL": amqp_url,
-        "TWAP_DATABASE_URL": database.url,
-        "TWAP_NAMESPACE": namespace,
-        "TWAP_BROKER": "sim",
-        "TWAP_SIM_LEDGER_PATH": str(ledger),
-        "TWAP_LOG_JSON": "true",
-        "TWAP_LOG_LEVEL": os.environ.get("TWAP_LOG_LEVEL", "INFO"),
-        "TWAP_STATS_INTERVAL_SECONDS": "1",
-        "TWAP_HTTP_PORT": "0",
-    })
+    env.update(
+        {
+            "TWAP_AMQP_URL": amqp_url,
+            "TWAP_DATABASE_URL": database.url,
+            "TWAP_NAMESPACE": namespace,
+            "TWAP_BROKER": "sim",
+            "TWAP_SIM_LEDGER_PATH": str(ledger),
+            "TWAP_LOG_JSON": "true",
+            "TWAP_LOG_LEVEL": os.environ.get("TWAP_LOG_LEVEL", "INFO"),
+            "TWAP_STATS_INTERVAL_SECONDS": "1",
+            "TWAP_HTTP_PORT": "0",
+        }
+    )
     return env
 
 
 @asynccontextmanager
-async def bench_run(name: str, quick: bool, services: Services, *, bindings: list[str],
-                    keep_bodies: set[str]) -> AsyncIterator[Run]:
+async def bench_run(
+    name: str, quick: bool, services: Services, *, bindings: list[str], keep_bodies: set[str]
+) -> AsyncIterator[Run]:
     run_id = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory(prefix=f"twap-bench-{name}-") as tmp:
         workdir = Path(tmp)
         async with fresh_database(services, workdir) as database:
             names = Names(f"bench_{name}_{run_id}")
             ledger = workdir / "ledger.jsonl"
-            worker = WorkerProcess(worker_env(database, names.namespace, services.amqp_url,
-                                              ledger), workdir)
+            worker = WorkerProcess(
+                worker_env(database, names.namespace, services.amqp_url, ledger), workdir
+            )
             await worker.migrate()
             client = BenchClient(services.amqp_url, names)
             events = await client.open(bindings, keep_bodies)

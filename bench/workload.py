@@ -11,8 +11,15 @@ def rfc3339(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def submit(run_id: str, number: int, *, start_at: float, slices: int = 30,
-           interval: int = 60, qty: int | None = None) -> bytes:
+def submit(
+    run_id: str,
+    number: int,
+    *,
+    start_at: float,
+    slices: int = 30,
+    interval: int = 60,
+    qty: int | None = None,
+) -> bytes:
     """A market TWAP of `slices` slices `interval` seconds apart, starting at `start_at`."""
     body: dict[str, Any] = {
         "type": "submit",
@@ -29,8 +36,9 @@ def submit(run_id: str, number: int, *, start_at: float, slices: int = 30,
 
 
 def cancel(parent_order_id: str) -> bytes:
-    return json.dumps({"type": "cancel", "parent_order_id": parent_order_id,
-                       "reason": "bench"}).encode()
+    return json.dumps(
+        {"type": "cancel", "parent_order_id": parent_order_id, "reason": "bench"}
+    ).encode()
 
 
 def planned_slices(accepted_body: bytes) -> tuple[str, dict[str, float]]:
