@@ -36,6 +36,7 @@ class WorkerProcess:
         self.lines: list[LogLine] = []
         self._offset = 0
         self._partial = b""
+        self._runs = 0
 
     async def migrate(self) -> None:
         done = await asyncio.to_thread(
@@ -61,7 +62,7 @@ class WorkerProcess:
         log.flush()
         self.started_at = time.time()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker", "worker"],
+            [sys.executable, *self._profiler(), "-m", "worker", "worker"],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -70,6 +71,20 @@ class WorkerProcess:
         log.close()
         print(f"bench: worker pid {self.proc.pid}", file=sys.stderr, flush=True)
         return self.started_at
+
+    def _profiler(self) -> list[str]:
+        """BENCH_CPROFILE_DIR=dir: the worker runs under cProfile, its stats saved in dir on a
+        clean stop (not after kill -9)."""
+        directory = self.env.get("BENCH_CPROFILE_DIR")
+        if not directory:
+            return []
+        self._runs += 1
+        return [
+            "-m",
+            "cProfile",
+            "-o",
+            str(Path(directory) / f"worker-{os.getpid()}-{self._runs}.prof"),
+        ]
 
     @property
     def pid(self) -> int:
