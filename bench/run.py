@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -76,3 +77,10 @@ async def bench_run(
             finally:
                 await worker.stop()
                 await client.close()
+                keep = os.environ.get("BENCH_KEEP_DIR")
+                if keep:  # the worker's log and the sim ledger, for a look afterwards
+                    target = Path(keep) / f"{name}-{run_id}"
+                    target.mkdir(parents=True, exist_ok=True)
+                    for found in (worker.log_path, ledger):
+                        if found.exists():
+                            shutil.copy(found, target / found.name)
