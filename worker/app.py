@@ -45,7 +45,8 @@ class Worker:
         self.store = Store.from_url(db_url)
         self.broker = broker or build_broker(settings)
         self.leadership = Leadership(db_url, settings.namespace)
-        self.relay = OutboxRelay(self.store, batch=settings.outbox_batch)
+        self.relay = OutboxRelay(self.store, batch=settings.outbox_batch,
+                                 gather=settings.outbox_gather_ms / 1000)
         policy = ExecutionPolicy(
             attempts=settings.retry_attempts,
             first_wait=settings.retry_wait_seconds,

@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from worker.store.sqlite_inline import INLINE_BUSY_TIMEOUT_MS, inline_creator
+from worker.store.sqlite_inline import INLINE_BUSY_TIMEOUT_MS, InlineConnection, inline_creator
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -61,7 +61,11 @@ def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     def _on_begin(connection: Any) -> None:
         # Take the write lock up front: a deferred transaction that later writes can fail with
         # SQLITE_BUSY without waiting, whatever busy_timeout says.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        driver = connection.connection.driver_connection
+        if isinstance(driver, InlineConnection):
+            driver.begin_immediate()  # straight to sqlite3: no statement machinery per BEGIN
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_outage(exc: BaseException) -> bool:

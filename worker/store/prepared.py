@@ -91,6 +91,28 @@ TRANSITION = (
     )
 )
 
+_others = slices.alias("others")
+# SQLite: the same compare-and-set, returning what the completion check needs (writers are
+# serialized there, so this view is current): the least status among the parent's other
+# pending slices (NULL: none) and the parent's status.
+TRANSITION_RETURNING = TRANSITION.returning(
+    select(func.min(_others.c.status))
+    .where(_others.c.parent_order_id == _PID)
+    .where(_others.c.slice_num != bindparam("b_num", type_=Integer()))
+    .where(
+        or_(
+            _others.c.status == SliceStatus.SCHEDULED.value,
+            _others.c.status == SliceStatus.SUBMITTING.value,
+        )
+    )
+    .scalar_subquery()
+    .label("others"),
+    select(parents.c.status)
+    .where(parents.c.parent_order_id == _PID)
+    .scalar_subquery()
+    .label("parent_status"),
+)
+
 OUTBOX_INSERT = insert(outbox)
 
 LOCK_PARENT = (

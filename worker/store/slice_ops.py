@@ -103,7 +103,18 @@ async def transition(
     """CAS record.status → new, with its event. None when someone else changed it first."""
     check_transition(record.status, new)
     updated = _after(record, new, reason, broker_order_id, attempts, sent_at)
-    result = await conn.execute(prepared.TRANSITION, _transition_params(record, updated, now))
+    params = _transition_params(record, updated, now)
+    if conn.dialect.name == "sqlite":
+        # One statement: writers are serialized, so what it returns is current.
+        row = (await conn.execute(prepared.TRANSITION_RETURNING, params)).first()
+        if row is None:
+            return None
+        if new is not SliceStatus.SUBMITTING:
+            await write_outbox(conn, [events.slice_event(parent, updated, reason=reason)], now)
+            if row.others is None and row.parent_status == ParentStatus.ACTIVE.value:
+                await _complete_if_done(conn, parent, now)
+        return updated
+    result = await conn.execute(prepared.TRANSITION, params)
     if result.rowcount != 1:
         return None
     if new is not SliceStatus.SUBMITTING:

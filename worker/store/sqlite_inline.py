@@ -95,6 +95,9 @@ class InlineConnection:
     ) -> None:
         self._conn.create_function(name, num_params, func, deterministic=deterministic)
 
+    def begin_immediate(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
     async def commit(self) -> None:
         self._conn.commit()
 
