@@ -67,12 +67,15 @@ async def get_slices(conn: AsyncConnection, parent_id: str) -> list[SliceRecord]
 
 
 async def cancel_pending(
-    conn: AsyncConnection, parent_id: str, reason: str | None, now: datetime
+    conn: AsyncConnection, parent_id: str, reason: str | None, now: datetime,
+    *, announce: bool = False,
 ) -> CancelResult:
     """Every still-scheduled slice → canceled in one statement, with their events.
 
-    Slices already claimed are going out and are counted as in flight. The parent's own
-    `parent.canceled` event is left to the caller (it may have broker work to report first).
+    Slices already claimed are going out and are counted as in flight. With `announce`, the
+    parent's `parent.canceled` goes into the outbox first, ahead of its slice events: it is
+    what the canceller waits for, and a thousand slice events take the relay a while.
+    Otherwise it is left to the caller (it may have broker work to report first).
     """
     parent = await get_parent(conn, parent_id)
     if parent is None:
@@ -82,10 +85,28 @@ async def cancel_pending(
         .where(slices.c.parent_order_id == parent_id)
         .where(slices.c.status == SliceStatus.SCHEDULED.value)
         .values(status=SliceStatus.CANCELED.value, reason=reason, updated_at=now)
-        .returning(*slices.c)
+        .returning(slices.c.slice_num, slices.c.client_order_id, slices.c.qty,
+                   slices.c.scheduled_time)
     )
-    canceled = sorted((to_slice(row) for row in result), key=lambda s: s.slice_num)
-    others = await get_slices(conn, parent_id)
+    # Only what the events need: a thousand full rows cost more than the update itself.
+    canceled = sorted(
+        (
+            SliceRecord(parent_order_id=parent_id, slice_num=num, client_order_id=coid,
+                        qty=qty, scheduled_time=due, status=SliceStatus.CANCELED, reason=reason)
+            for num, coid, qty, due in result
+        ),
+        key=lambda s: s.slice_num,
+    )
+    others = [
+        to_slice(row)
+        for row in await conn.execute(
+            select(slices)
+            .where(slices.c.parent_order_id == parent_id)
+            .where(slices.c.status.in_([SliceStatus.SUBMITTING.value,
+                                        SliceStatus.SUBMITTED.value]))
+            .order_by(slices.c.slice_num)
+        )
+    ]
     in_flight = sum(1 for s in others if s.status is SliceStatus.SUBMITTING)
     submitted = [s for s in others if s.status is SliceStatus.SUBMITTED and s.broker_order_id]
     if parent.status is ParentStatus.ACTIVE:
@@ -95,9 +116,10 @@ async def cancel_pending(
             .where(parents.c.status == ParentStatus.ACTIVE.value)
             .values(status=ParentStatus.CANCELED.value, cancel_reason=reason, updated_at=now)
         )
-    messages: list[OutboxMessage] = [
-        events.slice_event(parent, record, reason=reason) for record in canceled
-    ]
+    messages: list[OutboxMessage] = []
+    if announce:
+        messages.append(events.parent_canceled(parent, len(canceled), in_flight, reason))
+    messages.extend(events.slice_event(parent, record, reason=reason) for record in canceled)
     await write_outbox(conn, messages, now)
     return CancelResult(parent, canceled, in_flight, submitted)
 
@@ -146,9 +168,14 @@ async def apply_intake(
                 reply = events.accepted_reply(item.parent, item.slices)
                 results.append(IntakeResult("accepted", pid, accepted=(item.parent, item.slices)))
         elif isinstance(item, CancelOrder):
-            await flush()  # a cancel may follow its own submit in the same batch
+            # A cancel may follow its own submit in the same batch: what came before goes in
+            # first, rows and events, so the outbox keeps the order of the requests.
+            await flush()
+            await write_outbox(conn, messages, now)
+            messages.clear()
             pid = item.request.parent_order_id
-            cancel = await cancel_pending(conn, pid, item.request.reason, now)
+            cancel = await cancel_pending(conn, pid, item.request.reason, now,
+                                          announce=not item.request.cancel_working_orders)
             if cancel.parent is None:
                 errors = [ErrorDetail(loc="parent_order_id", msg=f"unknown parent {pid!r}")]
                 messages.append(
@@ -161,13 +188,6 @@ async def apply_intake(
                               errors=errors)
                 results.append(IntakeResult("rejected", pid))
             else:
-                if not item.request.cancel_working_orders:
-                    messages.append(
-                        events.parent_canceled(
-                            cancel.parent, len(cancel.canceled), cancel.in_flight,
-                            item.request.reason,
-                        )
-                    )
                 reply = Reply(
                     outcome=Outcome.ACCEPTED, type="cancel", parent_order_id=pid,
                     canceled_slices=len(cancel.canceled), in_flight_slices=cancel.in_flight,
