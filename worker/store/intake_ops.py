@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.common import Outcome, ParentStatus, SliceStatus
@@ -14,6 +14,7 @@ from schemas.replies import Reply
 from worker.core import events
 from worker.core.intake import CancelOrder, IntakeItem, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
+from worker.store import bulk
 from worker.store.rows import parent_values, slice_values, to_parent, to_slice
 from worker.store.slice_ops import write_outbox
 from worker.store.tables import parents, slices
@@ -46,10 +47,8 @@ async def insert_parents(
     """Bulk insert parents and all their slices (the caller's transaction holds them together)."""
     if not plans:
         return
-    await conn.execute(insert(parents), [parent_values(p, now) for p, _ in plans])
-    rows = [slice_values(s, now) for _, sl in plans for s in sl]
-    # insertmanyvalues pages the rows, staying under PostgreSQL's bind-parameter cap.
-    await conn.execute(insert(slices), rows)
+    await bulk.insert_rows(conn, parents, [parent_values(p, now) for p, _ in plans])
+    await bulk.insert_rows(conn, slices, [slice_values(s, now) for _, sl in plans for s in sl])
 
 
 async def get_parent(conn: AsyncConnection, parent_id: str) -> ParentRecord | None:
@@ -150,6 +149,7 @@ async def apply_intake(
 
     for item in items:
         meta = item.inbound
+        reply: Reply | None = None
         if isinstance(item, PlannedSubmit):
             pid = item.parent.parent_order_id
             if pid in known:
@@ -165,7 +165,8 @@ async def apply_intake(
                 known.add(pid)
                 pending.append((item.parent, item.slices))
                 messages.append(events.parent_accepted(item.parent, item.slices))
-                reply = events.accepted_reply(item.parent, item.slices)
+                if meta.reply_to:  # the plan is long: build it only when someone listens
+                    reply = events.accepted_reply(item.parent, item.slices)
                 results.append(IntakeResult("accepted", pid, accepted=(item.parent, item.slices)))
         elif isinstance(item, CancelOrder):
             # A cancel may follow its own submit in the same batch: what came before goes in
@@ -208,7 +209,7 @@ async def apply_intake(
             )
             reply = Reply(outcome=Outcome.REJECTED, errors=item.errors)
             results.append(IntakeResult("rejected"))
-        if meta.reply_to:
+        if meta.reply_to and reply is not None:
             messages.append(events.reply(meta.reply_to, meta.correlation_id, reply))
     await flush()
     await write_outbox(conn, messages, now)

@@ -17,10 +17,10 @@ from schemas.common import ParentStatus, SliceStatus
 from worker.core import events
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
 from worker.core.states import PENDING, check_transition
-from worker.store import prepared
+from worker.store import bulk, prepared
 from worker.store.rows import outbox_values, to_parent, to_slice
 from worker.store.switch_ops import record_slice_outcome, switches_from_row
-from worker.store.tables import parents, slices
+from worker.store.tables import outbox, parents, slices
 
 PARENT_PREFIX = "p_"
 # A slice with its parent, the parent's columns labelled so that none clash with the slice's.
@@ -41,7 +41,7 @@ async def write_outbox(conn: AsyncConnection, messages: list[OutboxMessage], now
     if len(messages) == 1:
         await conn.execute(prepared.OUTBOX_INSERT, outbox_values(messages[0], now))
     elif messages:
-        await conn.execute(prepared.OUTBOX_INSERT, [outbox_values(m, now) for m in messages])
+        await bulk.insert_rows(conn, outbox, [outbox_values(m, now) for m in messages])
 
 
 async def load(

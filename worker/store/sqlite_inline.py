@@ -95,6 +95,10 @@ class InlineConnection:
     ) -> None:
         self._conn.create_function(name, num_params, func, deterministic=deterministic)
 
+    def executemany_now(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """For bulk inserts inside the current transaction (store.bulk)."""
+        self._conn.executemany(sql, rows)
+
     def begin_immediate(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
