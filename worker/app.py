@@ -50,7 +50,8 @@ class Worker:
         self.store = Store.from_url(db_url)
         self.broker = broker or build_broker(settings)
         self.leadership = Leadership(db_url, settings.namespace)
-        self.relay = OutboxRelay(self.store, batch=settings.outbox_batch)
+        self.relay = OutboxRelay(self.store, batch=settings.outbox_batch,
+                                 gather=settings.outbox_gather_ms / 1000)
         self.metrics = WorkerMetrics()
         timed_broker = TimedBroker(self.broker, self.metrics)
         policy = ExecutionPolicy(
@@ -128,7 +129,11 @@ class Worker:
                                       self.clock)
             self.metrics.slices_ended(SliceStatus.EXPIRED, recovered["expired"])
             self.recovered.set()
+            self._log_stats()
             self.scheduler.every("sweep", SWEEP_SECONDS, self._sweep)
+            if self.settings.stats_interval_seconds > 0:
+                self.scheduler.every("stats", self.settings.stats_interval_seconds,
+                                     self._periodic_stats)
             connect_task = asyncio.create_task(self.link.connect(self._stopping))
             intake_task = asyncio.create_task(self.requests_consumer.run(self._stopping))
             watch_task = asyncio.create_task(self._watch_leadership())
@@ -165,6 +170,12 @@ class Worker:
                 self.relay.notify()
         except Exception as exc:
             log.warning("sweep.failed", extra={"error": repr(exc)[:200]})
+
+    def _log_stats(self) -> None:
+        log.info("scheduler.stats", extra=self.scheduler.stats())
+
+    async def _periodic_stats(self) -> None:
+        self._log_stats()
 
     async def _watch_leadership(self) -> None:
         """Lost the lock's session (the database went away): claim and accept nothing until

@@ -67,7 +67,13 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="backoff before requeueing when the database is away"
     )
     outbox_batch: int = Field(default=500, ge=1, description="events relayed per round")
+    outbox_gather_ms: float = Field(
+        default=5.0, ge=0, description="how long the relay lets commits gather before a round"
+    )
     shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
+    stats_interval_seconds: float = Field(
+        default=60.0, ge=0, description="how often `scheduler.stats` is logged; 0 turns it off"
+    )
 
     sim_ledger_path: Path | None = Field(
         default=None, description="sim broker: file that keeps its orders across restarts"

@@ -21,10 +21,12 @@ log = logging.getLogger(__name__)
 
 
 class OutboxRelay:
-    def __init__(self, store: Store, batch: int = 500, idle_poll: float = 1.0) -> None:
+    def __init__(self, store: Store, batch: int = 500, idle_poll: float = 1.0,
+                 gather: float = 0.0) -> None:
         self.store = store
         self.batch = batch
         self.idle_poll = idle_poll
+        self.gather = gather
         self._wake = asyncio.Event()
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
@@ -51,6 +53,10 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.idle_poll)
             except TimeoutError:
                 pass
+            if self.gather and not stopping.is_set():
+                # Let the commits of a burst land: one round (one read, one delete) then
+                # carries them all instead of one round per commit.
+                await asyncio.sleep(self.gather)
             self._wake.clear()
             try:
                 while await self.relay_once() == self.batch:

@@ -116,6 +116,13 @@ class SliceScheduler:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    def stats(self) -> dict[str, int]:
+        """Counts for the `scheduler.stats` log line: parents, APScheduler jobs, slices in flight."""
+        jobs = self._aps.get_jobs()
+        periodic = sum(1 for job in jobs if job.id.startswith(PERIODIC_PREFIX))
+        return {"active_parents": len(self._timelines), "job_count": len(jobs),
+                "parent_jobs": len(jobs) - periodic, "in_flight": len(self._tasks)}
+
     # -- firing -----------------------------------------------------------------------------
     def _arm(self, parent_id: str, timeline: Timeline) -> None:
         self._aps.add_job(

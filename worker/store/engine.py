@@ -5,36 +5,54 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from worker.store.sqlite_inline import INLINE_BUSY_TIMEOUT_MS, InlineConnection, inline_creator
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An async engine for `url`; SQLite gets WAL, busy_timeout and BEGIN IMMEDIATE."""
+    """An async engine for `url`; SQLite gets WAL, busy_timeout and BEGIN IMMEDIATE.
+
+    A plain SQLite file URL runs its statements on the event loop's thread (sqlite_inline);
+    one with query options (uri=true, ...) goes through aiosqlite's thread as given.
+    """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
-        _tune_sqlite(engine)
+        parsed = make_url(url)
+        if parsed.query:
+            engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+            _tune_sqlite(engine, SQLITE_BUSY_TIMEOUT_MS)
+            return engine
+        engine = create_async_engine(
+            url, pool_size=1, max_overflow=0, pool_timeout=60,
+            async_creator=inline_creator(parsed.database or ":memory:"),
+        )
+        _tune_sqlite(engine, INLINE_BUSY_TIMEOUT_MS)
         return engine
+    # No pre-ping: on asyncpg it costs three round trips (BEGIN, a query, ROLLBACK) on every
+    # checkout, more than the statement it protects. A connection that died with the server
+    # fails its first statement as an outage, every caller retries, and SQLAlchemy then
+    # replaces the whole pool.
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=5,
-        pool_pre_ping=True,
         pool_timeout=10,
         connect_args={"timeout": 5, "command_timeout": 30},
     )
 
 
-def _tune_sqlite(engine: AsyncEngine) -> None:
+def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -43,7 +61,11 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(connection: Any) -> None:
         # Take the write lock up front: a deferred transaction that later writes can fail with
         # SQLITE_BUSY without waiting, whatever busy_timeout says.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        driver = connection.connection.driver_connection
+        if isinstance(driver, InlineConnection):
+            driver.begin_immediate()  # straight to sqlite3: no statement machinery per BEGIN
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.common import Outcome, ParentStatus, SliceStatus
@@ -14,6 +14,7 @@ from schemas.replies import Reply
 from worker.core import events
 from worker.core.intake import CancelOrder, IntakeItem, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
+from worker.store import bulk
 from worker.store.rows import parent_values, slice_values, to_parent, to_slice
 from worker.store.slice_ops import write_outbox
 from worker.store.tables import parents, slices
@@ -46,10 +47,8 @@ async def insert_parents(
     """Bulk insert parents and all their slices (the caller's transaction holds them together)."""
     if not plans:
         return
-    await conn.execute(insert(parents), [parent_values(p, now) for p, _ in plans])
-    rows = [slice_values(s, now) for _, sl in plans for s in sl]
-    # insertmanyvalues pages the rows, staying under PostgreSQL's bind-parameter cap.
-    await conn.execute(insert(slices), rows)
+    await bulk.insert_rows(conn, parents, [parent_values(p, now) for p, _ in plans])
+    await bulk.insert_rows(conn, slices, [slice_values(s, now) for _, sl in plans for s in sl])
 
 
 async def get_parent(conn: AsyncConnection, parent_id: str) -> ParentRecord | None:
@@ -67,12 +66,15 @@ async def get_slices(conn: AsyncConnection, parent_id: str) -> list[SliceRecord]
 
 
 async def cancel_pending(
-    conn: AsyncConnection, parent_id: str, reason: str | None, now: datetime
+    conn: AsyncConnection, parent_id: str, reason: str | None, now: datetime,
+    *, announce: bool = False,
 ) -> CancelResult:
     """Every still-scheduled slice → canceled in one statement, with their events.
 
-    Slices already claimed are going out and are counted as in flight. The parent's own
-    `parent.canceled` event is left to the caller (it may have broker work to report first).
+    Slices already claimed are going out and are counted as in flight. With `announce`, the
+    parent's `parent.canceled` goes into the outbox first, ahead of its slice events: it is
+    what the canceller waits for, and a thousand slice events take the relay a while.
+    Otherwise it is left to the caller (it may have broker work to report first).
     """
     parent = await get_parent(conn, parent_id)
     if parent is None:
@@ -82,10 +84,28 @@ async def cancel_pending(
         .where(slices.c.parent_order_id == parent_id)
         .where(slices.c.status == SliceStatus.SCHEDULED.value)
         .values(status=SliceStatus.CANCELED.value, reason=reason, updated_at=now)
-        .returning(*slices.c)
+        .returning(slices.c.slice_num, slices.c.client_order_id, slices.c.qty,
+                   slices.c.scheduled_time)
     )
-    canceled = sorted((to_slice(row) for row in result), key=lambda s: s.slice_num)
-    others = await get_slices(conn, parent_id)
+    # Only what the events need: a thousand full rows cost more than the update itself.
+    canceled = sorted(
+        (
+            SliceRecord(parent_order_id=parent_id, slice_num=num, client_order_id=coid,
+                        qty=qty, scheduled_time=due, status=SliceStatus.CANCELED, reason=reason)
+            for num, coid, qty, due in result
+        ),
+        key=lambda s: s.slice_num,
+    )
+    others = [
+        to_slice(row)
+        for row in await conn.execute(
+            select(slices)
+            .where(slices.c.parent_order_id == parent_id)
+            .where(slices.c.status.in_([SliceStatus.SUBMITTING.value,
+                                        SliceStatus.SUBMITTED.value]))
+            .order_by(slices.c.slice_num)
+        )
+    ]
     in_flight = sum(1 for s in others if s.status is SliceStatus.SUBMITTING)
     submitted = [s for s in others if s.status is SliceStatus.SUBMITTED and s.broker_order_id]
     if parent.status is ParentStatus.ACTIVE:
@@ -95,9 +115,10 @@ async def cancel_pending(
             .where(parents.c.status == ParentStatus.ACTIVE.value)
             .values(status=ParentStatus.CANCELED.value, cancel_reason=reason, updated_at=now)
         )
-    messages: list[OutboxMessage] = [
-        events.slice_event(parent, record, reason=reason) for record in canceled
-    ]
+    messages: list[OutboxMessage] = []
+    if announce:
+        messages.append(events.parent_canceled(parent, len(canceled), in_flight, reason))
+    messages.extend(events.slice_event(parent, record, reason=reason) for record in canceled)
     await write_outbox(conn, messages, now)
     return CancelResult(parent, canceled, in_flight, submitted)
 
@@ -128,6 +149,7 @@ async def apply_intake(
 
     for item in items:
         meta = item.inbound
+        reply: Reply | None = None
         if isinstance(item, PlannedSubmit):
             pid = item.parent.parent_order_id
             if pid in known:
@@ -143,12 +165,18 @@ async def apply_intake(
                 known.add(pid)
                 pending.append((item.parent, item.slices))
                 messages.append(events.parent_accepted(item.parent, item.slices))
-                reply = events.accepted_reply(item.parent, item.slices)
+                if meta.reply_to:  # the plan is long: build it only when someone listens
+                    reply = events.accepted_reply(item.parent, item.slices)
                 results.append(IntakeResult("accepted", pid, accepted=(item.parent, item.slices)))
         elif isinstance(item, CancelOrder):
-            await flush()  # a cancel may follow its own submit in the same batch
+            # A cancel may follow its own submit in the same batch: what came before goes in
+            # first, rows and events, so the outbox keeps the order of the requests.
+            await flush()
+            await write_outbox(conn, messages, now)
+            messages.clear()
             pid = item.request.parent_order_id
-            cancel = await cancel_pending(conn, pid, item.request.reason, now)
+            cancel = await cancel_pending(conn, pid, item.request.reason, now,
+                                          announce=not item.request.cancel_working_orders)
             if cancel.parent is None:
                 errors = [ErrorDetail(loc="parent_order_id", msg=f"unknown parent {pid!r}")]
                 messages.append(
@@ -161,13 +189,6 @@ async def apply_intake(
                               errors=errors)
                 results.append(IntakeResult("rejected", pid))
             else:
-                if not item.request.cancel_working_orders:
-                    messages.append(
-                        events.parent_canceled(
-                            cancel.parent, len(cancel.canceled), cancel.in_flight,
-                            item.request.reason,
-                        )
-                    )
                 reply = Reply(
                     outcome=Outcome.ACCEPTED, type="cancel", parent_order_id=pid,
                     canceled_slices=len(cancel.canceled), in_flight_slices=cancel.in_flight,
@@ -188,7 +209,7 @@ async def apply_intake(
             )
             reply = Reply(outcome=Outcome.REJECTED, errors=item.errors)
             results.append(IntakeResult("rejected"))
-        if meta.reply_to:
+        if meta.reply_to and reply is not None:
             messages.append(events.reply(meta.reply_to, meta.correlation_id, reply))
     await flush()
     await write_outbox(conn, messages, now)

@@ -36,6 +36,13 @@ class PendingParent:
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # One statement needs no BEGIN/COMMIT round trips on PostgreSQL; SQLite keeps its
+        # BEGIN IMMEDIATE (the engine's begin hook) either way.
+        self._single = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10) -> Store:
@@ -82,7 +89,7 @@ class Store:
     async def claim(
         self, parent_id: str, slice_num: int, now: datetime
     ) -> tuple[ParentRecord, SliceRecord, SwitchState] | None:
-        async with self.transaction() as conn:
+        async with self._single.begin() as conn:
             return await slice_ops.claim(conn, parent_id, slice_num, now)
 
     async def load(self, parent_id: str, slice_num: int) -> tuple[ParentRecord, SliceRecord] | None:

@@ -10,17 +10,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.common import ParentStatus, SliceStatus
 from worker.core import events
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
 from worker.core.states import PENDING, check_transition
+from worker.store import bulk, prepared
 from worker.store.rows import outbox_values, to_parent, to_slice
-from worker.store.switch_ops import read_switches, record_slice_outcome
+from worker.store.switch_ops import record_slice_outcome, switches_from_row
 from worker.store.tables import outbox, parents, slices
-
 
 PARENT_PREFIX = "p_"
 # A slice with its parent, the parent's columns labelled so that none clash with the slice's.
@@ -38,8 +38,10 @@ def _key(parent_id: str, slice_num: int) -> Any:
 
 
 async def write_outbox(conn: AsyncConnection, messages: list[OutboxMessage], now: datetime) -> None:
-    if messages:
-        await conn.execute(insert(outbox), [outbox_values(m, now) for m in messages])
+    if len(messages) == 1:
+        await conn.execute(prepared.OUTBOX_INSERT, outbox_values(messages[0], now))
+    elif messages:
+        await bulk.insert_rows(conn, outbox, [outbox_values(m, now) for m in messages])
 
 
 async def load(
@@ -47,6 +49,43 @@ async def load(
 ) -> tuple[ParentRecord, SliceRecord] | None:
     row = (await conn.execute(SLICE_WITH_PARENT.where(_key(parent_id, slice_num)))).first()
     return split_row(row) if row is not None else None
+
+
+def _after(
+    record: SliceRecord,
+    new: SliceStatus,
+    reason: str | None,
+    broker_order_id: str | None,
+    attempts: int | None,
+    sent_at: datetime | None,
+) -> SliceRecord:
+    """The slice as it will be once the transition is written."""
+    return SliceRecord(
+        parent_order_id=record.parent_order_id,
+        slice_num=record.slice_num,
+        client_order_id=record.client_order_id,
+        qty=record.qty,
+        scheduled_time=record.scheduled_time,
+        status=new,
+        broker_order_id=broker_order_id or record.broker_order_id,
+        attempts=record.attempts if attempts is None else attempts,
+        reason=reason if reason is not None else record.reason,
+        sent_at=sent_at or record.sent_at,
+    )
+
+
+def _transition_params(record: SliceRecord, updated: SliceRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "b_pid": record.parent_order_id,
+        "b_num": record.slice_num,
+        "b_old": record.status.value,
+        "b_status": updated.status.value,
+        "b_now": now,
+        "b_reason": updated.reason,
+        "b_broker": updated.broker_order_id,
+        "b_attempts": updated.attempts,
+        "b_sent": updated.sent_at,
+    }
 
 
 async def transition(
@@ -63,35 +102,21 @@ async def transition(
 ) -> SliceRecord | None:
     """CAS record.status → new, with its event. None when someone else changed it first."""
     check_transition(record.status, new)
-    values: dict[str, Any] = {"status": new.value, "updated_at": now}
-    if reason is not None:
-        values["reason"] = reason
-    if broker_order_id is not None:
-        values["broker_order_id"] = broker_order_id
-    if attempts is not None:
-        values["attempts"] = attempts
-    if sent_at is not None:
-        values["sent_at"] = sent_at
-    result = await conn.execute(
-        update(slices)
-        .where(_key(record.parent_order_id, record.slice_num))
-        .where(slices.c.status == record.status.value)
-        .values(**values)
-    )
+    updated = _after(record, new, reason, broker_order_id, attempts, sent_at)
+    params = _transition_params(record, updated, now)
+    if conn.dialect.name == "sqlite":
+        # One statement: writers are serialized, so what it returns is current.
+        row = (await conn.execute(prepared.TRANSITION_RETURNING, params)).first()
+        if row is None:
+            return None
+        if new is not SliceStatus.SUBMITTING:
+            await write_outbox(conn, [events.slice_event(parent, updated, reason=reason)], now)
+            if row.others is None and row.parent_status == ParentStatus.ACTIVE.value:
+                await _complete_if_done(conn, parent, now)
+        return updated
+    result = await conn.execute(prepared.TRANSITION, params)
     if result.rowcount != 1:
         return None
-    updated = SliceRecord(
-        parent_order_id=record.parent_order_id,
-        slice_num=record.slice_num,
-        client_order_id=record.client_order_id,
-        qty=record.qty,
-        scheduled_time=record.scheduled_time,
-        status=new,
-        broker_order_id=broker_order_id or record.broker_order_id,
-        attempts=record.attempts if attempts is None else attempts,
-        reason=reason if reason is not None else record.reason,
-        sent_at=sent_at or record.sent_at,
-    )
     if new is not SliceStatus.SUBMITTING:
         await write_outbox(conn, [events.slice_event(parent, updated, reason=reason)], now)
         await maybe_complete(conn, parent, now)
@@ -101,19 +126,16 @@ async def transition(
 async def claim(
     conn: AsyncConnection, parent_id: str, slice_num: int, now: datetime
 ) -> tuple[ParentRecord, SliceRecord, SwitchState] | None:
-    """scheduled → submitting; None (and no write) when the slice is anything but scheduled."""
-    result = await conn.execute(
-        update(slices)
-        .where(_key(parent_id, slice_num))
-        .where(slices.c.status == SliceStatus.SCHEDULED.value)
-        .values(status=SliceStatus.SUBMITTING.value, updated_at=now)
-    )
-    if result.rowcount != 1:
+    """scheduled → submitting; None (and no write) when the slice is anything but scheduled.
+
+    One statement: the claim returns the parent and the switches as they are now.
+    """
+    row = (
+        await conn.execute(prepared.CLAIM, {"b_pid": parent_id, "b_num": slice_num, "b_now": now})
+    ).first()
+    if row is None:
         return None
-    loaded = await load(conn, parent_id, slice_num)
-    assert loaded is not None
-    parent, record = loaded
-    return parent, record, await read_switches(conn)
+    return to_parent(row, PARENT_PREFIX), to_slice(row), switches_from_row(row)
 
 
 async def finish(
@@ -130,6 +152,10 @@ async def finish(
     sent_at: datetime | None = None,
 ) -> SliceRecord | None:
     """A claimed slice's outcome, with the breaker's failure count kept in step."""
+    if conn.dialect.name == "postgresql":
+        return await _finish_pg(conn, parent, record, new, now, max_failures=max_failures,
+                                reason=reason, broker_order_id=broker_order_id,
+                                attempts=attempts, sent_at=sent_at)
     updated = await transition(
         conn,
         parent,
@@ -146,24 +172,59 @@ async def finish(
     return updated
 
 
+async def _finish_pg(
+    conn: AsyncConnection,
+    parent: ParentRecord,
+    record: SliceRecord,
+    new: SliceStatus,
+    now: datetime,
+    *,
+    max_failures: int,
+    reason: str | None,
+    broker_order_id: str | None,
+    attempts: int | None,
+    sent_at: datetime | None,
+) -> SliceRecord | None:
+    """The generic path's effects in two statements: prepared.PG_FINISH, then the check."""
+    check_transition(record.status, new)
+    updated = _after(record, new, reason, broker_order_id, attempts, sent_at)
+    message = events.slice_event(parent, updated, reason=reason)
+    outbox_params = {f"o_{key}": value for key, value in outbox_values(message, now).items()}
+    del outbox_params["o_created_at"]
+    params = {**_transition_params(record, updated, now), **outbox_params,
+              "b_reset": new is SliceStatus.SUBMITTED}
+    row = (await conn.execute(prepared.PG_FINISH, params)).one()
+    if row.updated != 1:
+        return None
+    if new is SliceStatus.FAILED:
+        await record_slice_outcome(conn, new, reason, now, max_failures=max_failures)
+    if row.parent_status == ParentStatus.ACTIVE.value:
+        await _complete_if_done(conn, parent, now)
+    return updated
+
+
 async def maybe_complete(conn: AsyncConnection, parent: ParentRecord, now: datetime) -> bool:
     """When every slice is terminal, an active parent becomes completed with its tally."""
-    rows = (
-        await conn.execute(
-            select(slices.c.status, func.count(), func.sum(slices.c.qty))
-            .where(slices.c.parent_order_id == parent.parent_order_id)
-            .group_by(slices.c.status)
-        )
-    ).all()
+    # Lock the parent first: two slices of one parent finishing at the same moment would each
+    # see the other still pending (neither commit visible yet) and neither would complete it.
+    # Behind the lock, the statements below see the other transaction's committed slice.
+    key = {"b_pid": parent.parent_order_id}
+    status = (await conn.execute(prepared.LOCK_PARENT, key)).scalar_one_or_none()
+    if status != ParentStatus.ACTIVE.value:
+        return False
+    return await _complete_if_done(conn, parent, now)
+
+
+async def _complete_if_done(conn: AsyncConnection, parent: ParentRecord, now: datetime) -> bool:
+    """The completion itself; the caller holds the parent's row lock and saw it active."""
+    key = {"b_pid": parent.parent_order_id}
+    if (await conn.execute(prepared.ANY_PENDING, key)).first() is not None:
+        return False
+    rows = (await conn.execute(prepared.TALLY, key)).all()
     tallies = {SliceStatus(status): (int(count), int(qty)) for status, count, qty in rows}
     if any(status in PENDING for status in tallies):
         return False
-    result = await conn.execute(
-        update(parents)
-        .where(parents.c.parent_order_id == parent.parent_order_id)
-        .where(parents.c.status == ParentStatus.ACTIVE.value)
-        .values(status=ParentStatus.COMPLETED.value, updated_at=now)
-    )
+    result = await conn.execute(prepared.COMPLETE_PARENT, {**key, "b_now": now})
     if result.rowcount != 1:
         return False
     await write_outbox(conn, [events.parent_completed(parent, tallies)], now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -10,11 +11,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from schemas.common import SliceStatus
 from worker.core import events
 from worker.core.records import SwitchState
+from worker.store.prepared import BREAKER, KILL_SWITCH, RESET_FAILURES
 from worker.store.rows import outbox_values
 from worker.store.tables import outbox, switches
 
-KILL_SWITCH = "kill_switch"
-BREAKER = "breaker"
+__all__ = ["BREAKER", "KILL_SWITCH"]
+
+
+def switches_from_row(row: Any) -> SwitchState:
+    """The switches from a row of prepared.PARENT_WITH_SWITCHES (NULLs: a row is missing)."""
+    if row.kill_engaged is None or row.breaker_engaged is None:
+        return SwitchState.fail_closed("switch state missing from the database (fail closed)")
+    return SwitchState(
+        kill_switch_engaged=bool(row.kill_engaged),
+        kill_switch_reason=row.kill_reason,
+        breaker_tripped=bool(row.breaker_engaged),
+        breaker_reason=row.breaker_reason,
+        consecutive_failures=int(row.breaker_failures or 0),
+    )
 
 
 async def read_switches(conn: AsyncConnection) -> SwitchState:
@@ -79,12 +93,7 @@ async def record_slice_outcome(
 ) -> None:
     """Count consecutive failed slices; trip the breaker by itself at `max_failures`."""
     if status is SliceStatus.SUBMITTED:
-        await conn.execute(
-            update(switches)
-            .where(switches.c.name == BREAKER)
-            .where(switches.c.consecutive_failures != 0)
-            .values(consecutive_failures=0)
-        )
+        await conn.execute(RESET_FAILURES)
         return
     if status is not SliceStatus.FAILED:
         return

@@ -1,0 +1,105 @@
+"""Bulk inserts (COPY on PostgreSQL, executemany on SQLite) store what SQLAlchemy would."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from schemas.requests import SubmitRequest
+from worker.core.planning import build_plan
+from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
+from worker.store import bulk, intake_ops
+from worker.store.repository import Store
+from worker.store.rows import outbox_values
+from worker.store.slice_ops import write_outbox
+from worker.store.tables import outbox, slices
+
+pytestmark = pytest.mark.integration
+
+ROWS = bulk.BULK_MIN_ROWS + 4
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = Store.from_url(database_url)
+    yield s
+    await s.close()
+
+
+def _plans(count: int) -> list[tuple[ParentRecord, list[SliceRecord]]]:
+    # A whole second (microsecond 0) is stored in its own text form on SQLite: it must read back.
+    start = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    plans = []
+    for number in range(count):
+        priced = number % 2 == 0
+        request = SubmitRequest(
+            type="submit",
+            strategy_id="bulk",
+            symbol="BRK.B",
+            side="buy",
+            qty=ROWS * 10,
+            duration_seconds=ROWS,
+            interval_seconds=1,
+            start_at=start,
+            order_type="limit" if priced else "market",
+            limit_price=Decimal("101.50") if priced else None,
+            request_id=uuid.uuid4().hex,
+        )
+        plans.append(build_plan(request, now=datetime.now(UTC)))
+    return plans
+
+
+async def test_parents_and_slices_read_back_unchanged(store: Store) -> None:
+    """Parents (decimal prices, NULLs) and their slices (times to the microsecond) round-trip."""
+    plans = _plans(ROWS)
+    async with store.transaction() as conn:
+        await intake_ops.insert_parents(conn, plans, datetime.now(UTC))
+    for parent, records in plans[:3]:
+        assert await store.get_parent(parent.parent_order_id) == parent
+        assert await store.get_slices(parent.parent_order_id) == records
+    found = await store.pending_parents()
+    assert {p.parent_order_id for p in found} == {p.parent_order_id for p, _ in plans}
+    start = plans[0][1][0].scheduled_time
+    async with store.engine.connect() as conn:  # compared in SQL: stored in the same form
+        at_start = (
+            await conn.execute(select(func.count()).where(slices.c.scheduled_time == start))
+        ).scalar_one()
+    assert at_start == ROWS
+
+
+async def test_outbox_rows_keep_their_order_and_fields(store: Store) -> None:
+    """Many outbox messages come back in insertion order, headers and bodies intact."""
+    messages = [
+        OutboxMessage(
+            exchange="dlx" if n % 3 == 0 else "events",
+            routing_key=f"k.{n}",
+            body=f'{{"n": {n}}}'.encode(),
+            message_id=str(n),
+            type="t",
+            headers={"x-twap-reason": "schema"} if n % 3 == 0 else {},
+        )
+        for n in range(ROWS)
+    ]
+    async with store.transaction() as conn:
+        await write_outbox(conn, messages, datetime.now(UTC))
+    assert [m for _, m in await store.outbox_fetch(1000)] == messages
+
+
+async def test_a_rolled_back_transaction_leaves_no_bulk_rows(store: Store) -> None:
+    """The bulk rows belong to the caller's transaction: an error after them removes them."""
+    rows = [
+        outbox_values(
+            OutboxMessage(exchange="events", routing_key="k", body=b"{}"), datetime.now(UTC)
+        )
+        for _ in range(ROWS)
+    ]
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as conn:
+            await bulk.insert_rows(conn, outbox, rows)
+            raise RuntimeError("after the insert")
+    assert await store.outbox_fetch(1000) == []

@@ -1,0 +1,157 @@
+"""The per-slice store path (claim, finish, completion, breaker count) on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from schemas.common import ParentStatus, SliceStatus
+from schemas.requests import SubmitRequest
+from worker.core.planning import build_plan
+from worker.core.records import ParentRecord
+from worker.store.repository import Store
+from worker.store.tables import switches
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = Store.from_url(database_url)
+    yield s
+    await s.close()
+
+
+async def _parent(store: Store, slices: int = 2) -> ParentRecord:
+    now = datetime.now(UTC)
+    request = SubmitRequest(
+        type="submit",
+        strategy_id="s",
+        symbol="msft",
+        side="sell",
+        qty=10 * slices,
+        duration_seconds=slices,
+        interval_seconds=1,
+        order_type="limit",
+        limit_price="101.25",
+        request_id=uuid.uuid4().hex,
+    )
+    parent, records = build_plan(request, now=now)
+    await store.create_parent(parent, records, now)
+    return parent
+
+
+async def _types(store: Store) -> list[str | None]:
+    return [m.type for _, m in await store.outbox_fetch(1000)]
+
+
+async def test_claim_returns_the_parent_and_switches_once(store: Store) -> None:
+    """A claim marks the slice submitting and returns its parent and both switches; a second
+    claim of the same slice gets nothing."""
+    parent = await _parent(store)
+    claimed = await store.claim(parent.parent_order_id, 1, datetime.now(UTC))
+    assert claimed is not None
+    got, record, sw = claimed
+    assert got == parent
+    assert (record.slice_num, record.status, record.qty) == (1, SliceStatus.SUBMITTING, 10)
+    assert not sw.kill_switch_engaged and not sw.breaker_tripped
+    assert await store.claim(parent.parent_order_id, 1, datetime.now(UTC)) is None
+
+
+async def test_claim_fails_closed_without_switch_rows(store: Store) -> None:
+    """With the switch rows gone, the claimed slice sees both switches engaged."""
+    parent = await _parent(store)
+    async with store.transaction() as conn:
+        await conn.execute(delete(switches))
+    claimed = await store.claim(parent.parent_order_id, 0, datetime.now(UTC))
+    assert claimed is not None
+    assert claimed[2].kill_switch_engaged and claimed[2].breaker_tripped
+
+
+async def test_finish_is_a_compare_and_set(store: Store) -> None:
+    """A second finish from the same claimed record changes nothing and writes no event."""
+    parent = await _parent(store)
+    claimed = await store.claim(parent.parent_order_id, 0, datetime.now(UTC))
+    assert claimed is not None
+    p, record, _ = claimed
+    now = datetime.now(UTC)
+    done = await store.finish(
+        p,
+        record,
+        SliceStatus.SUBMITTED,
+        now,
+        max_failures=5,
+        broker_order_id="b-1",
+        attempts=1,
+        sent_at=now,
+    )
+    assert done is not None and done.broker_order_id == "b-1"
+    again = await store.finish(
+        p, record, SliceStatus.FAILED, now, max_failures=5, reason="late", attempts=2
+    )
+    assert again is None
+    assert await _types(store) == ["slice.submitted"]
+    slices = await store.get_slices(parent.parent_order_id)
+    assert (slices[0].status, slices[0].broker_order_id, slices[0].attempts) == (
+        SliceStatus.SUBMITTED,
+        "b-1",
+        1,
+    )
+
+
+async def test_last_finish_completes_and_success_resets_the_failure_count(store: Store) -> None:
+    """Both slices submitted: the failure count is back to 0 and the parent completes, its
+    event after the slice events."""
+    parent = await _parent(store)
+    async with store.transaction() as conn:
+        await conn.execute(
+            update(switches).where(switches.c.name == "breaker").values(consecutive_failures=3)
+        )
+    for num in (0, 1):
+        claimed = await store.claim(parent.parent_order_id, num, datetime.now(UTC))
+        assert claimed is not None
+        now = datetime.now(UTC)
+        await store.finish(
+            claimed[0],
+            claimed[1],
+            SliceStatus.SUBMITTED,
+            now,
+            max_failures=5,
+            broker_order_id=f"b-{num}",
+            attempts=1,
+            sent_at=now,
+        )
+    assert (await store.switches()).consecutive_failures == 0
+    found = await store.get_parent(parent.parent_order_id)
+    assert found is not None and found.status is ParentStatus.COMPLETED
+    assert await _types(store) == ["slice.submitted", "slice.submitted", "parent.completed"]
+
+
+async def test_failed_slices_trip_the_breaker(store: Store) -> None:
+    """Two failed slices with max_failures=2 trip the breaker, with its event."""
+    parent = await _parent(store)
+    for num in (0, 1):
+        claimed = await store.claim(parent.parent_order_id, num, datetime.now(UTC))
+        assert claimed is not None
+        await store.finish(
+            claimed[0],
+            claimed[1],
+            SliceStatus.FAILED,
+            datetime.now(UTC),
+            max_failures=2,
+            reason="503",
+            attempts=3,
+        )
+    sw = await store.switches()
+    assert sw.breaker_tripped and sw.consecutive_failures == 2
+    types = await _types(store)
+    assert types.count("slice.failed") == 2 and "control.breaker.tripped" in types
+    async with store.engine.connect() as conn:
+        row = (
+            await conn.execute(select(switches.c.automatic).where(switches.c.name == "breaker"))
+        ).one()
+    assert row.automatic
