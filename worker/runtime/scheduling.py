@@ -109,6 +109,11 @@ class SliceScheduler:
         return len(self._aps.get_jobs())
 
     @property
+    def parent_job_count(self) -> int:
+        """Jobs that fire slices (the rest are periodic maintenance)."""
+        return sum(1 for job in self._aps.get_jobs() if not job.id.startswith(PERIODIC_PREFIX))
+
+    @property
     def active_parents(self) -> int:
         return len(self._timelines)
 
