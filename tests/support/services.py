@@ -63,23 +63,21 @@ def _docker_started(kind: str) -> str | None:
         return None
 
 
-def amqp_url() -> str:
-    url = os.environ.get("TWAP_TEST_AMQP_URL", DEFAULT_AMQP)
-    if reachable(url, 5672):
+def _service(what: str, variable: str, default: str, port: int, kind: str) -> str:
+    """The URL of a reachable service: the configured one, else a container, else missing()."""
+    url = os.environ.get(variable, default)
+    if reachable(url, port):
         return url
-    started = None if "TWAP_TEST_AMQP_URL" in os.environ else _docker_started("amqp")
+    started = None if variable in os.environ else _docker_started(kind)
     if started:
         return started
-    missing("RabbitMQ", url)
+    missing(what, url)
     raise AssertionError("unreachable")
+
+
+def amqp_url() -> str:
+    return _service("RabbitMQ", "TWAP_TEST_AMQP_URL", DEFAULT_AMQP, 5672, "amqp")
 
 
 def pg_admin_url() -> str:
-    url = os.environ.get("TWAP_TEST_DATABASE_URL", DEFAULT_PG)
-    if reachable(url, 5432):
-        return url
-    started = None if "TWAP_TEST_DATABASE_URL" in os.environ else _docker_started("pg")
-    if started:
-        return started
-    missing("PostgreSQL", url)
-    raise AssertionError("unreachable")
+    return _service("PostgreSQL", "TWAP_TEST_DATABASE_URL", DEFAULT_PG, 5432, "pg")
