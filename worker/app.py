@@ -21,7 +21,7 @@ from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock, utcnow
 from worker.runtime.control import ControlService
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor
-from worker.runtime.intake import Disposition, IntakeService
+from worker.runtime.intake import Disposition, IntakeService, Prepared
 from worker.runtime.recovery import recover
 from worker.runtime.scheduling import SliceScheduler
 from worker.settings import Settings, mask_url
@@ -72,7 +72,7 @@ class Worker:
                                       metrics=self.metrics)
         self.requests_consumer = BatchingConsumer(
             self._intake, size=settings.batch_size, wait=settings.batch_wait_ms / 1000,
-            requeue_delay=settings.requeue_delay_seconds,
+            requeue_delay=settings.requeue_delay_seconds, prepare=self.intake.prepare,
         )
         self.control_consumer = ControlConsumer(self.control.handle,
                                                 settings.requeue_delay_seconds)
@@ -154,10 +154,10 @@ class Worker:
         except Exception as exc:  # what is left waits in the outbox for the next start
             log.warning("outbox.final_drain_incomplete", extra={"error": repr(exc)[:200]})
 
-    async def _intake(self, batch: list[Inbound]) -> list[Disposition]:
+    async def _intake(self, batch: list[Inbound], prepared: Prepared | None) -> list[Disposition]:
         if not self.leadership.held:  # hold the requests until the lock is ours again
             return [Disposition.RETRY] * len(batch)
-        return await self.intake.handle(batch)
+        return await self.intake.handle(batch, prepared)
 
     async def _sweep(self) -> None:
         if not self.leadership.held:
@@ -166,7 +166,8 @@ class Worker:
             grace = timedelta(seconds=self.settings.misfire_grace_seconds)
             expired = await self.store.expire_overdue(self.clock(), grace)
             self.metrics.slices_ended(SliceStatus.EXPIRED, expired)
-            if expired:
+            completed = await self.store.complete_closed_parents(self.clock())
+            if expired or completed:
                 self.relay.notify()
         except Exception as exc:
             log.warning("sweep.failed", extra={"error": repr(exc)[:200]})

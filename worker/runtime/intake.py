@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import Enum
 
 from schemas.common import SliceStatus
@@ -31,6 +33,14 @@ class Disposition(Enum):
     ACK = "ack"
     REQUEUE = "requeue"  # back to the queue; counts towards the delivery limit (poison)
     RETRY = "retry"  # the database is away: hold the message and try again, it is not at fault
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch parsed and planned ahead of its transaction."""
+
+    now: datetime
+    items: list[IntakeItem]
 
 
 class IntakeService:
@@ -56,19 +66,28 @@ class IntakeService:
         self.notify = notify
 
     def _context(self) -> RequestContext:
-        from datetime import timedelta
-
         return RequestContext(
             limits=self.settings.limits,
             now=self.clock(),
             misfire_grace=timedelta(seconds=self.settings.misfire_grace_seconds),
         )
 
-    async def handle(self, batch: list[Inbound]) -> list[Disposition]:
-        """Decide every message of the batch; the caller acks or requeues accordingly."""
+    def prepare(self, batch: list[Inbound]) -> Prepared:
+        """Parse, validate and plan every message: pure CPU, no I/O, so it can run while the
+        batch before is still being written."""
         now = self.clock()
         context = self._context()
-        items = [classify(inbound, context, now) for inbound in batch]
+        return Prepared(now, [classify(inbound, context, now) for inbound in batch])
+
+    async def handle(self, batch: list[Inbound],
+                     prepared: Prepared | None = None) -> list[Disposition]:
+        """Decide every message of the batch; the caller acks or requeues accordingly."""
+        if prepared is None or len(prepared.items) != len(batch):
+            prepared = self.prepare(batch)
+        return await self._apply(batch, prepared.items, prepared.now)
+
+    async def _apply(self, batch: list[Inbound], items: list[IntakeItem],
+                     now: datetime) -> list[Disposition]:
         try:
             results = await self.store.apply_intake(items, now, self.requests_queue)
         except Exception as exc:
@@ -83,8 +102,8 @@ class IntakeService:
                 return [Disposition.REQUEUE]  # the delivery limit dead-letters a poison message
             log.warning("intake.batch_failed_splitting", extra={"batch": len(batch)})
             out: list[Disposition] = []
-            for inbound in batch:
-                out.extend(await self.handle([inbound]))
+            for inbound, item in zip(batch, items, strict=True):
+                out.extend(await self._apply([inbound], [item], now))
             return out
         for item, result in zip(items, results, strict=True):
             await self._after_commit(item, result)

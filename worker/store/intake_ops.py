@@ -14,7 +14,7 @@ from schemas.replies import Reply
 from worker.core import events
 from worker.core.intake import CancelOrder, IntakeItem, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
-from worker.store import bulk
+from worker.store import bulk, prepared
 from worker.store.rows import parent_values, slice_values, to_parent, to_slice
 from worker.store.slice_ops import write_outbox
 from worker.store.tables import parents, slices
@@ -106,6 +106,8 @@ async def cancel_pending(
             .order_by(slices.c.slice_num)
         )
     ]
+    if canceled:
+        await conn.execute(prepared.CLOSE_SLICES, {"b_pid": parent_id, "b_n": len(canceled)})
     in_flight = sum(1 for s in others if s.status is SliceStatus.SUBMITTING)
     submitted = [s for s in others if s.status is SliceStatus.SUBMITTED and s.broker_order_id]
     if parent.status is ParentStatus.ACTIVE:

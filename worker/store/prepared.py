@@ -20,7 +20,6 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    or_,
     select,
     text,
     update,
@@ -91,46 +90,21 @@ TRANSITION = (
     )
 )
 
-_others = slices.alias("others")
-# SQLite: the same compare-and-set, returning what the completion check needs (writers are
-# serialized there, so this view is current): the least status among the parent's other
-# pending slices (NULL: none) and the parent's status.
-TRANSITION_RETURNING = TRANSITION.returning(
-    select(func.min(_others.c.status))
-    .where(_others.c.parent_order_id == _PID)
-    .where(_others.c.slice_num != bindparam("b_num", type_=Integer()))
-    .where(
-        or_(
-            _others.c.status == SliceStatus.SCHEDULED.value,
-            _others.c.status == SliceStatus.SUBMITTING.value,
-        )
-    )
-    .scalar_subquery()
-    .label("others"),
-    select(parents.c.status)
-    .where(parents.c.parent_order_id == _PID)
-    .scalar_subquery()
-    .label("parent_status"),
-)
-
 OUTBOX_INSERT = insert(outbox)
+
+# One slice (or `b_n` of them) left the pending states: the parent's count goes down, under
+# its row lock (held to the commit), returning what the completion check needs.
+CLOSE_SLICES = (
+    update(parents)
+    .where(parents.c.parent_order_id == bindparam("b_pid", type_=String()))
+    .values(open_slices=parents.c.open_slices - bindparam("b_n", type_=Integer()))
+    .returning(parents.c.open_slices, parents.c.status)
+)
 
 LOCK_PARENT = (
     select(parents.c.status)
     .where(parents.c.parent_order_id == bindparam("b_pid", type_=String()))
     .with_for_update()
-)
-
-ANY_PENDING = (
-    select(slices.c.slice_num)
-    .where(slices.c.parent_order_id == bindparam("b_pid", type_=String()))
-    .where(
-        or_(
-            slices.c.status == SliceStatus.SCHEDULED.value,
-            slices.c.status == SliceStatus.SUBMITTING.value,
-        )
-    )
-    .limit(1)
 )
 
 TALLY = (
@@ -153,18 +127,22 @@ RESET_FAILURES = (
     .values(consecutive_failures=0)
 )
 
-# PostgreSQL: a slice's outcome in one round trip. The parent row lock is taken here and held
-# to the commit, so the pending check that follows (a new snapshot) sees every other slice of
-# this parent that finished before; the slice event goes in only if the compare-and-set hit.
+# PostgreSQL: a slice's outcome as one statement, so it runs in autocommit: one round trip.
+# The compare-and-set, its event, the breaker reset and the parent's open count, taken down
+# by one only if the compare-and-set hit. That UPDATE waits for the parent's row lock and then
+# reads the newest count, so the finisher that brings it to zero is the one that saw every
+# other slice terminal: it alone completes the parent (slice_ops.maybe_complete).
 PG_FINISH = text(
     """
-    WITH lk AS (
-        SELECT status FROM parents WHERE parent_order_id = :b_pid FOR UPDATE
-    ), upd AS (
+    WITH upd AS (
         UPDATE slices SET status = :b_status, updated_at = :b_now, reason = :b_reason,
             broker_order_id = :b_broker, attempts = :b_attempts, sent_at = :b_sent
         WHERE parent_order_id = :b_pid AND slice_num = :b_num AND status = :b_old
         RETURNING slice_num
+    ), par AS (
+        UPDATE parents SET open_slices = open_slices - 1
+        WHERE parent_order_id = :b_pid AND EXISTS (SELECT 1 FROM upd)
+        RETURNING open_slices, status
     ), ev AS (
         INSERT INTO outbox (exchange, routing_key, message_id, type, correlation_id,
                             parent_order_id, headers, body, created_at)
@@ -175,7 +153,8 @@ PG_FINISH = text(
         WHERE name = 'breaker' AND consecutive_failures <> 0 AND :b_reset
           AND EXISTS (SELECT 1 FROM upd)
     )
-    SELECT (SELECT count(*) FROM upd) AS updated, (SELECT status FROM lk) AS parent_status
+    SELECT (SELECT count(*) FROM upd) AS updated, (SELECT open_slices FROM par) AS open_slices,
+           (SELECT status FROM par) AS parent_status
     """
 ).bindparams(
     bindparam("b_pid", type_=String()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from worker.store.intake_ops import CancelResult, IntakeResult
 from worker.store.rows import to_parent
 from worker.store.slice_ops import SLICE_WITH_PARENT, split_row
 from worker.store.tables import parents, slices
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,20 @@ class Store:
         attempts: int | None = None,
         sent_at: datetime | None = None,
     ) -> SliceRecord | None:
+        if self.dialect == "postgresql" and new is not SliceStatus.FAILED:
+            async with self._single.begin() as conn:
+                updated, last = await slice_ops.finish_alone(
+                    conn, parent, record, new, now, reason=reason,
+                    broker_order_id=broker_order_id, attempts=attempts, sent_at=sent_at,
+                )
+            if last:
+                try:
+                    async with self.transaction() as conn:
+                        await slice_ops.maybe_complete(conn, parent, now)
+                except Exception as exc:  # the outcome is written; the sweeper completes it
+                    log.warning("parent.completion_deferred", extra={
+                        "parent_order_id": parent.parent_order_id, "error": repr(exc)[:200]})
+            return updated
         async with self.transaction() as conn:
             return await slice_ops.finish(
                 conn, parent, record, new, now, max_failures=max_failures, reason=reason,
@@ -199,6 +216,23 @@ class Store:
                     select(parents)
                     .where(parents.c.status == ParentStatus.ACTIVE.value)
                     .where(parents.c.parent_order_id.not_in(pending))
+                )
+            ).all()
+            done = 0
+            for row in rows:
+                done += await slice_ops.maybe_complete(conn, to_parent(row), now)
+        return done
+
+    async def complete_closed_parents(self, now: datetime, limit: int = 1000) -> int:
+        """Active parents whose open count is down to zero but were left uncompleted (the
+        process stopped between a slice's outcome and the completion): the sweeper's pass."""
+        async with self.transaction() as conn:
+            rows = (
+                await conn.execute(
+                    select(parents)
+                    .where(parents.c.status == ParentStatus.ACTIVE.value)
+                    .where(parents.c.open_slices <= 0)
+                    .limit(limit)
                 )
             ).all()
             done = 0

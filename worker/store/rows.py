@@ -31,6 +31,7 @@ def parent_values(parent: ParentRecord, now: datetime) -> dict[str, Any]:
         "request_id": parent.request_id,
         "submitted_by": parent.submitted_by,
         "total_slices": parent.total_slices,
+        "open_slices": parent.total_slices if parent.status is ParentStatus.ACTIVE else 0,
         "status": parent.status.value,
         "created_at": parent.created_at or now,
         "updated_at": now,

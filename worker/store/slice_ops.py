@@ -103,24 +103,26 @@ async def transition(
     """CAS record.status → new, with its event. None when someone else changed it first."""
     check_transition(record.status, new)
     updated = _after(record, new, reason, broker_order_id, attempts, sent_at)
-    params = _transition_params(record, updated, now)
-    if conn.dialect.name == "sqlite":
-        # One statement: writers are serialized, so what it returns is current.
-        row = (await conn.execute(prepared.TRANSITION_RETURNING, params)).first()
-        if row is None:
-            return None
-        if new is not SliceStatus.SUBMITTING:
-            await write_outbox(conn, [events.slice_event(parent, updated, reason=reason)], now)
-            if row.others is None and row.parent_status == ParentStatus.ACTIVE.value:
-                await _complete_if_done(conn, parent, now)
-        return updated
-    result = await conn.execute(prepared.TRANSITION, params)
+    result = await conn.execute(prepared.TRANSITION, _transition_params(record, updated, now))
     if result.rowcount != 1:
         return None
-    if new is not SliceStatus.SUBMITTING:
-        await write_outbox(conn, [events.slice_event(parent, updated, reason=reason)], now)
-        await maybe_complete(conn, parent, now)
+    if new in PENDING:
+        return updated
+    await write_outbox(conn, [events.slice_event(parent, updated, reason=reason)], now)
+    await close_slices(conn, parent, 1, now)
     return updated
+
+
+async def close_slices(conn: AsyncConnection, parent: ParentRecord, count: int,
+                       now: datetime) -> bool:
+    """`count` slices of the parent just became terminal: its open count goes down (taking
+    its row lock to the commit); the one that reaches zero completes an active parent."""
+    row = (
+        await conn.execute(prepared.CLOSE_SLICES, {"b_pid": parent.parent_order_id, "b_n": count})
+    ).first()
+    if row is None or row.open_slices > 0 or row.status != ParentStatus.ACTIVE.value:
+        return False
+    return await _complete_if_done(conn, parent, now)
 
 
 async def claim(
@@ -152,10 +154,6 @@ async def finish(
     sent_at: datetime | None = None,
 ) -> SliceRecord | None:
     """A claimed slice's outcome, with the breaker's failure count kept in step."""
-    if conn.dialect.name == "postgresql":
-        return await _finish_pg(conn, parent, record, new, now, max_failures=max_failures,
-                                reason=reason, broker_order_id=broker_order_id,
-                                attempts=attempts, sent_at=sent_at)
     updated = await transition(
         conn,
         parent,
@@ -172,21 +170,29 @@ async def finish(
     return updated
 
 
-async def _finish_pg(
+async def finish_alone(
     conn: AsyncConnection,
     parent: ParentRecord,
     record: SliceRecord,
     new: SliceStatus,
     now: datetime,
     *,
-    max_failures: int,
-    reason: str | None,
-    broker_order_id: str | None,
-    attempts: int | None,
-    sent_at: datetime | None,
-) -> SliceRecord | None:
-    """The generic path's effects in two statements: prepared.PG_FINISH, then the check."""
+    reason: str | None = None,
+    broker_order_id: str | None = None,
+    attempts: int | None = None,
+    sent_at: datetime | None = None,
+) -> tuple[SliceRecord | None, bool]:
+    """PostgreSQL, any outcome but `failed` (the breaker's count needs a transaction): the
+    outcome as one statement (prepared.PG_FINISH) on an autocommit connection.
+
+    Returns the slice as written (None: someone else changed it first) and whether it was the
+    parent's last open slice, in which case the caller runs `maybe_complete` in a transaction
+    of its own. Should the process die between the two, the parent stays active with nothing
+    open: the sweeper and the start-up recovery complete it.
+    """
     check_transition(record.status, new)
+    if new is SliceStatus.FAILED or new in PENDING:
+        raise ValueError(f"finish_alone cannot record {new.value}")
     updated = _after(record, new, reason, broker_order_id, attempts, sent_at)
     message = events.slice_event(parent, updated, reason=reason)
     outbox_params = {f"o_{key}": value for key, value in outbox_values(message, now).items()}
@@ -195,12 +201,10 @@ async def _finish_pg(
               "b_reset": new is SliceStatus.SUBMITTED}
     row = (await conn.execute(prepared.PG_FINISH, params)).one()
     if row.updated != 1:
-        return None
-    if new is SliceStatus.FAILED:
-        await record_slice_outcome(conn, new, reason, now, max_failures=max_failures)
-    if row.parent_status == ParentStatus.ACTIVE.value:
-        await _complete_if_done(conn, parent, now)
-    return updated
+        return None, False
+    last = (row.open_slices is not None and row.open_slices <= 0
+            and row.parent_status == ParentStatus.ACTIVE.value)
+    return updated, last
 
 
 async def maybe_complete(conn: AsyncConnection, parent: ParentRecord, now: datetime) -> bool:
@@ -218,8 +222,6 @@ async def maybe_complete(conn: AsyncConnection, parent: ParentRecord, now: datet
 async def _complete_if_done(conn: AsyncConnection, parent: ParentRecord, now: datetime) -> bool:
     """The completion itself; the caller holds the parent's row lock and saw it active."""
     key = {"b_pid": parent.parent_order_id}
-    if (await conn.execute(prepared.ANY_PENDING, key)).first() is not None:
-        return False
     rows = (await conn.execute(prepared.TALLY, key)).all()
     tallies = {SliceStatus(status): (int(count), int(qty)) for status, count, qty in rows}
     if any(status in PENDING for status in tallies):

@@ -42,6 +42,9 @@ parents = Table(
     Column("request_id", String(64), nullable=True),
     Column("submitted_by", String(128), nullable=True),
     Column("total_slices", Integer, nullable=False),
+    # Slices not yet terminal, kept in step by every status change: the finisher that takes
+    # it to zero completes the parent, without a lock held across a read of its slices.
+    Column("open_slices", Integer, nullable=False, server_default="0"),
     Column("status", String(10), nullable=False),
     Column("cancel_reason", String(256), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),

@@ -1,0 +1,131 @@
+"""parents.open_slices: kept in step by every status change; the finisher that takes it to
+zero completes the parent, exactly once, even when many slices finish at the same moment."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from schemas.common import ParentStatus, SliceStatus
+from worker.store import slice_ops
+from worker.store.repository import Store
+from worker.store.tables import parents, slices
+
+from tests.integration.test_store import NOW, make_plan
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = Store.from_url(database_url)
+    yield s
+    await s.close()
+
+
+async def _open_and_pending(store: Store, parent_id: str) -> tuple[int, int]:
+    async with store.engine.connect() as conn:
+        open_slices = (
+            await conn.execute(
+                select(parents.c.open_slices).where(parents.c.parent_order_id == parent_id)
+            )
+        ).scalar_one()
+        pending = (
+            await conn.execute(
+                select(func.count())
+                .select_from(slices)
+                .where(slices.c.parent_order_id == parent_id)
+                .where(slices.c.status.in_(["scheduled", "submitting"]))
+            )
+        ).scalar_one()
+    return open_slices, pending
+
+
+async def test_every_path_keeps_the_open_count(store: Store) -> None:
+    parent, plan = make_plan(duration_seconds=360, interval_seconds=60, qty=60)
+    pid = parent.parent_order_id
+    await store.create_parent(parent, plan, NOW)
+    assert await _open_and_pending(store, pid) == (6, 6)
+
+    claimed = await store.claim(pid, 0, NOW)
+    assert claimed is not None
+    assert await _open_and_pending(store, pid) == (6, 6)  # submitting is still open
+    await store.finish(parent, claimed[1], SliceStatus.SUBMITTED, NOW, max_failures=5,
+                       broker_order_id="b0", attempts=1, sent_at=NOW)
+    assert await _open_and_pending(store, pid) == (5, 5)
+
+    claimed = await store.claim(pid, 1, NOW)
+    assert claimed is not None
+    await store.finish(parent, claimed[1], SliceStatus.FAILED, NOW, max_failures=5,
+                       reason="boom", attempts=3)
+    assert await _open_and_pending(store, pid) == (4, 4)
+
+    # Slice 2 is due two minutes after the start: with a grace of 10 s it is overdue later on.
+    expired = await store.expire_overdue(plan[2].scheduled_time + timedelta(seconds=11),
+                                         timedelta(seconds=10), limit=1)
+    assert expired == 1
+    assert await _open_and_pending(store, pid) == (3, 3)
+
+    canceled = await store.cancel_pending(pid, "done", NOW)
+    assert canceled == 3
+    assert await _open_and_pending(store, pid) == (0, 0)
+    found = await store.get_parent(pid)
+    assert found is not None and found.status is ParentStatus.CANCELED
+    types = [m.type for _, m in await store.outbox_fetch(100)]
+    assert "parent.completed" not in types
+
+
+async def test_many_slices_finishing_at_once_complete_the_parent_once(pg_db: str) -> None:
+    """Twenty finishes race on one parent (each its own autocommit statement): the parent
+    completes, with exactly one parent.completed, whichever commits last."""
+    store = Store.from_url(pg_db, pool_size=20)
+    try:
+        for trial in range(5):
+            parent, plan = make_plan(duration_seconds=1200, interval_seconds=60, qty=200,
+                                     request_id=f"race-{trial}")
+            await store.create_parent(parent, plan, NOW)
+            claimed = [await store.claim(parent.parent_order_id, n, NOW) for n in range(20)]
+            assert all(c is not None for c in claimed)
+            await asyncio.gather(*(
+                store.finish(parent, c[1], SliceStatus.SUBMITTED, NOW, max_failures=5,  # type: ignore[index]
+                             broker_order_id=f"b{i}", attempts=1, sent_at=NOW)
+                for i, c in enumerate(claimed)
+            ))
+            found = await store.get_parent(parent.parent_order_id)
+            assert found is not None and found.status is ParentStatus.COMPLETED
+            assert await _open_and_pending(store, parent.parent_order_id) == (0, 0)
+        messages = [m for _, m in await store.outbox_fetch(1000)]
+        assert sum(m.type == "parent.completed" for m in messages) == 5
+        assert sum(m.type == "slice.submitted" for m in messages) == 100
+    finally:
+        await store.close()
+
+
+async def test_a_completion_left_undone_is_finished_by_the_sweeper(pg_db: str) -> None:
+    """The process stops after the last outcome's statement, before the completion."""
+    store = Store.from_url(pg_db)
+    try:
+        parent, plan = make_plan(duration_seconds=60, interval_seconds=60, qty=5)
+        await store.create_parent(parent, plan, NOW)
+        claimed = await store.claim(parent.parent_order_id, 0, NOW)
+        assert claimed is not None
+        async with store._single.begin() as conn:
+            updated, last = await slice_ops.finish_alone(
+                conn, parent, claimed[1], SliceStatus.SUBMITTED, NOW,
+                broker_order_id="b0", attempts=1, sent_at=NOW,
+            )
+        assert updated is not None and last
+        found = await store.get_parent(parent.parent_order_id)
+        assert found is not None and found.status is ParentStatus.ACTIVE
+        assert await store.complete_closed_parents(NOW) == 1
+        found = await store.get_parent(parent.parent_order_id)
+        assert found is not None and found.status is ParentStatus.COMPLETED
+        assert await store.complete_closed_parents(NOW) == 0
+        types = [m.type for _, m in await store.outbox_fetch(100)]
+        assert types == ["slice.submitted", "parent.completed"]
+    finally:
+        await store.close()

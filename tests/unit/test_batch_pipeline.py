@@ -1,0 +1,81 @@
+"""BatchingConsumer: a batch is prepared while the one before waits on its commit, and the
+batches are still decided strictly in order, each settled before the next is handled."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.core.intake import Inbound
+from worker.messaging.consumer import BatchingConsumer
+from worker.runtime.intake import Disposition
+
+
+@dataclass
+class FakeMessage:
+    """The part of an incoming AMQP message the consumer uses."""
+
+    body: bytes
+    log: list[str]
+    message_id: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    user_id: str | None = None
+    settled: list[str] = field(default_factory=list)
+
+    async def ack(self) -> None:
+        self.log.append(f"ack {self.body.decode()}")
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.log.append(f"nack {self.body.decode()}")
+
+
+async def test_next_batch_is_prepared_during_the_commit_and_decided_after() -> None:
+    log: list[str] = []
+    first_commit = asyncio.Event()
+    retried_once = False
+
+    def prepare(batch: list[Inbound]) -> list[str]:
+        names = [m.body.decode() for m in batch]
+        log.append(f"prepare {','.join(names)}")
+        return names
+
+    async def handler(batch: list[Inbound], prepared: Any) -> list[Disposition]:
+        nonlocal retried_once
+        names = [m.body.decode() for m in batch]
+        log.append(f"handle {','.join(names)} prepared={prepared is not None}")
+        if names == ["a", "b"]:
+            await first_commit.wait()  # the database takes its time
+        if names == ["c"] and not retried_once:
+            retried_once = True
+            return [Disposition.RETRY]  # the database went away: held, planned again later
+        return [Disposition.ACK] * len(batch)
+
+    consumer = BatchingConsumer(handler, size=2, wait=0.01, requeue_delay=0.01, prepare=prepare)
+    for name in "abc":
+        await consumer.on_message(FakeMessage(name.encode(), log))  # type: ignore[arg-type]
+    stopping = asyncio.Event()
+    runner = asyncio.create_task(consumer.run(stopping))
+    for _ in range(200):
+        if "prepare c" in log:
+            break
+        await asyncio.sleep(0.005)
+    # Batch [c] is prepared while [a, b] is still inside its commit, and not yet handled.
+    assert log == ["prepare a,b", "handle a,b prepared=True", "prepare c"]
+    assert consumer.busy
+    first_commit.set()
+    for _ in range(400):
+        if "ack c" in log:
+            break
+        await asyncio.sleep(0.005)
+    stopping.set()
+    await asyncio.wait_for(runner, 5)
+    assert log == [
+        "prepare a,b", "handle a,b prepared=True", "prepare c",
+        "ack a", "ack b",
+        "handle c prepared=True",
+        "handle c prepared=False",  # the retry plans again
+        "ack c",
+    ]
+    assert not consumer.busy
