@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 import logging
 from datetime import timedelta
@@ -11,6 +12,7 @@ from schemas.common import SliceStatus
 from worker.brokers.base import Broker
 from worker.brokers.factory import build_broker
 from worker.core.intake import Inbound
+from worker.observability.gcpause import GcPauses
 from worker.messaging.consumer import BatchingConsumer, ControlConsumer
 from worker.messaging.link import AmqpLink
 from worker.messaging.relay import OutboxRelay
@@ -129,6 +131,14 @@ class Worker:
                                       self.clock)
             self.metrics.slices_ended(SliceStatus.EXPIRED, recovered["expired"])
             self.recovered.set()
+            # What is alive now (modules, settings, the rebuilt schedule) lives as long as the
+            # process: kept out of the collector's full passes, which otherwise stop the loop
+            # for tens of milliseconds every few seconds and make slices late.
+            gc.collect()
+            gc.freeze()
+            pauses = GcPauses(self.metrics.gc_pauses)
+            pauses.install()
+            stack.callback(pauses.remove)
             self._log_stats()
             self.scheduler.every("sweep", SWEEP_SECONDS, self._sweep)
             if self.settings.stats_interval_seconds > 0:

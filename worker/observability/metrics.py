@@ -48,6 +48,13 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.gc_pauses = Histogram(
+            "twap_gc_pause_seconds",
+            "Garbage collector passes (the event loop stands still meanwhile), by generation",
+            ["generation"],
+            buckets=(0.0005, *LATENCY_BUCKETS),
+            registry=r,
+        )
         self.broker_calls = Histogram(
             "twap_broker_call_seconds",
             "Broker calls by operation and result",

@@ -176,3 +176,34 @@ PG_FINISH = text(
     bindparam("o_headers", type_=JSON()),
     bindparam("o_body", type_=LargeBinary()),
 )
+
+# PostgreSQL: an active parent → completed, with its parent.completed event, as one statement
+# (autocommit). Used once every slice is terminal and committed: the tally read just before
+# cannot change any more, and the status check keeps a concurrent cancel or a second completer
+# from writing a second event.
+PG_COMPLETE = text(
+    """
+    WITH upd AS (
+        UPDATE parents SET status = 'completed', updated_at = :b_now
+        WHERE parent_order_id = :b_pid AND status = 'active'
+        RETURNING parent_order_id
+    ), ev AS (
+        INSERT INTO outbox (exchange, routing_key, message_id, type, correlation_id,
+                            parent_order_id, headers, body, created_at)
+        SELECT :o_exchange, :o_routing_key, :o_message_id, :o_type, :o_correlation_id,
+               :o_parent_order_id, CAST(:o_headers AS JSON), :o_body, :b_now FROM upd
+    )
+    SELECT count(*) AS updated FROM upd
+    """
+).bindparams(
+    bindparam("b_pid", type_=String()),
+    bindparam("b_now", type_=UTCDateTime()),
+    bindparam("o_exchange", type_=String()),
+    bindparam("o_routing_key", type_=String()),
+    bindparam("o_message_id", type_=String()),
+    bindparam("o_type", type_=String()),
+    bindparam("o_correlation_id", type_=String()),
+    bindparam("o_parent_order_id", type_=String()),
+    bindparam("o_headers", type_=JSON()),
+    bindparam("o_body", type_=LargeBinary()),
+)

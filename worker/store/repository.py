@@ -131,8 +131,8 @@ class Store:
                 )
             if last:
                 try:
-                    async with self.transaction() as conn:
-                        await slice_ops.maybe_complete(conn, parent, now)
+                    async with self._single.begin() as conn:
+                        await slice_ops.complete_alone(conn, parent, now)
                 except Exception as exc:  # the outcome is written; the sweeper completes it
                     log.warning("parent.completion_deferred", extra={
                         "parent_order_id": parent.parent_order_id, "error": repr(exc)[:200]})

@@ -186,8 +186,7 @@ async def finish_alone(
     outcome as one statement (prepared.PG_FINISH) on an autocommit connection.
 
     Returns the slice as written (None: someone else changed it first) and whether it was the
-    parent's last open slice, in which case the caller runs `maybe_complete` in a transaction
-    of its own. Should the process die between the two, the parent stays active with nothing
+    parent's last open slice, in which case the caller completes it (`complete_alone`). Should the process die between the two, the parent stays active with nothing
     open: the sweeper and the start-up recovery complete it.
     """
     check_transition(record.status, new)
@@ -195,9 +194,7 @@ async def finish_alone(
         raise ValueError(f"finish_alone cannot record {new.value}")
     updated = _after(record, new, reason, broker_order_id, attempts, sent_at)
     message = events.slice_event(parent, updated, reason=reason)
-    outbox_params = {f"o_{key}": value for key, value in outbox_values(message, now).items()}
-    del outbox_params["o_created_at"]
-    params = {**_transition_params(record, updated, now), **outbox_params,
+    params = {**_transition_params(record, updated, now), **_outbox_params(message, now),
               "b_reset": new is SliceStatus.SUBMITTED}
     row = (await conn.execute(prepared.PG_FINISH, params)).one()
     if row.updated != 1:
@@ -205,6 +202,29 @@ async def finish_alone(
     last = (row.open_slices is not None and row.open_slices <= 0
             and row.parent_status == ParentStatus.ACTIVE.value)
     return updated, last
+
+
+def _outbox_params(message: OutboxMessage, now: datetime) -> dict[str, Any]:
+    params = {f"o_{key}": value for key, value in outbox_values(message, now).items()}
+    del params["o_created_at"]
+    return params
+
+
+async def complete_alone(conn: AsyncConnection, parent: ParentRecord, now: datetime) -> bool:
+    """PostgreSQL, autocommit, after `finish_alone` closed the parent's last open slice: the
+    tally (final: every slice is terminal and committed), then the completion with its event
+    in one statement. Two round trips, no transaction held open."""
+    key = {"b_pid": parent.parent_order_id}
+    rows = (await conn.execute(prepared.TALLY, key)).all()
+    tallies = {SliceStatus(status): (int(count), int(qty)) for status, count, qty in rows}
+    if not tallies or any(status in PENDING for status in tallies):
+        return False
+    message = events.parent_completed(parent, tallies)
+    row = (
+        await conn.execute(prepared.PG_COMPLETE,
+                           {**key, "b_now": now, **_outbox_params(message, now)})
+    ).one()
+    return bool(row.updated == 1)
 
 
 async def maybe_complete(conn: AsyncConnection, parent: ParentRecord, now: datetime) -> bool:
