@@ -68,9 +68,10 @@ class Worker:
                                       leading=lambda: self.leadership.held)
         self.scheduler = SliceScheduler(self.executor.run, clock)
         self.intake = IntakeService(self.store, self.scheduler, timed_broker, settings,
-                                    self.names.requests, clock, self.relay.notify,
+                                    self.names.requests, clock, self.relay.notify_now,
                                     metrics=self.metrics)
-        self.control = ControlService(self.store, self.names.control, clock, self.relay.notify,
+        self.control = ControlService(self.store, self.names.control, clock,
+                                      self.relay.notify_now,
                                       metrics=self.metrics)
         self.requests_consumer = BatchingConsumer(
             self._intake, size=settings.batch_size, wait=settings.batch_wait_ms / 1000,

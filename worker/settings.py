@@ -62,7 +62,10 @@ class Settings(BaseSettings):
 
     prefetch: int = Field(default=256, ge=1, description="unacked requests per consumer")
     batch_size: int = Field(default=128, ge=1, description="requests written per transaction")
-    batch_wait_ms: float = Field(default=5.0, ge=0, description="how long a batch may gather")
+    batch_wait_ms: float = Field(
+        default=5.0, ge=0,
+        description="how long the next batch may gather while one is being written",
+    )
     requeue_delay_seconds: float = Field(
         default=1.0, ge=0, description="backoff before requeueing when the database is away"
     )

@@ -112,7 +112,10 @@ class Subscription:
 
 
 class BatchingConsumer(Subscription):
-    """Gathers deliveries for up to `wait` seconds or `size` messages, then handles them.
+    """Gathers deliveries into batches of up to `size` messages, then handles them.
+
+    A request that arrives with nothing in flight goes at once, with whatever is already
+    queued; while a batch is being decided the next one gathers for up to `wait` seconds.
 
     Batches are decided strictly in order, one after the other, but a batch is prepared
     (`prepare`: parsing and planning, pure CPU) as soon as it is gathered, while the batch
@@ -148,7 +151,10 @@ class BatchingConsumer(Subscription):
             except TimeoutError:
                 continue
             batch = [first]
-            deadline = asyncio.get_running_loop().time() + self.wait
+            # Gather only while the batch before is still being decided: then more requests
+            # ride on the next commit. With nothing in flight, a lone request goes at once.
+            gathering = previous is not None and not previous.done()
+            deadline = asyncio.get_running_loop().time() + (self.wait if gathering else 0.0)
             while len(batch) < self.size:
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:

@@ -13,6 +13,7 @@ import logging
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
+from worker.core import events
 from worker.core.records import OutboxMessage
 from worker.messaging.topology import Topology
 from worker.store.repository import Store
@@ -28,11 +29,18 @@ class OutboxRelay:
         self.idle_poll = idle_poll
         self.gather = gather
         self._wake = asyncio.Event()
+        self._urgent = False
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self.published = 0
 
     def notify(self) -> None:
+        """New rows are committed; a round starts after the gathering pause."""
+        self._wake.set()
+
+    def notify_now(self) -> None:
+        """New rows someone waits for (a request's answer, a switch): no gathering pause."""
+        self._urgent = True
         self._wake.set()
 
     def attach(self, channel: AbstractChannel, topology: Topology) -> None:
@@ -53,11 +61,12 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.idle_poll)
             except TimeoutError:
                 pass
-            if self.gather and not stopping.is_set():
+            if self.gather and not self._urgent and not stopping.is_set():
                 # Let the commits of a burst land: one round (one read, one delete) then
                 # carries them all instead of one round per commit.
                 await asyncio.sleep(self.gather)
             self._wake.clear()
+            self._urgent = False
             try:
                 while await self.relay_once() == self.batch:
                     pass
@@ -79,20 +88,36 @@ class OutboxRelay:
         rows = await self.store.outbox_fetch(self.batch)
         if not rows:
             return 0
-        results = await asyncio.gather(*(self._publish(m) for _, m in rows),
-                                       return_exceptions=True)
+        # One task per message, started in commit order. A row may stand for many messages
+        # (events.expand): the rows before it are published first, so that a parent.canceled
+        # is on the wire before the thousand slice events after it are even built.
+        started: list[tuple[int, list[asyncio.Future[None]]]] = []
+        for row_id, message in rows:
+            if message.type == events.SLICE_BATCH and started:
+                # Expanding takes milliseconds: what comes before it goes out first.
+                await asyncio.wait([f for _, fs in started for f in fs])
+            started.append((row_id, [asyncio.ensure_future(self._publish(m))
+                                     for m in events.expand(message)]))
+            await asyncio.sleep(0)
         done: list[int] = []
-        for (row_id, _), result in zip(rows, results, strict=True):
-            if isinstance(result, BaseException):
-                # Keep order: stop at the first failure; later rows go again (subscribers
-                # de-duplicate on event_id).
-                log.warning("outbox.publish_failed", extra={"error": repr(result)[:300]})
-                break
+        sent = 0
+        failed = False
+        for row_id, publishes in started:
+            results = await asyncio.gather(*publishes, return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors or failed:
+                if errors and not failed:
+                    # Keep order: stop at the first failure; that row and the later ones go
+                    # again (subscribers de-duplicate on event_id).
+                    log.warning("outbox.publish_failed", extra={"error": repr(errors[0])[:300]})
+                failed = True
+                continue
             done.append(row_id)
+            sent += len(publishes)
         if done:
             await self.store.outbox_remove(done)
-            self.published += len(done)
-        if len(done) < len(rows):
+            self.published += sent
+        if failed:
             raise ConnectionError("outbox publish interrupted")
         return len(done)
 

@@ -120,7 +120,10 @@ async def cancel_pending(
     messages: list[OutboxMessage] = []
     if announce:
         messages.append(events.parent_canceled(parent, len(canceled), in_flight, reason))
-    messages.extend(events.slice_event(parent, record, reason=reason) for record in canceled)
+    if len(canceled) > 1:
+        messages.append(events.slice_events_batch(parent, canceled, reason))
+    else:
+        messages.extend(events.slice_event(parent, record, reason=reason) for record in canceled)
     await write_outbox(conn, messages, now)
     return CancelResult(parent, canceled, in_flight, submitted)
 

@@ -19,7 +19,7 @@ from worker.core.intake import IntakeItem
 from worker.store.intake_ops import CancelResult, IntakeResult
 from worker.store.rows import to_parent
 from worker.store.slice_ops import SLICE_WITH_PARENT, split_row
-from worker.store.tables import parents, slices
+from worker.store.tables import parents, slices, status_is
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Store:
             rows = (
                 await conn.execute(
                     SLICE_WITH_PARENT
-                    .where(slices.c.status == SliceStatus.SCHEDULED.value)
+                    .where(status_is(SliceStatus.SCHEDULED.value))
                     .where(slices.c.scheduled_time < cutoff)
                     .order_by(slices.c.scheduled_time)
                     .limit(limit)
@@ -170,7 +170,7 @@ class Store:
         """Slices left `submitting` (a previous process died with them in its hands)."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                SLICE_WITH_PARENT.where(slices.c.status == SliceStatus.SUBMITTING.value)
+                SLICE_WITH_PARENT.where(status_is(SliceStatus.SUBMITTING.value))
                 .order_by(slices.c.scheduled_time)
             )
             return [split_row(row) for row in rows]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -15,6 +17,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
+    text,
 )
 
 from worker.store.types import ExactDecimal, UTCDateTime
@@ -68,7 +72,14 @@ slices = Table(
     Column("sent_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("client_order_id", name="uq_slices_client_order_id"),
-    Index("ix_slices_status_due", "status", "scheduled_time"),
+    # Partial: only slices still to fire (the sweeper's overdue scan) or in flight (recovery).
+    # An index over every status made the planner scan all scheduled slices of every parent
+    # to cancel one, and took an entry for every status change.
+    Index("ix_slices_scheduled_due", "scheduled_time",
+          postgresql_where=text("status = 'scheduled'"), sqlite_where=text("status = 'scheduled'")),
+    Index("ix_slices_submitting", "scheduled_time",
+          postgresql_where=text("status = 'submitting'"),
+          sqlite_where=text("status = 'submitting'")),
 )
 
 switches = Table(
@@ -97,3 +108,10 @@ outbox = Table(
     Column("body", LargeBinary, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+
+def status_is(status: str) -> Any:
+    """`slices.status = '<status>'` with the value written into the SQL, not bound: only a
+    literal lets the planners (PostgreSQL's generic plans, SQLite's) prove a partial index's
+    predicate and use it."""
+    return slices.c.status == literal_column(f"'{status}'")
