@@ -151,10 +151,10 @@ async def test_request_whose_ack_died_with_its_channel_is_a_duplicate(
     committed, release = asyncio.Event(), asyncio.Event()
     deliveries = 0
 
-    async def held(batch: list[Inbound]) -> list[Disposition]:
+    async def held(batch: list[Inbound], prepared: object = None) -> list[Disposition]:
         nonlocal deliveries
         deliveries += len(batch)
-        dispositions = await original(batch)
+        dispositions = await original(batch, prepared)
         if not committed.is_set():
             committed.set()
             await release.wait()  # the connection dies here, before the ack
