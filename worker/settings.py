@@ -66,6 +66,10 @@ class Settings(BaseSettings):
         default=5.0, ge=0,
         description="how long the next batch may gather while one is being written",
     )
+    intake_concurrency: int = Field(
+        default=2, ge=1,
+        description="intake transactions in flight at once (batches sharing a parent never)",
+    )
     requeue_delay_seconds: float = Field(
         default=1.0, ge=0, description="backoff before requeueing when the database is away"
     )

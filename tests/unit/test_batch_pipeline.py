@@ -31,15 +31,78 @@ class FakeMessage:
         self.log.append(f"nack {self.body.decode()}")
 
 
+@dataclass(frozen=True)
+class Prep:
+    keys: frozenset[str]
+
+
+def _keyed(log: list[str]) -> Any:
+    """Batches whose messages are `key:name`: the key is what the batch touches."""
+
+    def prepare(batch: list[Inbound]) -> Prep:
+        names = [m.body.decode() for m in batch]
+        log.append(f"prepare {','.join(names)}")
+        return Prep(frozenset(n.split(":")[0] for n in names))
+
+    return prepare
+
+
+async def _until(log: list[str], entry: str) -> None:
+    for _ in range(400):
+        if entry in log:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{entry!r} never came: {log}")
+
+
+async def test_batches_on_other_parents_are_decided_side_by_side() -> None:
+    """With two in flight: a batch on other parents goes while the first waits on its commit;
+    one that shares a parent with a batch still in flight waits until it is settled."""
+    log: list[str] = []
+    commits = {"p1": asyncio.Event(), "p2": asyncio.Event()}
+
+    async def handler(batch: list[Inbound], prepared: Any) -> list[Disposition]:
+        names = [m.body.decode() for m in batch]
+        log.append(f"handle {','.join(names)}")
+        key = names[0].split(":")[0]
+        if key in commits:
+            await commits[key].wait()
+        return [Disposition.ACK] * len(batch)
+
+    consumer = BatchingConsumer(handler, size=1, wait=0.0, requeue_delay=0.01,
+                                prepare=_keyed(log), concurrency=2)
+    stopping = asyncio.Event()
+    runner = asyncio.create_task(consumer.run(stopping))
+    for body in ("p1:submit", "p2:submit", "p1:cancel", "p3:submit"):
+        await consumer.on_message(FakeMessage(body.encode(), log))  # type: ignore[arg-type]
+    await _until(log, "handle p2:submit")
+    await _until(log, "prepare p3:submit")
+    await asyncio.sleep(0.05)
+    # p1 and p2 are both inside their commits; p1's cancel waits for p1's submit; p3 waits
+    # for a free slot (two are taken).
+    assert "handle p1:cancel" not in log and "handle p3:submit" not in log
+    commits["p2"].set()
+    await _until(log, "handle p3:submit")
+    assert "handle p1:cancel" not in log
+    commits["p1"].set()
+    await _until(log, "ack p1:cancel")
+    assert log.index("ack p1:submit") < log.index("handle p1:cancel")
+    stopping.set()
+    await asyncio.wait_for(runner, 5)
+    assert sorted(e for e in log if e.startswith("ack")) == [
+        "ack p1:cancel", "ack p1:submit", "ack p2:submit", "ack p3:submit"]
+    assert not consumer.busy
+
+
 async def test_next_batch_is_prepared_during_the_commit_and_decided_after() -> None:
     log: list[str] = []
     first_commit = asyncio.Event()
     retried_once = False
 
-    def prepare(batch: list[Inbound]) -> list[str]:
+    def prepare(batch: list[Inbound]) -> Prep:
         names = [m.body.decode() for m in batch]
         log.append(f"prepare {','.join(names)}")
-        return names
+        return Prep(frozenset(names))
 
     async def handler(batch: list[Inbound], prepared: Any) -> list[Disposition]:
         nonlocal retried_once

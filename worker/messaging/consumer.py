@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
@@ -111,19 +112,37 @@ class Subscription:
         return self._consumer_tag is not None
 
 
+class Preparation(Protocol):
+    """What `prepare` makes of a batch: enough to tell whether two batches may overlap."""
+
+    @property
+    def keys(self) -> frozenset[str]: ...
+
+
+@dataclass(eq=False)
+class _Turn:
+    batch: list[AbstractIncomingMessage]
+    ahead: Preparation | None = None
+    task: asyncio.Task[None] | None = None
+
+
 class BatchingConsumer(Subscription):
     """Gathers deliveries into batches of up to `size` messages, then handles them.
 
     A request that arrives with nothing in flight goes at once, with whatever is already
     queued; while a batch is being decided the next one gathers for up to `wait` seconds.
 
-    Batches are decided strictly in order, one after the other, but a batch is prepared
-    (`prepare`: parsing and planning, pure CPU) as soon as it is gathered, while the batch
-    before it is still waiting on its commit: the worker's CPU and the database's work overlap.
+    A batch is prepared (`prepare`: parsing and planning, pure CPU) as soon as it is gathered,
+    while the batches before it still wait on their commits, and up to `concurrency` batches
+    are decided at once: the worker's CPU and the database's work overlap. A batch that shares
+    a key (a parent order id) with an earlier batch still in flight waits until every earlier
+    batch is settled, so a cancel always sees the submit before it and a repeated request sees
+    the first; a batch that could not be prepared waits the same way.
     """
 
     def __init__(self, handler: BatchHandler, size: int, wait: float,
-                 requeue_delay: float, prepare: Prepare | None = None) -> None:
+                 requeue_delay: float, prepare: Prepare | None = None,
+                 concurrency: int = 1) -> None:
         super().__init__()
         self.handler = handler
         self.prepare = prepare
@@ -132,11 +151,12 @@ class BatchingConsumer(Subscription):
         self.requeue_delay = requeue_delay
         self._queue: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._stopping: asyncio.Event | None = None
-        self._in_flight = 0
+        self._turns: list[_Turn] = []  # in arrival order, until settled
+        self._slots = asyncio.Semaphore(max(1, concurrency))
 
     @property
     def busy(self) -> bool:
-        return self._in_flight > 0
+        return bool(self._turns)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         await self._queue.put(message)
@@ -144,17 +164,15 @@ class BatchingConsumer(Subscription):
     async def run(self, stopping: asyncio.Event) -> None:
         """Handle batches until `stopping` is set and nothing is waiting."""
         self._stopping = stopping
-        previous: asyncio.Task[None] | None = None
         while not (stopping.is_set() and self._queue.empty()):
             try:
                 first = await asyncio.wait_for(self._queue.get(), timeout=0.2)
             except TimeoutError:
                 continue
             batch = [first]
-            # Gather only while the batch before is still being decided: then more requests
-            # ride on the next commit. With nothing in flight, a lone request goes at once.
-            gathering = previous is not None and not previous.done()
-            deadline = asyncio.get_running_loop().time() + (self.wait if gathering else 0.0)
+            # Gather only while a batch is being decided: then more requests ride on the next
+            # commit. With nothing in flight, a lone request goes at once.
+            deadline = asyncio.get_running_loop().time() + (self.wait if self._turns else 0.0)
             while len(batch) < self.size:
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
@@ -166,37 +184,41 @@ class BatchingConsumer(Subscription):
                     batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
                 except TimeoutError:
                     break
-            self._in_flight += 1
-            previous = asyncio.create_task(self._handle(batch, previous))
-        if previous is not None:
-            await previous
+            turn = _Turn(batch)
+            self._turns.append(turn)
+            turn.task = asyncio.create_task(self._handle(turn))
+        while self._turns:
+            await asyncio.wait([t.task for t in self._turns if t.task is not None])
 
-    async def _handle(self, batch: list[AbstractIncomingMessage],
-                      previous: asyncio.Task[None] | None) -> None:
+    async def _handle(self, turn: _Turn) -> None:
         try:
-            ahead = self._prepare(batch)
-            if previous is not None:
-                await previous  # in order: the batch before is decided and settled first
-            pending_ahead = [ahead]
+            turn.ahead = self._prepare(turn.batch)
+            earlier = [t for t in self._turns[: self._turns.index(turn)]
+                       if t.task is not None and not t.task.done()]
+            if earlier and not all(_disjoint(turn.ahead, t.ahead) for t in earlier):
+                await asyncio.wait([t.task for t in earlier if t.task is not None])
+            async with self._slots:
+                pending_ahead = [turn.ahead]
 
-            async def decide(messages: list[AbstractIncomingMessage]) -> list[Disposition]:
-                # What was prepared serves the first attempt at the whole batch only; a retry
-                # after a database outage plans again, at its own time.
-                prepared = pending_ahead.pop() if pending_ahead and len(messages) == len(
-                    batch) else None
-                pending_ahead.clear()
-                return await self._decide(messages, prepared)
+                async def decide(messages: list[AbstractIncomingMessage]) -> list[Disposition]:
+                    # What was prepared serves the first attempt at the whole batch only; a
+                    # retry after a database outage plans again, at its own time.
+                    prepared = (pending_ahead.pop()
+                                if pending_ahead and len(messages) == len(turn.batch) else None)
+                    pending_ahead.clear()
+                    return await self._decide(messages, prepared)
 
-            await decide_holding(batch, decide, self.requeue_delay, self.requeue_delay,
-                                 self._stopping)
+                await decide_holding(turn.batch, decide, self.requeue_delay, self.requeue_delay,
+                                     self._stopping)
         finally:
-            self._in_flight -= 1
+            self._turns.remove(turn)
 
-    def _prepare(self, batch: list[AbstractIncomingMessage]) -> Any:
+    def _prepare(self, batch: list[AbstractIncomingMessage]) -> Preparation | None:
         if self.prepare is None:
             return None
         try:
-            return self.prepare([to_inbound(m) for m in batch])
+            prepared: Preparation = self.prepare([to_inbound(m) for m in batch])
+            return prepared
         except Exception:
             log.exception("intake.prepare_crashed", extra={"batch": len(batch)})
             return None
@@ -208,6 +230,11 @@ class BatchingConsumer(Subscription):
         except Exception:
             log.exception("intake.handler_crashed", extra={"batch": len(batch)})
             return [Disposition.REQUEUE] * len(batch)
+
+
+def _disjoint(a: Preparation | None, b: Preparation | None) -> bool:
+    """Two batches may be decided side by side: both known, no key in common."""
+    return a is not None and b is not None and not (a.keys & b.keys)
 
 
 class ControlConsumer(Subscription):

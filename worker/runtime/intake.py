@@ -17,7 +17,14 @@ from schemas.common import SliceStatus
 from schemas.requests import RequestContext
 from worker.brokers.base import Broker
 from worker.core import events
-from worker.core.intake import Inbound, IntakeItem, Invalid, classify
+from worker.core.intake import (
+    CancelOrder,
+    Inbound,
+    IntakeItem,
+    Invalid,
+    PlannedSubmit,
+    classify,
+)
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock
 from worker.runtime.scheduling import SliceScheduler
@@ -41,6 +48,17 @@ class Prepared:
 
     now: datetime
     items: list[IntakeItem]
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """The parents the batch submits or cancels: batches sharing one never overlap."""
+        keys: set[str] = set()
+        for item in self.items:
+            if isinstance(item, PlannedSubmit):
+                keys.add(item.parent.parent_order_id)
+            elif isinstance(item, CancelOrder):
+                keys.add(item.request.parent_order_id)
+        return frozenset(keys)
 
 
 class IntakeService:
