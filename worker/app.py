@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import logging
 from datetime import timedelta
 
@@ -12,13 +12,13 @@ from schemas.common import SliceStatus
 from worker.brokers.base import Broker
 from worker.brokers.factory import build_broker
 from worker.core.intake import Inbound
-from worker.observability.gcpause import GcPauses
 from worker.messaging.consumer import BatchingConsumer, ControlConsumer
 from worker.messaging.link import AmqpLink
 from worker.messaging.relay import OutboxRelay
 from worker.messaging.topology import Names
 from worker.observability.broker import TimedBroker
 from worker.observability.endpoints import build_http_server
+from worker.observability.gcpause import GcPauses
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock, utcnow
 from worker.runtime.control import ControlService

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -22,13 +21,6 @@ from worker.store.tables import outbox, slices
 pytestmark = pytest.mark.integration
 
 ROWS = bulk.BULK_MIN_ROWS + 4
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = Store.from_url(database_url)
-    yield s
-    await s.close()
 
 
 def _plans(count: int) -> list[tuple[ParentRecord, list[SliceRecord]]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,13 +15,6 @@ from worker.core.intake import Inbound, classify
 from worker.store.repository import Store
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = Store.from_url(database_url)
-    yield s
-    await s.close()
 
 
 async def test_submit_then_cancel_in_one_batch_keeps_request_order(store: Store) -> None:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from schemas import RequestContext, SubmitRequest, parse_request
 from schemas.common import SliceStatus
@@ -17,13 +14,6 @@ from worker.runtime.execution import ExecutionPolicy, SliceExecutor
 from worker.store.repository import Store
 
 GRACE = timedelta(seconds=60)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = Store.from_url(database_url)
-    yield s
-    await s.close()
 
 
 async def planned(store: Store, start: datetime, **extra: object

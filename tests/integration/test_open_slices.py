@@ -4,27 +4,18 @@ zero completes the parent, exactly once, even when many slices finish at the sam
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from schemas.common import ParentStatus, SliceStatus
+from tests.integration.test_store import NOW, make_plan
 from worker.store import slice_ops
 from worker.store.repository import Store
 from worker.store.tables import parents, slices
 
-from tests.integration.test_store import NOW, make_plan
-
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = Store.from_url(database_url)
-    yield s
-    await s.close()
 
 
 async def _open_and_pending(store: Store, parent_id: str) -> tuple[int, int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -17,13 +16,6 @@ from worker.store.repository import Store
 from worker.store.tables import switches
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = Store.from_url(database_url)
-    yield s
-    await s.close()
 
 
 async def _parent(store: Store, slices: int = 2) -> ParentRecord:

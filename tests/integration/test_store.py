@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -34,13 +33,6 @@ def make_plan(now: datetime = NOW, **overrides: object) -> tuple[ParentRecord, l
     req = parse_request(json.dumps(body).encode(), RequestContext(now=now))
     assert isinstance(req, SubmitRequest)
     return build_plan(req, now=now)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = Store.from_url(database_url)
-    yield s
-    await s.close()
 
 
 async def test_parent_and_slices_round_trip_exactly(store: Store) -> None:

@@ -132,8 +132,26 @@ RESET_FAILURES = (
 # by one only if the compare-and-set hit. That UPDATE waits for the parent's row lock and then
 # reads the newest count, so the finisher that brings it to zero is the one that saw every
 # other slice terminal: it alone completes the parent (slice_ops.maybe_complete).
+# The event of a PostgreSQL statement below: inserted only if its `upd` step changed a row.
+_OUTBOX_FROM_UPD = """
+        INSERT INTO outbox (exchange, routing_key, message_id, type, correlation_id,
+                            parent_order_id, headers, body, created_at)
+        SELECT :o_exchange, :o_routing_key, :o_message_id, :o_type, :o_correlation_id,
+               :o_parent_order_id, CAST(:o_headers AS JSON), :o_body, :b_now FROM upd
+"""
+_OUTBOX_PARAMS = (
+    bindparam("o_exchange", type_=String()),
+    bindparam("o_routing_key", type_=String()),
+    bindparam("o_message_id", type_=String()),
+    bindparam("o_type", type_=String()),
+    bindparam("o_correlation_id", type_=String()),
+    bindparam("o_parent_order_id", type_=String()),
+    bindparam("o_headers", type_=JSON()),
+    bindparam("o_body", type_=LargeBinary()),
+)
+
 PG_FINISH = text(
-    """
+    f"""
     WITH upd AS (
         UPDATE slices SET status = :b_status, updated_at = :b_now, reason = :b_reason,
             broker_order_id = :b_broker, attempts = :b_attempts, sent_at = :b_sent
@@ -143,12 +161,7 @@ PG_FINISH = text(
         UPDATE parents SET open_slices = open_slices - 1
         WHERE parent_order_id = :b_pid AND EXISTS (SELECT 1 FROM upd)
         RETURNING open_slices, status
-    ), ev AS (
-        INSERT INTO outbox (exchange, routing_key, message_id, type, correlation_id,
-                            parent_order_id, headers, body, created_at)
-        SELECT :o_exchange, :o_routing_key, :o_message_id, :o_type, :o_correlation_id,
-               :o_parent_order_id, CAST(:o_headers AS JSON), :o_body, :b_now FROM upd
-    ), rst AS (
+    ), ev AS ({_OUTBOX_FROM_UPD}    ), rst AS (
         UPDATE switches SET consecutive_failures = 0
         WHERE name = 'breaker' AND consecutive_failures <> 0 AND :b_reset
           AND EXISTS (SELECT 1 FROM upd)
@@ -167,14 +180,7 @@ PG_FINISH = text(
     bindparam("b_attempts", type_=Integer()),
     bindparam("b_sent", type_=UTCDateTime()),
     bindparam("b_reset", type_=Boolean()),
-    bindparam("o_exchange", type_=String()),
-    bindparam("o_routing_key", type_=String()),
-    bindparam("o_message_id", type_=String()),
-    bindparam("o_type", type_=String()),
-    bindparam("o_correlation_id", type_=String()),
-    bindparam("o_parent_order_id", type_=String()),
-    bindparam("o_headers", type_=JSON()),
-    bindparam("o_body", type_=LargeBinary()),
+    *_OUTBOX_PARAMS,
 )
 
 # PostgreSQL: an active parent → completed, with its parent.completed event, as one statement
@@ -182,28 +188,16 @@ PG_FINISH = text(
 # cannot change any more, and the status check keeps a concurrent cancel or a second completer
 # from writing a second event.
 PG_COMPLETE = text(
-    """
+    f"""
     WITH upd AS (
         UPDATE parents SET status = 'completed', updated_at = :b_now
         WHERE parent_order_id = :b_pid AND status = 'active'
         RETURNING parent_order_id
-    ), ev AS (
-        INSERT INTO outbox (exchange, routing_key, message_id, type, correlation_id,
-                            parent_order_id, headers, body, created_at)
-        SELECT :o_exchange, :o_routing_key, :o_message_id, :o_type, :o_correlation_id,
-               :o_parent_order_id, CAST(:o_headers AS JSON), :o_body, :b_now FROM upd
-    )
+    ), ev AS ({_OUTBOX_FROM_UPD}    )
     SELECT count(*) AS updated FROM upd
     """
 ).bindparams(
     bindparam("b_pid", type_=String()),
     bindparam("b_now", type_=UTCDateTime()),
-    bindparam("o_exchange", type_=String()),
-    bindparam("o_routing_key", type_=String()),
-    bindparam("o_message_id", type_=String()),
-    bindparam("o_type", type_=String()),
-    bindparam("o_correlation_id", type_=String()),
-    bindparam("o_parent_order_id", type_=String()),
-    bindparam("o_headers", type_=JSON()),
-    bindparam("o_body", type_=LargeBinary()),
+    *_OUTBOX_PARAMS,
 )

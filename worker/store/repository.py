@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.common import ParentStatus, SliceStatus
+from worker.core.intake import IntakeItem
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
 from worker.store import intake_ops, operator_reads, outbox_ops, slice_ops, switch_ops
 from worker.store.engine import make_engine
-from worker.core.intake import IntakeItem
 from worker.store.intake_ops import CancelResult, IntakeResult
 from worker.store.rows import to_parent
 from worker.store.slice_ops import SLICE_WITH_PARENT, split_row

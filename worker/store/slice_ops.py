@@ -186,8 +186,9 @@ async def finish_alone(
     outcome as one statement (prepared.PG_FINISH) on an autocommit connection.
 
     Returns the slice as written (None: someone else changed it first) and whether it was the
-    parent's last open slice, in which case the caller completes it (`complete_alone`). Should the process die between the two, the parent stays active with nothing
-    open: the sweeper and the start-up recovery complete it.
+    parent's last open slice, in which case the caller completes it (`complete_alone`).
+    Should the process die between the two, the parent stays active with nothing open: the
+    sweeper and the start-up recovery complete it.
     """
     check_transition(record.status, new)
     if new is SliceStatus.FAILED or new in PENDING:
