@@ -83,3 +83,10 @@ GOLDEN_PARENT = "e19991b8f4dca91ebb9a621d"
 GOLDEN_PARENT_WITH_START = "142a039fd870ae83ce5a99bb"
 GOLDEN_CHILD_0 = "7817408d0ff5cd7bce2b0ffa"
 GOLDEN_CHILD_29 = "419f88cfe090b38882e3060b"
+
+
+def test_many_client_order_ids_are_the_single_ones() -> None:
+    many = ids.client_order_ids(GOLDEN_PARENT, 30)
+    assert many[0] == GOLDEN_CHILD_0 and many[29] == GOLDEN_CHILD_29
+    assert many == [ids.client_order_id(GOLDEN_PARENT, n) for n in range(30)]
+    assert ids.client_order_ids(GOLDEN_PARENT, 0) == []

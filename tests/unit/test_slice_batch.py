@@ -58,3 +58,13 @@ def test_expanding_twice_repeats_the_event_ids() -> None:
 def test_other_rows_expand_to_themselves() -> None:
     message = events.control_changed("breaker", True, reason="r", operator=None, automatic=True)
     assert events.expand(message) == [message]
+
+
+def test_accepted_plan_built_without_validation_is_what_validation_gives() -> None:
+    """parent.accepted's slices are constructed, not validated: the JSON must not differ."""
+    parent, plan = _plan()
+    message = events.parent_accepted(parent, plan)  # type: ignore[arg-type]
+    validated = ev.ParentAccepted.model_validate_json(message.body)
+    assert json.loads(validated.model_dump_json()) == json.loads(message.body)
+    assert [s.client_order_id for s in validated.slices] == [
+        s.client_order_id for s in plan]  # type: ignore[attr-defined]

@@ -68,8 +68,11 @@ def _base(parent: ParentIds, event_id: str | None = None,
 
 
 def planned(slices: Iterable[SliceRecord]) -> list[ev.PlannedSlice]:
+    # Built, not validated: the planner's records already have the schema's types (a test
+    # checks the JSON is the same), and validating thirty of them per request was a tenth of
+    # the intake's CPU.
     return [
-        ev.PlannedSlice(
+        ev.PlannedSlice.model_construct(
             slice_num=s.slice_num,
             client_order_id=s.client_order_id,
             qty=s.qty,

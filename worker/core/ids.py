@@ -66,3 +66,14 @@ def parent_order_id(canonical_text: str) -> str:
 def client_order_id(parent_id: str, slice_num: int) -> str:
     """The broker-facing id of one slice: a retry can never create a second order."""
     return hashlib.sha256(f"{parent_id}:{slice_num}".encode()).hexdigest()[:ID_LENGTH]
+
+
+def client_order_ids(parent_id: str, count: int) -> list[str]:
+    """`client_order_id` of slices 0 … count-1: the shared prefix is hashed once."""
+    prefix = hashlib.sha256(f"{parent_id}:".encode())
+    out = []
+    for num in range(count):
+        digest = prefix.copy()
+        digest.update(str(num).encode())
+        out.append(digest.hexdigest()[:ID_LENGTH])
+    return out

@@ -69,11 +69,12 @@ def build_plan(
         total_slices=plan.count,
         created_at=now,
     )
+    child_ids = ids.client_order_ids(parent_id, plan.count)
     slices = [
         SliceRecord(
             parent_order_id=parent_id,
             slice_num=num,
-            client_order_id=ids.client_order_id(parent_id, num),
+            client_order_id=child_ids[num],
             qty=qty,
             scheduled_time=plan.due_time(start, num),
         )

@@ -15,7 +15,7 @@ from worker.core import events
 from worker.core.intake import CancelOrder, IntakeItem, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 from worker.store import bulk, prepared
-from worker.store.rows import parent_values, slice_values, to_parent, to_slice
+from worker.store.rows import SLICE_COLUMNS, parent_values, slice_tuple, to_parent, to_slice
 from worker.store.slice_ops import write_outbox
 from worker.store.tables import parents, slices
 
@@ -48,7 +48,8 @@ async def insert_parents(
     if not plans:
         return
     await bulk.insert_rows(conn, parents, [parent_values(p, now) for p, _ in plans])
-    await bulk.insert_rows(conn, slices, [slice_values(s, now) for _, sl in plans for s in sl])
+    await bulk.insert_tuples(conn, slices, SLICE_COLUMNS,
+                             [slice_tuple(s, now) for _, sl in plans for s in sl])
 
 
 async def get_parent(conn: AsyncConnection, parent_id: str) -> ParentRecord | None:

@@ -38,20 +38,19 @@ def parent_values(parent: ParentRecord, now: datetime) -> dict[str, Any]:
     }
 
 
-def slice_values(record: SliceRecord, now: datetime) -> dict[str, Any]:
-    return {
-        "parent_order_id": record.parent_order_id,
-        "slice_num": record.slice_num,
-        "client_order_id": record.client_order_id,
-        "qty": record.qty,
-        "scheduled_time": record.scheduled_time,
-        "status": record.status.value,
-        "broker_order_id": record.broker_order_id,
-        "attempts": record.attempts,
-        "reason": record.reason,
-        "sent_at": record.sent_at,
-        "updated_at": now,
-    }
+SLICE_COLUMNS = (
+    "parent_order_id", "slice_num", "client_order_id", "qty", "scheduled_time", "status",
+    "broker_order_id", "attempts", "reason", "sent_at", "updated_at",
+)
+
+
+def slice_tuple(record: SliceRecord, now: datetime) -> tuple[Any, ...]:
+    """A slice's row as values in SLICE_COLUMNS order (bulk inserts take these)."""
+    return (
+        record.parent_order_id, record.slice_num, record.client_order_id, record.qty,
+        record.scheduled_time, record.status.value, record.broker_order_id, record.attempts,
+        record.reason, record.sent_at, now,
+    )
 
 
 def outbox_values(message: OutboxMessage, now: datetime) -> dict[str, Any]:
