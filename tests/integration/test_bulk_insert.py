@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
+from schemas.common import SliceStatus
 from schemas.requests import SubmitRequest
 from worker.core.planning import build_plan
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
@@ -95,3 +97,18 @@ async def test_a_rolled_back_transaction_leaves_no_bulk_rows(store: Store) -> No
             await bulk.insert_rows(conn, outbox, rows)
             raise RuntimeError("after the insert")
     assert await store.outbox_fetch(1000) == []
+
+
+async def test_slices_with_more_than_a_plan_keep_every_column(store: Store) -> None:
+    """Planned slices leave broker id, reason and send time out of the COPY; a slice that has
+    them (as a restore or a test may insert) takes the full column set."""
+    plans = _plans(1)
+    parent, records = plans[0]
+    sent = datetime(2030, 1, 2, 3, 4, 6, 250, tzinfo=UTC)
+    records[1] = replace(records[1], status=SliceStatus.SUBMITTED, broker_order_id="b-1",
+                         attempts=2, sent_at=sent)
+    records[2] = replace(records[2], status=SliceStatus.FAILED, reason="broker down",
+                         attempts=3)
+    async with store.transaction() as conn:
+        await intake_ops.insert_parents(conn, [(parent, records)], datetime.now(UTC))
+    assert await store.get_slices(parent.parent_order_id) == records

@@ -60,8 +60,8 @@ def test_other_rows_expand_to_themselves() -> None:
     assert events.expand(message) == [message]
 
 
-def test_accepted_plan_built_without_validation_is_what_validation_gives() -> None:
-    """parent.accepted's slices are constructed, not validated: the JSON must not differ."""
+def test_accepted_plan_from_plain_fields_is_what_the_models_give() -> None:
+    """parent.accepted's slices go in as plain fields: the JSON is that of the models."""
     parent, plan = _plan()
     message = events.parent_accepted(parent, plan)  # type: ignore[arg-type]
     validated = ev.ParentAccepted.model_validate_json(message.body)

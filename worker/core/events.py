@@ -67,17 +67,16 @@ def _base(parent: ParentIds, event_id: str | None = None,
     }
 
 
-def planned(slices: Iterable[SliceRecord]) -> list[ev.PlannedSlice]:
-    # Built, not validated: the planner's records already have the schema's types (a test
-    # checks the JSON is the same), and validating thirty of them per request was a tenth of
-    # the intake's CPU.
+def planned(slices: Iterable[SliceRecord]) -> list[dict[str, Any]]:
+    """The plan as plain fields: the event's model validates them in one pass of
+    pydantic-core, several times faster than building thirty PlannedSlice objects."""
     return [
-        ev.PlannedSlice.model_construct(
-            slice_num=s.slice_num,
-            client_order_id=s.client_order_id,
-            qty=s.qty,
-            scheduled_time=s.scheduled_time,
-        )
+        {
+            "slice_num": s.slice_num,
+            "client_order_id": s.client_order_id,
+            "qty": s.qty,
+            "scheduled_time": s.scheduled_time,
+        }
         for s in slices
     ]
 

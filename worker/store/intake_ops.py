@@ -15,7 +15,15 @@ from worker.core import events
 from worker.core.intake import CancelOrder, IntakeItem, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 from worker.store import bulk, prepared
-from worker.store.rows import SLICE_COLUMNS, parent_values, slice_tuple, to_parent, to_slice
+from worker.store.rows import (
+    PLANNED_SLICE_COLUMNS,
+    SLICE_COLUMNS,
+    parent_values,
+    planned_slice_tuple,
+    slice_tuple,
+    to_parent,
+    to_slice,
+)
 from worker.store.slice_ops import write_outbox
 from worker.store.tables import parents, slices
 
@@ -48,8 +56,13 @@ async def insert_parents(
     if not plans:
         return
     await bulk.insert_rows(conn, parents, [parent_values(p, now) for p, _ in plans])
-    await bulk.insert_tuples(conn, slices, SLICE_COLUMNS,
-                             [slice_tuple(s, now) for _, sl in plans for s in sl])
+    records = [s for _, sl in plans for s in sl]
+    planned = [planned_slice_tuple(s, now) for s in records]
+    if None in planned:
+        await bulk.insert_tuples(conn, slices, SLICE_COLUMNS,
+                                 [slice_tuple(s, now) for s in records])
+    else:
+        await bulk.insert_tuples(conn, slices, PLANNED_SLICE_COLUMNS, planned)  # type: ignore[arg-type]
 
 
 async def get_parent(conn: AsyncConnection, parent_id: str) -> ParentRecord | None:

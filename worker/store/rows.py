@@ -44,6 +44,24 @@ SLICE_COLUMNS = (
 )
 
 
+# A slice as planned has no broker id, reason or send time yet: those columns stay NULL and
+# out of the COPY (a third less for the driver to encode on the intake's hot path).
+PLANNED_SLICE_COLUMNS = (
+    "parent_order_id", "slice_num", "client_order_id", "qty", "scheduled_time", "status",
+    "attempts", "updated_at",
+)
+
+
+def planned_slice_tuple(record: SliceRecord, now: datetime) -> tuple[Any, ...] | None:
+    """A slice's row in PLANNED_SLICE_COLUMNS order; None if it has more to say."""
+    if record.broker_order_id is not None or record.reason is not None or record.sent_at:
+        return None
+    return (
+        record.parent_order_id, record.slice_num, record.client_order_id, record.qty,
+        record.scheduled_time, record.status.value, record.attempts, now,
+    )
+
+
 def slice_tuple(record: SliceRecord, now: datetime) -> tuple[Any, ...]:
     """A slice's row as values in SLICE_COLUMNS order (bulk inserts take these)."""
     return (
