@@ -93,28 +93,39 @@ class OutboxRelay:
         # (events.expand): the rows before it are published first, so that a parent.canceled
         # is on the wire before the thousand slice events after it are even built.
         started: list[tuple[int, list[asyncio.Future[None]]]] = []
+        failed = False
         for row_id, message in rows:
             if message.type == events.SLICE_BATCH and started:
                 # Expanding takes milliseconds: what comes before it goes out first.
                 await asyncio.wait([f for _, fs in started for f in fs])
+            try:
+                expanded = events.expand(message)
+            except Exception:
+                # Never skipped (its events would be lost): the rows before it go out, it
+                # stays, and the relay tries again after its backoff, loudly.
+                log.exception("outbox.row_unreadable", extra={"outbox_id": row_id,
+                                                              "type": message.type})
+                failed = True
+                break
             started.append((row_id, [asyncio.ensure_future(self._publish(channel, m))
-                                     for m in events.expand(message)]))
+                                     for m in expanded]))
             await asyncio.sleep(0)
         done: list[int] = []
         sent = 0
-        failed = False
+        publish_failed = False
         for row_id, publishes in started:
             results = await asyncio.gather(*publishes, return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
-            if errors or failed:
-                if errors and not failed:
+            if errors or publish_failed:
+                if errors and not publish_failed:
                     # Keep order: stop at the first failure; that row and the later ones go
                     # again (subscribers de-duplicate on event_id).
                     log.warning("outbox.publish_failed", extra={"error": repr(errors[0])[:300]})
-                failed = True
+                publish_failed = True
                 continue
             done.append(row_id)
             sent += len(publishes)
+        failed = failed or publish_failed
         if done:
             await self.store.outbox_remove(done)
             self.published += sent
