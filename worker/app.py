@@ -134,13 +134,12 @@ class Worker:
             self.metrics.slices_ended(SliceStatus.EXPIRED, recovered["expired"])
             self.recovered.set()
             # What is alive now (modules, settings, the rebuilt schedule) lives as long as the
-            # process: kept out of the collector's full passes, which otherwise stop the loop
-            # for tens of milliseconds every few seconds and make slices late.
-            gc.collect()
-            gc.freeze()
+            # process: this full pass freezes it (GcPauses does after every full pass), out of
+            # later passes, which would otherwise stop the loop for tens of milliseconds.
             pauses = GcPauses(self.metrics.gc_pauses)
             pauses.install()
             stack.callback(pauses.remove)
+            gc.collect()
             self._log_stats()
             self.scheduler.every("sweep", SWEEP_SECONDS, self._sweep)
             if self.settings.stats_interval_seconds > 0:

@@ -31,11 +31,15 @@ def reachable(url: str, default_port: int) -> bool:
         return False
 
 
-def missing(what: str, url: str) -> None:
-    message = f"{what} is not reachable at {url}"
+def unavailable(message: str, why_required: str) -> None:
+    """Skip locally; with CI=true fail the run instead, saying why it is required there."""
     if in_ci():
-        pytest.fail(f"{message} (CI=true: a missing service fails the run)", pytrace=False)
+        pytest.fail(f"{message} (CI=true: {why_required})", pytrace=False)
     pytest.skip(message)
+
+
+def missing(what: str, url: str) -> None:
+    unavailable(f"{what} is not reachable at {url}", "a missing service fails the run")
 
 
 def _docker_started(kind: str) -> str | None:

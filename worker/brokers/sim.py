@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from schemas.common import OrderType, Side, TimeInForce
 from worker.brokers.base import BrokerOrder, OrderRequest
@@ -131,12 +132,7 @@ class SimBroker:
         return sim_order
 
     def _load_ledger(self, path: Path) -> None:
-        if not path.exists():
-            return
-        for raw in path.read_text().splitlines():
-            if not raw.strip():
-                continue
-            row = json.loads(raw)
+        for row in read_ledger(path):
             order = OrderRequest(
                 client_order_id=row["client_order_id"],
                 symbol=row["symbol"],
@@ -156,7 +152,7 @@ def _price(value: object) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def read_ledger(path: Path) -> list[dict[str, object]]:
+def read_ledger(path: Path) -> list[dict[str, Any]]:
     """Every order line a sim ledger holds (duplicates included, if any were ever written)."""
     if not path.exists():
         return []

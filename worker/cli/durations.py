@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from worker.cli.exits import INVALID, CliError
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 _PART = re.compile(r"(\d+)([smhd])")
 
@@ -22,6 +24,22 @@ def parse_seconds(text: str) -> int:
     if not value or "".join(n + u for n, u in parts) != value:
         raise BadDuration(f"{text!r} is not a duration (use e.g. 90s, 30m, 1h30m, or seconds)")
     return sum(int(number) * _UNITS[unit] for number, unit in parts)
+
+
+def flag_seconds(value: str, flag: str) -> int:
+    """`parse_seconds` for a command-line flag: a bad value is CliError(INVALID) naming `flag`."""
+    try:
+        return parse_seconds(value)
+    except BadDuration as exc:
+        raise CliError(f"{flag}: {exc}", INVALID) from None
+
+
+def flag_since(value: str, flag: str, now: datetime) -> datetime:
+    """`parse_since` for a command-line flag: a bad value is CliError(INVALID) naming `flag`."""
+    try:
+        return parse_since(value, now)
+    except BadDuration as exc:
+        raise CliError(f"{flag}: {exc}", INVALID) from None
 
 
 def parse_since(text: str, now: datetime) -> datetime:

@@ -8,8 +8,8 @@ import typer
 
 from schemas.common import Distribution, OrderType, Side, TimeInForce
 from worker.cli.app import app
-from worker.cli.durations import BadDuration, parse_seconds
-from worker.cli.exits import CODES_HELP, INVALID, CliError
+from worker.cli.durations import flag_seconds
+from worker.cli.exits import CODES_HELP
 from worker.cli.runner import load_settings, run
 from worker.cli.submitting import send, show_reply, validate
 from worker.cli.watching import complete_parent_id, seconds_or_none
@@ -21,13 +21,6 @@ SUBMIT_EXAMPLE = (
     "  twap submit -s alpha_1 --symbol MSFT --side sell --qty 500 --duration 1h "
     "--order-type limit --limit-price 410.25 --max-slice-qty 50 -q\n\n" + CODES_HELP
 )
-
-
-def _seconds(value: str, flag: str) -> int:
-    try:
-        return parse_seconds(value)
-    except BadDuration as exc:
-        raise CliError(f"{flag}: {exc}", INVALID) from None
 
 
 @app.command("submit", epilog=SUBMIT_EXAMPLE)
@@ -77,8 +70,8 @@ def submit_command(
             "symbol": symbol,
             "side": side.value,
             "qty": qty,
-            "duration_seconds": _seconds(duration, "--duration"),
-            "interval_seconds": None if interval is None else _seconds(interval, "--interval"),
+            "duration_seconds": flag_seconds(duration, "--duration"),
+            "interval_seconds": None if interval is None else flag_seconds(interval, "--interval"),
             "order_type": order_type.value if order_type else None,
             "limit_price": limit_price,
             "stop_price": stop_price,
@@ -94,7 +87,7 @@ def submit_command(
     async def main() -> int:
         request = body()
         validate(request, settings)
-        wait = float(_seconds(timeout, "--timeout"))
+        wait = float(flag_seconds(timeout, "--timeout"))
         reply, code = await send(
             settings, request, wait, watch_strategy=strategy if watch else None, as_json=as_json
         )

@@ -10,8 +10,8 @@ import typer
 from schemas.common import SliceStatus
 from worker.cli import output
 from worker.cli.app import app
-from worker.cli.durations import BadDuration, parse_since
-from worker.cli.exits import CODES_HELP, INVALID, NOT_FOUND, CliError
+from worker.cli.durations import flag_since
+from worker.cli.exits import CODES_HELP, NOT_FOUND, CliError
 from worker.cli.runner import database, load_settings, run
 from worker.cli.watching import complete_parent_id
 from worker.core.records import ParentRecord, SliceRecord
@@ -128,10 +128,7 @@ async def _list(
     limit: int,
     as_json: bool,
 ) -> None:
-    try:
-        after = parse_since(since, datetime.now(UTC)) if since else None
-    except BadDuration as exc:
-        raise CliError(f"--since: {exc}", INVALID) from None
+    after = flag_since(since, "--since", datetime.now(UTC)) if since else None
     async with database(settings) as store:
         found = await store.list_parents(
             active=active, strategy=strategy, symbol=symbol, since=after, limit=limit

@@ -18,7 +18,7 @@ import typer
 from schemas.parse import InvalidMessage, parse_control
 from worker.cli import output
 from worker.cli.app import app
-from worker.cli.durations import BadDuration, parse_seconds
+from worker.cli.durations import flag_seconds
 from worker.cli.exits import CODES_HELP, FAILED, INVALID, CliError
 from worker.cli.runner import amqp, database, load_settings, run
 from worker.settings import Settings
@@ -27,6 +27,11 @@ POLL_SECONDS = 0.2
 REASON_HELP = "why (recorded with the state and its event)"
 OPERATOR_HELP = "who (default: the current user)"
 NO_WAIT_HELP = "return once published, without waiting for the worker to apply it"
+
+Operator = Annotated[str | None, typer.Option(help=OPERATOR_HELP)]
+NoWait = Annotated[bool, typer.Option("--no-wait", help=NO_WAIT_HELP)]
+Timeout = Annotated[str, typer.Option(help="how long to wait for the worker")]
+DEFAULT_TIMEOUT = "15s"
 
 
 @dataclass(frozen=True)
@@ -139,12 +144,31 @@ async def _change(
 
 
 def _wait(no_wait: bool, timeout: str) -> float | None:
-    if no_wait:
-        return None
-    try:
-        return float(parse_seconds(timeout))
-    except BadDuration as exc:
-        raise CliError(f"--timeout: {exc}", INVALID) from None
+    return None if no_wait else float(flag_seconds(timeout, "--timeout"))
+
+
+def _apply(
+    switch: Switch,
+    engage: bool,
+    reason: str | None,
+    operator: str | None,
+    no_wait: bool,
+    timeout: str,
+) -> None:
+    """The body of every on/off command: publish the change and (unless --no-wait) wait for it.
+    `_wait` runs inside the coroutine factory, so a bad --timeout goes through `run`."""
+    settings = load_settings()
+    run(
+        settings,
+        lambda: _change(
+            settings,
+            switch,
+            engage,
+            reason,
+            operator or default_operator(),
+            _wait(no_wait, timeout),
+        ),
+    )
 
 
 def build_group(switch: Switch, help_text: str, examples: tuple[str, str]) -> typer.Typer:
@@ -159,22 +183,11 @@ def build_group(switch: Switch, help_text: str, examples: tuple[str, str]) -> ty
     )
     def on(
         reason: Annotated[str, typer.Option(help=REASON_HELP)],
-        operator: Annotated[str | None, typer.Option(help=OPERATOR_HELP)] = None,
-        no_wait: Annotated[bool, typer.Option("--no-wait", help=NO_WAIT_HELP)] = False,
-        timeout: Annotated[str, typer.Option(help="how long to wait for the worker")] = "15s",
+        operator: Operator = None,
+        no_wait: NoWait = False,
+        timeout: Timeout = DEFAULT_TIMEOUT,
     ) -> None:
-        settings = load_settings()
-        run(
-            settings,
-            lambda: _change(
-                settings,
-                switch,
-                True,
-                reason,
-                operator or default_operator(),
-                _wait(no_wait, timeout),
-            ),
-        )
+        _apply(switch, True, reason, operator, no_wait, timeout)
 
     @group.command(
         off_verb,
@@ -184,22 +197,11 @@ def build_group(switch: Switch, help_text: str, examples: tuple[str, str]) -> ty
     )
     def off(
         reason: Annotated[str | None, typer.Option(help=REASON_HELP)] = None,
-        operator: Annotated[str | None, typer.Option(help=OPERATOR_HELP)] = None,
-        no_wait: Annotated[bool, typer.Option("--no-wait", help=NO_WAIT_HELP)] = False,
-        timeout: Annotated[str, typer.Option(help="how long to wait for the worker")] = "15s",
+        operator: Operator = None,
+        no_wait: NoWait = False,
+        timeout: Timeout = DEFAULT_TIMEOUT,
     ) -> None:
-        settings = load_settings()
-        run(
-            settings,
-            lambda: _change(
-                settings,
-                switch,
-                False,
-                reason,
-                operator or default_operator(),
-                _wait(no_wait, timeout),
-            ),
-        )
+        _apply(switch, False, reason, operator, no_wait, timeout)
 
     @group.command(
         "status",

@@ -9,8 +9,8 @@ import typer
 
 from worker.cli import output
 from worker.cli.app import app
-from worker.cli.durations import BadDuration, parse_seconds
-from worker.cli.exits import CODES_HELP, FAILED, INVALID, NOT_FOUND, CliError
+from worker.cli.durations import flag_seconds
+from worker.cli.exits import CODES_HELP, FAILED, NOT_FOUND, CliError
 from worker.cli.progress import Progress
 from worker.cli.runner import amqp, database, load_settings, run
 from worker.settings import Settings
@@ -116,12 +116,7 @@ def strategy_keys(strategy: str) -> list[str]:
 
 
 def seconds_or_none(value: str | None, flag: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(parse_seconds(value))
-    except BadDuration as exc:
-        raise CliError(f"{flag}: {exc}", INVALID) from None
+    return None if value is None else float(flag_seconds(value, flag))
 
 
 async def _watch(

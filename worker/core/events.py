@@ -200,7 +200,7 @@ def expand(message: OutboxMessage) -> list[OutboxMessage]:
     for num, coid, qty, due, status in body["slices"]:
         record = SliceRecord(parent_order_id=pid, slice_num=num, client_order_id=coid, qty=qty,
                              scheduled_time=datetime.fromisoformat(due),
-                             status=SliceStatus(status), reason=body["reason"])
+                             status=SliceStatus(status))
         event_id = str(uuid.uuid5(seed, str(record.slice_num)))
         out.append(slice_event(parent, record, reason=body["reason"], event_id=event_id,
                                occurred_at=occurred_at))

@@ -33,8 +33,7 @@ def to_inbound(message: AbstractIncomingMessage) -> Inbound:
     )
 
 
-async def settle(message: AbstractIncomingMessage, disposition: Disposition,
-                 requeue_delay: float = 0.0) -> None:
+async def settle(message: AbstractIncomingMessage, disposition: Disposition) -> None:
     """Ack or requeue; a channel that died meanwhile already requeued it (redelivery is a
     duplicate and changes nothing)."""
     try:
@@ -122,8 +121,12 @@ class Preparation(Protocol):
 @dataclass(eq=False)
 class _Turn:
     batch: list[AbstractIncomingMessage]
+    inbound: dict[int, Inbound]  # id(message) → its Inbound, made once per delivery
     ahead: Preparation | None = None
     task: asyncio.Task[None] | None = None
+
+    def inbound_of(self, messages: list[AbstractIncomingMessage]) -> list[Inbound]:
+        return [self.inbound[id(m)] for m in messages]
 
 
 class BatchingConsumer(Subscription):
@@ -184,7 +187,7 @@ class BatchingConsumer(Subscription):
                     batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
                 except TimeoutError:
                     break
-            turn = _Turn(batch)
+            turn = _Turn(batch, {id(m): to_inbound(m) for m in batch})
             self._turns.append(turn)
             turn.task = asyncio.create_task(self._handle(turn))
         while self._turns:
@@ -192,41 +195,39 @@ class BatchingConsumer(Subscription):
 
     async def _handle(self, turn: _Turn) -> None:
         try:
-            turn.ahead = self._prepare(turn.batch)
+            turn.ahead = self._prepare(turn)
             earlier = [t for t in self._turns[: self._turns.index(turn)]
                        if t.task is not None and not t.task.done()]
             if earlier and not all(_disjoint(turn.ahead, t.ahead) for t in earlier):
                 await asyncio.wait([t.task for t in earlier if t.task is not None])
             async with self._slots:
-                pending_ahead = [turn.ahead]
+                first = True
 
                 async def decide(messages: list[AbstractIncomingMessage]) -> list[Disposition]:
-                    # What was prepared serves the first attempt at the whole batch only; a
+                    # What was prepared serves the first attempt (always the whole batch); a
                     # retry after a database outage plans again, at its own time.
-                    prepared = (pending_ahead.pop()
-                                if pending_ahead and len(messages) == len(turn.batch) else None)
-                    pending_ahead.clear()
-                    return await self._decide(messages, prepared)
+                    nonlocal first
+                    prepared, first = (turn.ahead if first else None), False
+                    return await self._decide(turn.inbound_of(messages), prepared)
 
                 await decide_holding(turn.batch, decide, self.requeue_delay, self.requeue_delay,
                                      self._stopping)
         finally:
             self._turns.remove(turn)
 
-    def _prepare(self, batch: list[AbstractIncomingMessage]) -> Preparation | None:
+    def _prepare(self, turn: _Turn) -> Preparation | None:
         if self.prepare is None:
             return None
         try:
-            prepared: Preparation = self.prepare([to_inbound(m) for m in batch])
+            prepared: Preparation = self.prepare(turn.inbound_of(turn.batch))
             return prepared
         except Exception:
-            log.exception("intake.prepare_crashed", extra={"batch": len(batch)})
+            log.exception("intake.prepare_crashed", extra={"batch": len(turn.batch)})
             return None
 
-    async def _decide(self, batch: list[AbstractIncomingMessage],
-                      prepared: Any = None) -> list[Disposition]:
+    async def _decide(self, batch: list[Inbound], prepared: Any = None) -> list[Disposition]:
         try:
-            return await self.handler([to_inbound(m) for m in batch], prepared)
+            return await self.handler(batch, prepared)
         except Exception:
             log.exception("intake.handler_crashed", extra={"batch": len(batch)})
             return [Disposition.REQUEUE] * len(batch)

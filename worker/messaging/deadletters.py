@@ -170,11 +170,14 @@ class DeadLetterQueue:
             return letter.source_queue
         return self.names.requests
 
-    async def _take_all(self, channel: AbstractChannel, cap: int) -> list[AbstractIncomingMessage]:
+    async def _dlq(self, channel: AbstractChannel) -> AbstractQueue:
         try:
-            queue: AbstractQueue = await channel.declare_queue(self.names.dlq, passive=True)
+            return await channel.declare_queue(self.names.dlq, passive=True)
         except ChannelNotFoundEntity:
             raise MissingTopology(self.names.dlq, self.names.namespace) from None
+
+    async def _take_all(self, channel: AbstractChannel, cap: int) -> list[AbstractIncomingMessage]:
+        queue = await self._dlq(channel)
         taken: list[AbstractIncomingMessage] = []
         while len(taken) < cap:
             message = await queue.get(no_ack=False, fail=False, timeout=10)
@@ -237,10 +240,7 @@ class DeadLetterQueue:
 
     async def purge(self) -> int:
         channel = await self.link.connection.channel()
-        try:
-            queue = await channel.declare_queue(self.names.dlq, passive=True)
-        except ChannelNotFoundEntity:
-            raise MissingTopology(self.names.dlq, self.names.namespace) from None
+        queue = await self._dlq(channel)
         result = await queue.purge()
         await channel.close()
         return int(result.message_count or 0)

@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from worker.messaging.consumer import BatchingConsumer, ControlConsumer
 from worker.messaging.relay import OutboxRelay
-from worker.messaging.topology import Names, Topology, declare
+from worker.messaging.topology import Names, declare
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ class AmqpLink:
         self.control = control
         self.prefetch = prefetch
         self.connection: AbstractRobustConnection | None = None
-        self.topology: Topology | None = None
         self.ready = asyncio.Event()
 
     @property
@@ -79,7 +78,6 @@ class AmqpLink:
             await connection.close()
             raise
         self.connection = connection
-        self.topology = topology
         self.relay.attach(publish_channel, topology)
         await self.requests.start(requests_queue)
         await self.control.start(control_queue)

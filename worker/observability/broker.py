@@ -13,10 +13,8 @@ from worker.observability.metrics import WorkerMetrics
 T = TypeVar("T")
 
 
-def result_of(exc: BaseException | None) -> str:
-    """The `result` label of a broker call that ended with `exc` (None: it succeeded)."""
-    if exc is None:
-        return "ok"
+def result_of(exc: BaseException) -> str:
+    """The `result` label of a broker call that raised `exc` (one that returned is "ok")."""
     if isinstance(exc, BrokerRejection):
         return "rejected"
     if isinstance(exc, DuplicateOrder):

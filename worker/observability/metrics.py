@@ -20,8 +20,6 @@ TERMINAL_STATUSES = tuple(
     s.value for s in SliceStatus if s not in {SliceStatus.SCHEDULED, SliceStatus.SUBMITTING}
 )
 BROKER_OPERATIONS = ("submit", "find", "cancel")
-BROKER_RESULTS = ("ok", "rejected", "duplicate", "transient", "error")
-SWITCHES = ("kill_switch", "breaker")
 
 
 class WorkerMetrics:

@@ -44,21 +44,22 @@ class Disposition(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A batch parsed and planned ahead of its transaction."""
+    """A batch parsed and planned ahead of its transaction, with the parents it submits or
+    cancels (`keys`: batches sharing one never overlap)."""
 
     now: datetime
     items: list[IntakeItem]
+    keys: frozenset[str]
 
-    @property
-    def keys(self) -> frozenset[str]:
-        """The parents the batch submits or cancels: batches sharing one never overlap."""
+    @classmethod
+    def of(cls, now: datetime, items: list[IntakeItem]) -> Prepared:
         keys: set[str] = set()
-        for item in self.items:
+        for item in items:
             if isinstance(item, PlannedSubmit):
                 keys.add(item.parent.parent_order_id)
             elif isinstance(item, CancelOrder):
                 keys.add(item.request.parent_order_id)
-        return frozenset(keys)
+        return cls(now, items, frozenset(keys))
 
 
 class IntakeService:
@@ -83,24 +84,22 @@ class IntakeService:
         self.clock = clock
         self.notify = notify
 
-    def _context(self) -> RequestContext:
-        return RequestContext(
-            limits=self.settings.limits,
-            now=self.clock(),
-            misfire_grace=timedelta(seconds=self.settings.misfire_grace_seconds),
-        )
-
     def prepare(self, batch: list[Inbound]) -> Prepared:
         """Parse, validate and plan every message: pure CPU, no I/O, so it can run while the
         batch before is still being written."""
         now = self.clock()
-        context = self._context()
-        return Prepared(now, [classify(inbound, context, now) for inbound in batch])
+        context = RequestContext(
+            limits=self.settings.limits,
+            now=now,
+            misfire_grace=timedelta(seconds=self.settings.misfire_grace_seconds),
+        )
+        return Prepared.of(now, [classify(inbound, context, now) for inbound in batch])
 
     async def handle(self, batch: list[Inbound],
                      prepared: Prepared | None = None) -> list[Disposition]:
-        """Decide every message of the batch; the caller acks or requeues accordingly."""
-        if prepared is None or len(prepared.items) != len(batch):
+        """Decide every message of the batch (prepared ahead, or now); the caller acks or
+        requeues accordingly."""
+        if prepared is None:
             prepared = self.prepare(batch)
         return await self._apply(batch, prepared.items, prepared.now)
 

@@ -78,6 +78,9 @@ async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[s
     stand for all of them."""
     if not rows:
         return
+    if len(rows) < BULK_MIN_ROWS:
+        await conn.execute(insert(table), list(rows))
+        return
     names = tuple(rows[0])
     pick = operator.itemgetter(*names)
     await insert_tuples(conn, table, names, [pick(row) for row in rows])

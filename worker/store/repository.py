@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.common import ParentStatus, SliceStatus
@@ -94,10 +95,6 @@ class Store:
     ) -> tuple[ParentRecord, SliceRecord, SwitchState] | None:
         async with self._single.begin() as conn:
             return await slice_ops.claim(conn, parent_id, slice_num, now)
-
-    async def load(self, parent_id: str, slice_num: int) -> tuple[ParentRecord, SliceRecord] | None:
-        async with self.engine.connect() as conn:
-            return await slice_ops.load(conn, parent_id, slice_num)
 
     async def guard_state(self, parent_id: str) -> tuple[ParentStatus | None, SwitchState]:
         """The parent's status and the switches, as read before a retry attempt."""
@@ -206,35 +203,25 @@ class Store:
         ]
 
     async def complete_finished_parents(self, now: datetime) -> int:
-        """Active parents with no pending slice left become completed (after a crash)."""
-        pending = select(slices.c.parent_order_id).where(
-            slices.c.status.in_([SliceStatus.SCHEDULED.value, SliceStatus.SUBMITTING.value])
+        """Active parents with no pending slice left become completed (after a crash). Asks
+        the slices themselves, not the open counts: start-up trusts nothing it can check."""
+        pending = union(
+            select(slices.c.parent_order_id).where(status_is(SliceStatus.SCHEDULED.value)),
+            select(slices.c.parent_order_id).where(status_is(SliceStatus.SUBMITTING.value)),
         )
-        async with self.transaction() as conn:
-            rows = (
-                await conn.execute(
-                    select(parents)
-                    .where(parents.c.status == ParentStatus.ACTIVE.value)
-                    .where(parents.c.parent_order_id.not_in(pending))
-                )
-            ).all()
-            done = 0
-            for row in rows:
-                done += await slice_ops.maybe_complete(conn, to_parent(row), now)
-        return done
+        return await self._complete_where(parents.c.parent_order_id.not_in(pending), now=now)
 
     async def complete_closed_parents(self, now: datetime, limit: int = 1000) -> int:
         """Active parents whose open count is down to zero but were left uncompleted (the
         process stopped between a slice's outcome and the completion): the sweeper's pass."""
+        return await self._complete_where(parents.c.open_slices <= 0, now=now, limit=limit)
+
+    async def _complete_where(self, condition: Any, *, now: datetime,
+                              limit: int | None = None) -> int:
+        query = (select(parents).where(parents.c.status == ParentStatus.ACTIVE.value)
+                 .where(condition).limit(limit))
         async with self.transaction() as conn:
-            rows = (
-                await conn.execute(
-                    select(parents)
-                    .where(parents.c.status == ParentStatus.ACTIVE.value)
-                    .where(parents.c.open_slices <= 0)
-                    .limit(limit)
-                )
-            ).all()
+            rows = (await conn.execute(query)).all()
             done = 0
             for row in rows:
                 done += await slice_ops.maybe_complete(conn, to_parent(row), now)
@@ -330,13 +317,6 @@ class Store:
     async def cancel(self, parent_id: str, reason: str | None, now: datetime) -> CancelResult:
         async with self.transaction() as conn:
             return await intake_ops.cancel_pending(conn, parent_id, reason, now)
-
-    async def slice_count_by_status(self) -> dict[str, int]:
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(slices.c.status, func.count()).group_by(slices.c.status)
-            )
-            return {status: int(count) for status, count in rows}
 
 
 __all__ = ["CancelResult", "PendingParent", "Store"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.common import ParentStatus, SliceStatus
@@ -18,11 +18,11 @@ from worker.core import events
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
 from worker.core.states import PENDING, check_transition
 from worker.store import bulk, prepared
+from worker.store.prepared import PARENT_PREFIX
 from worker.store.rows import outbox_values, to_parent, to_slice
 from worker.store.switch_ops import record_slice_outcome, switches_from_row
 from worker.store.tables import outbox, parents, slices
 
-PARENT_PREFIX = "p_"
 # A slice with its parent, the parent's columns labelled so that none clash with the slice's.
 SLICE_WITH_PARENT = select(
     *slices.c, *(column.label(PARENT_PREFIX + column.name) for column in parents.c)
@@ -33,22 +33,11 @@ def split_row(row: Any) -> tuple[ParentRecord, SliceRecord]:
     return to_parent(row, PARENT_PREFIX), to_slice(row)
 
 
-def _key(parent_id: str, slice_num: int) -> Any:
-    return and_(slices.c.parent_order_id == parent_id, slices.c.slice_num == slice_num)
-
-
 async def write_outbox(conn: AsyncConnection, messages: list[OutboxMessage], now: datetime) -> None:
     if len(messages) == 1:
         await conn.execute(prepared.OUTBOX_INSERT, outbox_values(messages[0], now))
     elif messages:
         await bulk.insert_rows(conn, outbox, [outbox_values(m, now) for m in messages])
-
-
-async def load(
-    conn: AsyncConnection, parent_id: str, slice_num: int
-) -> tuple[ParentRecord, SliceRecord] | None:
-    row = (await conn.execute(SLICE_WITH_PARENT.where(_key(parent_id, slice_num)))).first()
-    return split_row(row) if row is not None else None
 
 
 def _after(
@@ -216,9 +205,8 @@ async def complete_alone(conn: AsyncConnection, parent: ParentRecord, now: datet
     tally (final: every slice is terminal and committed), then the completion with its event
     in one statement. Two round trips, no transaction held open."""
     key = {"b_pid": parent.parent_order_id}
-    rows = (await conn.execute(prepared.TALLY, key)).all()
-    tallies = {SliceStatus(status): (int(count), int(qty)) for status, count, qty in rows}
-    if not tallies or any(status in PENDING for status in tallies):
+    tallies = await _final_tallies(conn, parent.parent_order_id)
+    if not tallies:
         return False
     message = events.parent_completed(parent, tallies)
     row = (
@@ -243,12 +231,20 @@ async def maybe_complete(conn: AsyncConnection, parent: ParentRecord, now: datet
 async def _complete_if_done(conn: AsyncConnection, parent: ParentRecord, now: datetime) -> bool:
     """The completion itself; the caller holds the parent's row lock and saw it active."""
     key = {"b_pid": parent.parent_order_id}
-    rows = (await conn.execute(prepared.TALLY, key)).all()
-    tallies = {SliceStatus(status): (int(count), int(qty)) for status, count, qty in rows}
-    if any(status in PENDING for status in tallies):
+    tallies = await _final_tallies(conn, parent.parent_order_id)
+    if tallies is None:
         return False
     result = await conn.execute(prepared.COMPLETE_PARENT, {**key, "b_now": now})
     if result.rowcount != 1:
         return False
     await write_outbox(conn, [events.parent_completed(parent, tallies)], now)
     return True
+
+
+async def _final_tallies(
+    conn: AsyncConnection, parent_id: str
+) -> dict[SliceStatus, tuple[int, int]] | None:
+    """(count, qty) of the parent's slices by status; None while any is still pending."""
+    rows = (await conn.execute(prepared.TALLY, {"b_pid": parent_id})).all()
+    tallies = {SliceStatus(status): (int(count), int(qty)) for status, count, qty in rows}
+    return None if any(status in PENDING for status in tallies) else tallies
