@@ -24,7 +24,7 @@ from tests.support.db_probe import DbProbe
 from tests.support.harness import Harness, submit_body
 from tests.support.harness import worker_settings as harness_settings
 from tests.support.invariants import Figures, check
-from tests.support.worker_process import WorkerProcess, worker_env
+from tests.support.worker_process import WorkerProcess, stop_all, worker_env
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
@@ -184,8 +184,7 @@ async def test_kill_9_at_random_moments_sends_no_order_twice_and_strands_no_slic
                 f"{label}: {trial.events_missing} terminal events never arrived"
             )
     finally:
-        if run.process is not None:
-            await run.process.stop()
+        await stop_all(run.process)
         await harness.close()
         await probe.close()
     resumed = sum(

@@ -7,19 +7,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
-import aio_pika
 import pytest
 from pydantic import SecretStr
 
-from tests.support.db_probe import DbProbe
-from tests.support.event_tap import EventTap
-from tests.support.harness import Harness, submit_body
-from tests.support.harness import worker_settings as harness_settings
+from tests.support.fault_rig import Rig, rigged
+from tests.support.harness import submit_body
+from tests.support.queues import message_count
 from tests.support.tcp_proxy import TcpProxy
-from worker.brokers.sim import SimBroker
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(90)]
 
@@ -28,44 +25,20 @@ OUTAGE_SECONDS = 5.0
 SLICES = 10
 
 
-@dataclass
-class Rig:
-    harness: Harness
-    tap: EventTap
-    proxy: TcpProxy
-    probe: DbProbe
-    broker: SimBroker
-
-
 @pytest.fixture
 async def rig(pg_db: str, amqp_url: str, namespace: str) -> AsyncIterator[Rig]:
     """A worker whose database connections go through a proxy; the test reads it directly."""
-    proxy = TcpProxy.for_url(pg_db, 5432)
-    await proxy.start()
-    broker = SimBroker()
-    harness = Harness(harness_settings(amqp_url, pg_db, namespace), broker=broker)
-    await harness.open()
-    tap = await EventTap(amqp_url, harness.names).open()
-    probe = DbProbe(pg_db)
-    try:
-        await harness.start_worker(
-            database_url=SecretStr(proxy.url(pg_db)), misfire_grace_seconds=GRACE_SECONDS
-        )
-        yield Rig(harness, tap, proxy, probe, broker)
-    finally:
-        await proxy.resume()
-        await harness.close()
-        await tap.close()
-        await probe.close()
-        await proxy.close()
 
+    def through(proxy: TcpProxy) -> dict[str, Any]:
+        return {
+            "database_url": SecretStr(proxy.url(pg_db)),
+            "misfire_grace_seconds": GRACE_SECONDS,
+        }
 
-async def dead_lettered(amqp_url: str, queue: str) -> int:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        return int(declared.declaration_result.message_count or 0)
+    async with rigged(
+        amqp_url, pg_db, namespace, upstream=pg_db, default_port=5432, overrides=through
+    ) as made:
+        yield made
 
 
 async def test_database_outage_holds_requests_expires_unclaimable_slices_and_recovers(
@@ -111,7 +84,7 @@ async def test_database_outage_holds_requests_expires_unclaimable_slices_and_rec
         for e in tap.of(None, strategy_id="dbout")
         if e["event_type"].startswith("slice.")
     }
-    dlq = await dead_lettered(amqp_url, harness.names.dlq)
+    dlq = await message_count(amqp_url, harness.names.dlq)
     sent = sorted(
         broker.orders[r.client_order_id].received_at
         for r in rows

@@ -15,7 +15,7 @@ from tests.support.db_probe import DbProbe
 from tests.support.harness import Harness, submit_body
 from tests.support.harness import worker_settings as harness_settings
 from tests.support.invariants import check
-from tests.support.worker_process import WorkerProcess, worker_env
+from tests.support.worker_process import WorkerProcess, stop_all, worker_env
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(90)]
 
@@ -85,9 +85,7 @@ async def test_sigterm_finishes_in_flight_work_and_the_next_start_continues(
             f"with {stopped_with}, outbox left 0; after the restart {figures.summary()}"
         )
     finally:
-        for process in (first, second):
-            if process.proc is not None:
-                await process.stop()
+        await stop_all(first, second)
         await harness.close()
         await probe.close()
 

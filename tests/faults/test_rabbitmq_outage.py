@@ -7,18 +7,15 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
-from tests.support.db_probe import DbProbe
-from tests.support.event_tap import EventTap
-from tests.support.harness import Harness, submit_body
-from tests.support.harness import worker_settings as harness_settings
+from tests.support.fault_rig import Rig, rigged
+from tests.support.harness import submit_body
 from tests.support.tcp_proxy import TcpProxy
-from worker.brokers.sim import SimBroker
 from worker.core.intake import Inbound
 from worker.runtime.intake import Disposition
 
@@ -28,49 +25,31 @@ PARENTS = 3
 SLICES = 6
 
 
-@dataclass
-class Rig:
-    harness: Harness
-    tap: EventTap
-    proxy: TcpProxy
-    probe: DbProbe
-    broker: SimBroker
-
-
-@asynccontextmanager
-async def rigged(amqp_url: str, database_url: str, namespace: str) -> AsyncIterator[Rig]:
+def amqp_rigged(
+    amqp_url: str, database_url: str, namespace: str
+) -> AbstractAsyncContextManager[Rig]:
     """A worker whose AMQP connection goes through a proxy; the test watches RabbitMQ directly.
     The worker's URL asks aio-pika to retry every second instead of every five."""
-    proxy = TcpProxy.for_url(amqp_url, 5672)
-    await proxy.start()
-    broker = SimBroker()
-    harness = Harness(harness_settings(amqp_url, database_url, namespace), broker=broker)
-    await harness.open()
-    tap = await EventTap(amqp_url, harness.names).open()
-    probe = DbProbe(database_url)
-    worker_url = proxy.url(amqp_url) + "?reconnect_interval=1"
-    try:
-        await harness.start_worker(amqp_url=SecretStr(worker_url))
-        yield Rig(harness, tap, proxy, probe, broker)
-    finally:
-        await proxy.resume()
-        await harness.close()
-        await tap.close()
-        await probe.close()
-        await proxy.close()
+
+    def through(proxy: TcpProxy) -> dict[str, Any]:
+        return {"amqp_url": SecretStr(proxy.url(amqp_url) + "?reconnect_interval=1")}
+
+    return rigged(
+        amqp_url, database_url, namespace, upstream=amqp_url, default_port=5672, overrides=through
+    )
 
 
 @pytest.fixture
 async def rig(amqp_url: str, database_url: str, namespace: str) -> AsyncIterator[Rig]:
     """On each database kind."""
-    async with rigged(amqp_url, database_url, namespace) as made:
+    async with amqp_rigged(amqp_url, database_url, namespace) as made:
         yield made
 
 
 @pytest.fixture
 async def sqlite_rig(amqp_url: str, sqlite_db: str, namespace: str) -> AsyncIterator[Rig]:
     """On SQLite only: what is pinned does not depend on the database."""
-    async with rigged(amqp_url, sqlite_db, namespace) as made:
+    async with amqp_rigged(amqp_url, sqlite_db, namespace) as made:
         yield made
 
 

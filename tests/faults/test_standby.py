@@ -7,28 +7,20 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-import aio_pika
 import pytest
 
 from tests.support.db_probe import DbProbe
 from tests.support.harness import Harness, submit_body
 from tests.support.harness import worker_settings as harness_settings
 from tests.support.invariants import check
-from tests.support.worker_process import WorkerProcess, worker_env
+from tests.support.queues import consumer_count
+from tests.support.worker_process import WorkerProcess, stop_all, worker_env
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
 PARENTS = 3
 SLICES = 5
 TAKEOVER_LIMIT_SECONDS = 10.0
-
-
-async def consumer_count(amqp_url: str, queue: str) -> int:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        return int(declared.declaration_result.consumer_count or 0)
 
 
 def logged_at(line: dict[str, object]) -> float:
@@ -96,9 +88,7 @@ async def test_standby_takes_over_within_10_s_and_finishes_every_parent(
         )
         print(f"standby took over {takeover:.2f} s after kill -9; {figures.summary()}")
     finally:
-        for process in (first, second):
-            if process.proc is not None:
-                await process.stop()
+        await stop_all(first, second)
         await harness.close()
         await probe.close()
 

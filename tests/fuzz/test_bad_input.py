@@ -9,13 +9,13 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import aio_pika
 import pytest
 
 from tests.fuzz.messages import generate
 from tests.support.db_probe import DbProbe
 from tests.support.harness import Harness, submit_body
 from tests.support.harness import worker_settings as harness_settings
+from tests.support.queues import message_count
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(120)]
 
@@ -28,14 +28,6 @@ async def harness(amqp_url: str, sqlite_db: str, namespace: str) -> AsyncIterato
     await h.open()
     yield h
     await h.close()
-
-
-async def queue_depth(amqp_url: str, queue: str) -> int:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        return int(declared.declaration_result.message_count or 0)
 
 
 async def test_generated_bad_input_never_crashes_the_worker_and_every_message_is_answered(
@@ -76,7 +68,7 @@ async def test_generated_bad_input_never_crashes_the_worker_and_every_message_is
     assert parents == outcomes["accepted"], f"{parents} parents for {summary}"
     invalid = sum(1 for r in replies if r["outcome"] == "rejected" and r.get("type") is None)
     deadline = asyncio.get_running_loop().time() + 30
-    while (dlq := await queue_depth(amqp_url, harness.names.dlq)) < invalid:
+    while (dlq := await message_count(amqp_url, harness.names.dlq)) < invalid:
         assert asyncio.get_running_loop().time() < deadline, f"DLQ holds {dlq} of {invalid}"
         await asyncio.sleep(0.2)
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import aio_pika
@@ -20,17 +21,26 @@ from worker.messaging.topology import Names, declare, delete_all
 from worker.settings import Settings
 
 
-def worker_settings(amqp_url: str, database_url: str, namespace: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "amqp_url": amqp_url,
-        "database_url": database_url,
-        "namespace": namespace,
+# What every test worker starts with, in-process (worker_settings) or as a child process
+# (worker_process.worker_env): short waits, JSON log lines, no HTTP server.
+FAST_TIMINGS: Mapping[str, Any] = MappingProxyType(
+    {
         "retry_wait_seconds": 0.01,
         "retry_wait_cap_seconds": 0.05,
         "batch_wait_ms": 2.0,
         "requeue_delay_seconds": 0.05,
         "log_json": True,
         "http_port": 0,  # off; tests of the HTTP endpoints pick a free port
+    }
+)
+
+
+def worker_settings(amqp_url: str, database_url: str, namespace: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "amqp_url": amqp_url,
+        "database_url": database_url,
+        "namespace": namespace,
+        **FAST_TIMINGS,
     }
     values.update(overrides)
     return Settings(**values)

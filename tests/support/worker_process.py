@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.support.harness import FAST_TIMINGS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -30,16 +32,16 @@ def worker_env(
         "namespace": namespace,
         "sim_ledger_path": ledger,
         "broker": "sim",
-        "log_json": "true",
-        "http_port": 0,
-        "retry_wait_seconds": 0.01,
-        "retry_wait_cap_seconds": 0.05,
-        "batch_wait_ms": 2,
-        "requeue_delay_seconds": 0.05,
+        **FAST_TIMINGS,
     }
     values.update(settings)
-    env.update({f"TWAP_{key.upper()}": str(value) for key, value in values.items()})
+    env.update({f"TWAP_{key.upper()}": _env_value(value) for key, value in values.items()})
     return env
+
+
+def _env_value(value: object) -> str:
+    """A setting as the child reads it from its environment (booleans as `true`/`false`)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class WorkerProcess:
@@ -139,3 +141,10 @@ class WorkerProcess:
         except TimeoutError:
             self.kill()
             await self.wait(10)
+
+
+async def stop_all(*processes: WorkerProcess | None) -> None:
+    """Test clean-up: stop each in turn; one never started (or None) or already gone is skipped."""
+    for process in processes:
+        if process is not None:
+            await process.stop()
