@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, union
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.common import ParentStatus, SliceStatus
@@ -204,10 +204,11 @@ class Store:
 
     async def complete_finished_parents(self, now: datetime) -> int:
         """Active parents with no pending slice left become completed (after a crash). Asks
-        the slices themselves, not the open counts: start-up trusts nothing it can check."""
-        pending = union(
-            select(slices.c.parent_order_id).where(status_is(SliceStatus.SCHEDULED.value)),
-            select(slices.c.parent_order_id).where(status_is(SliceStatus.SUBMITTING.value)),
+        the slices themselves, not the open counts: start-up trusts nothing it can check. One
+        pass over the slices, hashed: it stays fast with table statistics not yet gathered
+        (right after a bulk load), where a per-parent probe was measured to time out."""
+        pending = select(slices.c.parent_order_id).where(
+            slices.c.status.in_([SliceStatus.SCHEDULED.value, SliceStatus.SUBMITTING.value])
         )
         return await self._complete_where(parents.c.parent_order_id.not_in(pending), now=now)
 
