@@ -1,0 +1,63 @@
+"""Alpaca's order statuses mapped to the lifecycle; unknown strings never raise."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.brokers.alpaca_status import Lifecycle, close_reason, order_lifecycle
+
+W, F, C = Lifecycle.WORKING, Lifecycle.FILLED, Lifecycle.CLOSED
+
+TABLE = [
+    ("new", W),
+    ("accepted", W),
+    ("pending_new", W),
+    ("accepted_for_bidding", W),
+    ("partially_filled", W),
+    ("pending_cancel", W),
+    ("pending_replace", W),
+    ("pending_review", W),
+    ("held", W),
+    ("calculated", W),
+    ("stopped", W),
+    ("suspended", W),
+    ("filled", F),
+    ("canceled", C),
+    ("expired", C),
+    ("done_for_day", C),
+    ("rejected", C),
+    ("replaced", C),
+]
+
+
+@pytest.mark.parametrize(("status", "expected"), TABLE)
+def test_every_alpaca_status_has_its_place(status: str, expected: Lifecycle) -> None:
+    """Each documented Alpaca order status maps as written in this table."""
+    assert order_lifecycle(status) is expected
+
+
+def test_case_and_spaces_do_not_matter() -> None:
+    """` Filled ` is filled."""
+    assert order_lifecycle(" Filled ") is F
+
+
+@pytest.mark.parametrize("status", ["", "teleported", "order_cancel_rejected"])
+def test_unknown_strings_are_unknown(status: str) -> None:
+    """A status not in the table is UNKNOWN, for the caller to look up."""
+    assert order_lifecycle(status) is Lifecycle.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        ("canceled", "canceled at the broker"),
+        ("expired", "expired at the broker"),
+        ("done_for_day", "done for day at the broker"),
+        ("rejected", "rejected by the broker after it was accepted"),
+        ("replaced", "replaced at the broker by another order"),
+        ("weird", "ended at the broker (weird)"),
+    ],
+)
+def test_close_reasons(status: str, reason: str) -> None:
+    """Every closing status has a reason a trader can read."""
+    assert close_reason(status) == reason

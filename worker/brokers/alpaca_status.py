@@ -1,0 +1,57 @@
+"""Alpaca's order statuses and trade events, mapped to the worker's order lifecycle.
+
+Kept apart from the adapter so the table is pure and tested on its own: an unknown string
+maps to UNKNOWN (logged and reconciled by the caller), never to an exception.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Lifecycle(StrEnum):
+    WORKING = "working"  # at the broker, may still fill
+    FILLED = "filled"  # ended, every share filled
+    CLOSED = "closed"  # ended before filling completely
+    UNKNOWN = "unknown"  # a string we do not know: look the order up
+
+
+ORDER_STATUS: dict[str, Lifecycle] = {
+    "new": Lifecycle.WORKING,
+    "accepted": Lifecycle.WORKING,
+    "pending_new": Lifecycle.WORKING,
+    "accepted_for_bidding": Lifecycle.WORKING,
+    "partially_filled": Lifecycle.WORKING,
+    # A cancel or replace asked for is not done until the broker says so: it may still fill.
+    "pending_cancel": Lifecycle.WORKING,
+    "pending_replace": Lifecycle.WORKING,
+    "pending_review": Lifecycle.WORKING,
+    "held": Lifecycle.WORKING,
+    "calculated": Lifecycle.WORKING,
+    "stopped": Lifecycle.WORKING,
+    "suspended": Lifecycle.WORKING,
+    "filled": Lifecycle.FILLED,
+    "canceled": Lifecycle.CLOSED,
+    "expired": Lifecycle.CLOSED,
+    "done_for_day": Lifecycle.CLOSED,
+    "rejected": Lifecycle.CLOSED,
+    # The worker never replaces orders: a replacement was made elsewhere and this order ended.
+    "replaced": Lifecycle.CLOSED,
+}
+
+CLOSE_REASON: dict[str, str] = {
+    "canceled": "canceled at the broker",
+    "expired": "expired at the broker",
+    "done_for_day": "done for day at the broker",
+    "rejected": "rejected by the broker after it was accepted",
+    "replaced": "replaced at the broker by another order",
+}
+
+
+def order_lifecycle(status: str) -> Lifecycle:
+    """Where an Alpaca order status puts a slice's order; UNKNOWN for a string not listed."""
+    return ORDER_STATUS.get(status.strip().lower(), Lifecycle.UNKNOWN)
+
+
+def close_reason(status: str) -> str:
+    return CLOSE_REASON.get(status.strip().lower(), f"ended at the broker ({status})")
