@@ -6,15 +6,7 @@ maps to UNKNOWN (logged and reconciled by the caller), never to an exception.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-
-class Lifecycle(StrEnum):
-    WORKING = "working"  # at the broker, may still fill
-    FILLED = "filled"  # ended, every share filled
-    CLOSED = "closed"  # ended before filling completely
-    UNKNOWN = "unknown"  # a string we do not know: look the order up
-
+from worker.brokers.orders import Lifecycle
 
 ORDER_STATUS: dict[str, Lifecycle] = {
     "new": Lifecycle.WORKING,
