@@ -126,7 +126,7 @@ async def test_one_timer_per_symbol_however_many_orders_rest() -> None:
 
 
 async def test_resting_limit_fills_when_the_price_comes_to_it() -> None:
-    """A buy at 95 rests; the reference falls to 94.9 and the next look fills it at the ask (94.91)."""
+    """A buy at 95 rests; the reference falls to 94.9; the next look fills it at the ask, 94.91."""
     market = Market(prices={"X": D("100")})
     b = SimBook(market, interval=0.001)
     updates = b.updates()
