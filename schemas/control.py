@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.numbers import TEXT_PATTERN
+
 ControlType = Literal["kill_switch.engage", "kill_switch.release", "breaker.trip", "breaker.reset"]
 NEEDS_REASON = frozenset({"kill_switch.engage", "breaker.trip"})
 
@@ -16,8 +18,8 @@ class ControlCommand(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: ControlType
-    reason: str | None = Field(default=None, min_length=1, max_length=256)
-    operator: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, min_length=1, max_length=256, pattern=TEXT_PATTERN)
+    operator: str | None = Field(default=None, max_length=64, pattern=TEXT_PATTERN)
 
     @model_validator(mode="after")
     def _reason_required(self) -> ControlCommand:

@@ -34,6 +34,9 @@ _PATTERN_HINTS = {
     "strategy_id": "must be 1-64 characters of A-Z a-z 0-9 _ -",
     "symbol": "must be 1-16 characters of letters, digits, '.' and '/'",
 }
+_NO_NUL = "must not contain the NUL character (U+0000)"
+for _field in ("request_id", "parent_order_id", "reason", "operator"):
+    _PATTERN_HINTS[_field] = _NO_NUL
 
 
 def _is_union_tag(part: object) -> bool:

@@ -17,8 +17,15 @@ from pydantic import BaseModel
 
 from schemas.control import NEEDS_REASON, ControlCommand, ControlType
 from schemas.events import SLICE_EVENTS, AnyEvent
+from schemas.numbers import (
+    PRICE_DECIMALS,
+    PRICE_PATTERN,
+    PRICE_WHOLE_DIGITS,
+    PRICE_ZERO_PATTERN,
+    TEXT_PATTERN,
+)
 from schemas.replies import Reply
-from schemas.requests import CancelRequest, SubmitRequest
+from schemas.requests import DATE_PATTERN, RFC3339_PATTERN, CancelRequest, SubmitRequest
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 Kind = Literal["request", "control", "event", "reply"]
@@ -48,14 +55,26 @@ CONTROL_WHAT = {
     "breaker.trip": "Trip the circuit breaker: slices are blocked until it is reset.",
     "breaker.reset": "Reset the circuit breaker (and its failure count).",
 }
+# The worker reads a JSON number as an exact decimal: `multipleOf` holds only for validators
+# that compare exactly too (Python: numbers and schema loaded as Decimal; ajv:
+# `multipleOfPrecision: 8`). A string is the plain form only, so every validator agrees.
 DECIMAL = {
-    "description": "A decimal greater than 0 with at most 8 decimal places, as a JSON number or "
-    "a string (strings keep the exact value).",
+    "description": f"A decimal greater than 0 with at most {PRICE_WHOLE_DIGITS} digits before "
+    f"the point and {PRICE_DECIMALS} after, as a JSON number or a string (strings keep the exact "
+    "value; no exponent, sign or blanks).",
     "anyOf": [
-        {"type": "number", "exclusiveMinimum": 0},
-        {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,8})?$"},
+        {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "exclusiveMaximum": 10**PRICE_WHOLE_DIGITS,
+            "multipleOf": 10.0**-PRICE_DECIMALS,
+        },
+        {"type": "string", "pattern": PRICE_PATTERN, "not": {"pattern": PRICE_ZERO_PATTERN}},
     ],
 }
+# The worker checks these with the same patterns; `format` alone is optional in JSON Schema
+# (and lets `+0200` or a leap second through some validators).
+TEXT_PATTERNS = {"date-time": RFC3339_PATTERN, "date": DATE_PATTERN}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,20 +109,24 @@ def event_models() -> dict[str, type[BaseModel]]:
 def _model(model: type[BaseModel], mode: Literal["validation", "serialization"]) -> Schema:
     raw = model.model_json_schema(mode=mode, ref_template="#/definitions/{model}")
     schema: Schema = {"$schema": DRAFT_07}
-    schema.update(_clean(raw))
+    schema.update(_clean(raw, mode == "validation"))
     if "$defs" in schema:  # draft-07 spells it `definitions`
         schema["definitions"] = schema.pop("$defs")
     return schema
 
 
-def _clean(node: Any) -> Any:
-    """Replace what pydantic could not express in JSON Schema (decimal constraints)."""
+def _clean(node: Any, inbound: bool) -> Any:
+    """Replace what pydantic could not express in JSON Schema (decimal constraints); on what
+    the worker reads (`inbound`), add the patterns it checks timestamps and dates with."""
     if isinstance(node, dict):
         if "decimal_places" in node or "max_digits" in node:
             return copy.deepcopy(DECIMAL)
-        return {key: _clean(value) for key, value in node.items()}
+        out = {key: _clean(value, inbound) for key, value in node.items()}
+        if inbound and node.get("type") == "string" and node.get("format") in TEXT_PATTERNS:
+            out["pattern"] = TEXT_PATTERNS[node["format"]]
+        return out
     if isinstance(node, list):
-        return [_clean(item) for item in node]
+        return [_clean(item, inbound) for item in node]
     return node
 
 
@@ -144,7 +167,9 @@ def _control(command: str) -> Schema:
     schema["description"] = CONTROL_WHAT[command]
     schema["properties"]["type"] = {"const": command, "type": "string"}
     if command in NEEDS_REASON:
-        schema["properties"]["reason"] = {"type": "string", "minLength": 1, "maxLength": 256}
+        schema["properties"]["reason"] = {
+            "type": "string", "minLength": 1, "maxLength": 256, "pattern": TEXT_PATTERN,
+        }
         schema["required"] = ["type", "reason"]
     return schema
 

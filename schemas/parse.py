@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+import logging
+import re
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from schemas.control import ControlCommand
 from schemas.errors import ErrorDetail, errors_from_validation
-from schemas.requests import MAX_MESSAGE_BYTES, CancelRequest, RequestContext, SubmitRequest
+from schemas.numbers import Unrepresentable
+from schemas.requests import (
+    CONTEXT_ERROR,
+    MAX_MESSAGE_BYTES,
+    CancelRequest,
+    RequestContext,
+    SubmitRequest,
+)
+
+log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -43,9 +54,13 @@ def decode_object(body: bytes) -> dict[str, Any]:
             "not_json", [ErrorDetail(loc="$", msg=f"not UTF-8 text: {exc.reason}")]
         ) from None
     try:
-        value = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        value = json.loads(text, parse_float=_decimal, parse_int=_integer,
+                           parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise InvalidMessage("not_json", [ErrorDetail(loc="$", msg=f"not JSON: {exc}")]) from None
+    if "\\u" in text and _has_lone_surrogate(value):
+        raise InvalidMessage("not_json", [ErrorDetail(
+            loc="$", msg="not UTF-8 text: a \\u escape names an unpaired surrogate")])
     if not isinstance(value, dict):
         raise InvalidMessage(
             "not_object",
@@ -54,8 +69,45 @@ def decode_object(body: bytes) -> dict[str, Any]:
     return value
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    """An escaped half of a UTF-16 pair (`"\\ud800"`): JSON's grammar lets it through, but it is
+    no Unicode text (RFC 7493 forbids it) and no UTF-8 column can hold it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _decimal(text: str) -> Decimal | Unrepresentable:
+    # Valid JSON, but an exponent beyond what Decimal holds: the field that carries it is
+    # refused by name (an exception here would fail the whole message, and used to fail its
+    # batch).
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return Unrepresentable(text)
+
+
+def _integer(text: str) -> int | Unrepresentable:
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        return Unrepresentable(text)
 
 
 def parse_request(
@@ -82,4 +134,15 @@ def _validate(model: type[M], obj: dict[str, Any], context: object) -> M:
     try:
         return model.model_validate(obj, context=context)
     except ValidationError as exc:
-        raise InvalidMessage("schema", errors_from_validation(exc)) from None
+        # Only the worker's own rules (its clock, its configured maximums) broken: the request
+        # is well-formed by the published schema, so the reason is `plan`, not `schema`.
+        worker_rules = all(e["type"] == CONTEXT_ERROR for e in exc.errors())
+        kind = "plan" if worker_rules else "schema"
+        raise InvalidMessage(kind, errors_from_validation(exc)) from None
+    except Exception as exc:
+        # Whatever a value makes validation raise, it is this message's problem alone: refused
+        # with its own error, never a crash that fails the batch it came in.
+        log.warning("request.validation_raised", extra={"error": repr(exc)[:200]})
+        raise InvalidMessage(
+            "schema", [ErrorDetail(loc="$", msg=f"could not be validated: {exc!r}"[:300])]
+        ) from None

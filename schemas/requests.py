@@ -20,19 +20,43 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictInt,
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from schemas.common import Distribution, OrderType, Side, TimeInForce
+from schemas.numbers import (
+    MAX_DURATION_SECONDS,
+    MAX_INTEGER,
+    PRICE_PATTERN,
+    PRICE_ZERO_PATTERN,
+    TEXT_PATTERN,
+    Unrepresentable,
+)
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_START_AHEAD = timedelta(days=7)
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+# The published JSON Schema carries these very patterns (schemas/json_schema.py): `[0-9]`, not
+# `\d` (which matches every Unicode digit in Python), and fullmatch, so a trailing newline never
+# passes.
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]"
+    r":[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_RFC3339 = re.compile(RFC3339_PATTERN)
+_DATE = re.compile(DATE_PATTERN)
+_PRICE = re.compile(PRICE_PATTERN)
+_PRICE_ZERO = re.compile(PRICE_ZERO_PATTERN)
+# Error type of the rules that depend on the worker (its clock, its configured maximums): no
+# JSON Schema can state them, so a request broken only by them is refused with reason `plan`,
+# not `schema` (schemas.parse).
+CONTEXT_ERROR = "worker_rule"
+
+
+def context_error(message: str) -> PydanticCustomError:
+    return PydanticCustomError(CONTEXT_ERROR, message)
 
 
 @dataclass(frozen=True)
@@ -67,34 +91,76 @@ def _context(info: ValidationInfo) -> RequestContext | None:
 def _rfc3339(value: Any) -> Any:
     if isinstance(value, datetime):
         return value
-    if not isinstance(value, str) or not _RFC3339.match(value):
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise ValueError("must be an RFC 3339 timestamp with an offset, e.g. 2024-05-01T14:30:00Z")
-    parsed = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
-    return parsed
+    try:
+        return datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise ValueError(f"is not a real date and time: {value}") from None
 
 
 def _iso_date(value: Any) -> Any:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if not isinstance(value, str) or not _DATE.match(value):
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
         raise ValueError("must be a date written YYYY-MM-DD")
-    return date.fromisoformat(value)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"is not a real date: {value}") from None
 
 
 def _decimal(value: Any) -> Any:
-    # JSON numbers arrive as Decimal (the worker parses with parse_float=Decimal) or int; strings
-    # are accepted too. Floats from Python callers go through str() so 0.1 stays 0.1.
+    # JSON numbers arrive as Decimal (the worker parses with parse_float=Decimal) or int. A
+    # string must have the published pattern's plain form (no exponent, sign or blanks), so a
+    # strategy that checks with the JSON Schema gets the same answer. Floats from Python callers
+    # go through repr() so 0.1 stays 0.1.
     if isinstance(value, bool):
         raise ValueError("must be a decimal number or a string holding one")
+    if isinstance(value, Unrepresentable):
+        raise ValueError("number out of range")
     if isinstance(value, float):
         return Decimal(repr(value))
+    if isinstance(value, str):
+        if not _PRICE.fullmatch(value):
+            raise ValueError(
+                "must be a decimal number or a string holding one, with at most 12 digits "
+                "before the point and 8 after, e.g. \"150.25\""
+            )
+        if _PRICE_ZERO.fullmatch(value):
+            raise ValueError("must be greater than 0")
     return value
+
+
+def _integer(value: Any) -> Any:
+    # JSON has one number type: 100, 100.0 and 1e2 are the same integer (JSON Schema says so
+    # too, see docs/decisions.md). Fractions and strings stay as they are for the strict int
+    # check to refuse. An integral value beyond the bound is clamped just past it, so the
+    # field's own range check names it without ever building a huge int.
+    if isinstance(value, Unrepresentable):
+        raise ValueError("number out of range")
+    if isinstance(value, bool) or not isinstance(value, Decimal | float):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) <= MAX_INTEGER else value
+    if not value.is_finite() or value != value.to_integral_value():
+        return value
+    return int(max(min(value, Decimal(MAX_INTEGER + 1)), Decimal(-MAX_INTEGER - 1)))
 
 
 Price = Annotated[
     Decimal,
     BeforeValidator(_decimal),
     Field(gt=0, max_digits=20, decimal_places=8, allow_inf_nan=False),
+]
+
+# Integer fields. Each range sits on the int itself, before the conversion of 100.0, so the
+# JSON Schema shows it as minimum / maximum; every one fits a 64-bit column and a JavaScript
+# number exactly (MAX_INTEGER).
+Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_INTEGER), BeforeValidator(_integer)]
+Minutes = Annotated[int, Field(strict=True, ge=1, le=1_440), BeforeValidator(_integer)]
+Seconds = Annotated[
+    int, Field(strict=True, ge=1, le=MAX_DURATION_SECONDS), BeforeValidator(_integer)
 ]
 Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
 TradeDate = Annotated[date, BeforeValidator(_iso_date)]
@@ -109,19 +175,22 @@ class SubmitRequest(BaseModel):
     strategy_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     symbol: str = Field(pattern=r"^[A-Za-z0-9./]{1,16}$")
     side: Side
-    qty: StrictInt = Field(ge=1)
-    duration_minutes: StrictInt | None = Field(default=None, ge=1, le=1_440)
-    duration_seconds: StrictInt | None = Field(default=None, ge=1, le=86_400, validate_default=True)
-    interval_seconds: StrictInt = Field(default=60, ge=1)
+    qty: Quantity
+    duration_minutes: Minutes | None = None
+    duration_seconds: Seconds | None = Field(default=None, validate_default=True)
+    # Never longer than the longest duration: a larger one would only mean "one slice", and
+    # the scheduler adds it to times.
+    interval_seconds: Seconds = 60
     order_type: OrderType = OrderType.MARKET
     limit_price: Price | None = Field(default=None, validate_default=True)
     stop_price: Price | None = Field(default=None, validate_default=True)
     time_in_force: TimeInForce = TimeInForce.DAY
-    max_slice_qty: StrictInt | None = Field(default=None, ge=1)
+    max_slice_qty: Quantity | None = None
     distribution: Distribution = Distribution.FRONT_LOADED
     start_at: Timestamp | None = None
     trade_date: TradeDate | None = None
-    request_id: str | None = Field(default=None, min_length=1, max_length=64)
+    request_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                   pattern=TEXT_PATTERN)
 
     @field_validator("symbol")
     @classmethod
@@ -133,7 +202,7 @@ class SubmitRequest(BaseModel):
     def _qty_limit(cls, value: int, info: ValidationInfo) -> int:
         ctx = _context(info)
         if ctx is not None and value > ctx.limits.max_qty:
-            raise ValueError(f"must be at most {ctx.limits.max_qty} (configured maximum)")
+            raise context_error(f"must be at most {ctx.limits.max_qty} (configured maximum)")
         return value
 
     @field_validator("duration_seconds", mode="after")
@@ -149,7 +218,7 @@ class SubmitRequest(BaseModel):
         total = value if value is not None else int(minutes or 0) * 60
         ctx = _context(info)
         if ctx is not None and total > ctx.limits.max_duration_seconds:
-            raise ValueError(
+            raise context_error(
                 f"duration {total} s exceeds the configured maximum of "
                 f"{ctx.limits.max_duration_seconds} s"
             )
@@ -172,17 +241,20 @@ class SubmitRequest(BaseModel):
             return None
         if value.tzinfo is None:
             raise ValueError("must carry a UTC offset")
-        value = value.astimezone(UTC)
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first UTC instant
+            raise context_error("is outside the range of dates a start can have") from None
         ctx = _context(info)
         if ctx is not None and ctx.now is not None:
-            if value < ctx.now - ctx.misfire_grace:
-                raise ValueError(
+            if utc < ctx.now - ctx.misfire_grace:
+                raise context_error(
                     "is in the past by more than the misfire grace "
                     f"({int(ctx.misfire_grace.total_seconds())} s)"
                 )
-            if value > ctx.now + MAX_START_AHEAD:
-                raise ValueError("is more than 7 days ahead")
-        return value
+            if utc > ctx.now + MAX_START_AHEAD:
+                raise context_error("is more than 7 days ahead")
+        return utc
 
     @property
     def duration(self) -> int:
@@ -212,6 +284,7 @@ class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["cancel"]
-    parent_order_id: str = Field(min_length=1, max_length=64)
-    reason: str | None = Field(default=None, max_length=256)
+    # Every parent id is 24 characters; a longer one can never name a parent (nor be stored).
+    parent_order_id: str = Field(min_length=1, max_length=24, pattern=TEXT_PATTERN)
+    reason: str | None = Field(default=None, max_length=256, pattern=TEXT_PATTERN)
     cancel_working_orders: StrictBool = False

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft7Validator
+from hypothesis import HealthCheck, given, settings
+from jsonschema import Draft7Validator, ValidationError, validators
 
 from schemas.common import SliceStatus
 from schemas.errors import ErrorDetail
 from schemas.export import ROOT, SCHEMA_DIR, stale
 from schemas.parse import InvalidMessage, parse_control, parse_request
 from schemas.replies import Reply
-from schemas.requests import SubmitRequest
+from schemas.requests import RequestContext, SubmitRequest
+from tests.fuzz.extremes import CONTROL_TYPES, Raw, bodies, dumps
 from worker.core import events
+from worker.core.intake import Inbound, Invalid, classify
 from worker.core.planning import build_plan
 from worker.core.states import TERMINAL
 
@@ -154,3 +159,151 @@ def test_every_written_event_and_reply_matches_its_schema() -> None:
         name = "reply.json" if kind == "reply" else f"event.{kind}.json"
         errors = [e.message for e in validator(name).iter_errors(json.loads(body))]
         assert errors == [], (kind, errors)
+
+
+# ---- Agreement over a generated corpus -------------------------------------------------------
+#
+# The worker's verdict (worker.core.intake.classify for requests, parse_control for control)
+# and the published schema's (the jsonschema package, format checking on) must agree on every
+# generated body. Excluded, because no JSON Schema can state them, are the worker's semantic
+# refusals, all of reason `plan`: start_at outside the start window (further back than the
+# misfire grace, more than 7 days ahead, before year 1 in UTC), qty or duration over the
+# configured maximum, qty below the slice count, more slices than the maximum, an interval
+# under 1 s after max_slice_qty. A body that is not Unicode JSON at all (an escaped unpaired
+# surrogate, reason `not_json`) has no schema verdict: it must be refused as not_json.
+
+NOW = datetime(2030, 1, 1, 11, 59, tzinfo=UTC)
+CORPUS = settings(max_examples=1500, derandomize=True, database=None, deadline=None,
+                  suppress_health_check=list(HealthCheck))
+HUGE = 1_000  # exponents beyond this stand for "beyond every bound" (exact enough, and cheap)
+
+
+def _exact(text: str) -> Fraction:
+    """A JSON number as its exact value, as the worker reads it (JSON Schema compares exact
+    values; floats would round 1.23456789 off a multiple of 1e-8)."""
+    match = re.fullmatch(r"(-?)([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?", text)
+    assert match is not None, text
+    sign = -1 if match[1] else 1
+    exponent = int(match[4] or 0)
+    if not (match[2] + (match[3] or "")).strip("0"):
+        return Fraction(0)
+    if exponent > HUGE or len(text) > HUGE:
+        return sign * Fraction(10**HUGE)
+    if exponent < -HUGE:
+        return sign * Fraction(1, 10**HUGE)
+    return Fraction(text)
+
+
+def _load(raw: bytes | str) -> Any:
+    value = json.loads(raw, parse_float=_exact, parse_int=_exact)
+    if re.search(r"\\u[dD][89a-fA-F]", raw if isinstance(raw, str) else raw.decode()):
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str) and re.search("[\ud800-\udfff]", item):
+                raise UnicodeError("unpaired surrogate")
+            if isinstance(item, dict):
+                stack += [*item, *item.values()]
+            elif isinstance(item, list):
+                stack += item
+    return value
+
+
+def _integer(checker: Any, instance: Any) -> bool:
+    # JSON Schema: an integer is any number with a zero fractional part (100.0 is one).
+    return not isinstance(instance, bool) and (
+        isinstance(instance, int) or (isinstance(instance, Fraction) and instance.denominator == 1)
+    )
+
+
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    # JSON Schema's patterns are ECMA 262, where `$` is the end of the text; Python's `$` also
+    # matches before a final newline. Every published pattern ends with `$`.
+    if validator.is_type(instance, "string"):
+        python = pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+        if not re.search(python, instance):
+            yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+ExactValidator = validators.extend(
+    Draft7Validator,
+    validators={"pattern": _ecma_pattern},
+    type_checker=Draft7Validator.TYPE_CHECKER.redefine("integer", _integer),
+)
+
+
+def exact_validator(file_name: str) -> Any:
+    schema = _load((ROOT / SCHEMA_DIR / file_name).read_text())
+    return ExactValidator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
+
+
+SCHEMAS = {
+    "requests": {t: exact_validator(f"request.{t}.json") for t in ("submit", "cancel")},
+    "control": {t: exact_validator(f"control.{t}.json") for t in CONTROL_TYPES},
+}
+
+
+def schema_accepts(queue: str, raw: bytes) -> bool | None:
+    """The published schema's verdict; None when the body is not Unicode JSON."""
+    try:
+        value = _load(raw)
+    except UnicodeError:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    validator = SCHEMAS[queue].get(kind) if isinstance(kind, str) else None
+    return validator is not None and validator.is_valid(value)
+
+
+def worker_verdict(queue: str, raw: bytes) -> str:
+    """"accepted", or the reason the worker refuses the body with."""
+    if queue == "control":
+        try:
+            parse_control(raw)
+        except InvalidMessage as exc:
+            return exc.kind
+        return "accepted"
+    item = classify(Inbound(raw), RequestContext(now=NOW), NOW)
+    return item.kind if isinstance(item, Invalid) else "accepted"
+
+
+def _agree(queue: str, raw: bytes) -> None:
+    schema, worker = schema_accepts(queue, raw), worker_verdict(queue, raw)
+    if schema is None:
+        assert worker == "not_json", raw
+    elif worker == "plan":
+        assert schema, f"the schema refuses what the worker calls a plan error: {raw!r}"
+    else:
+        assert schema == (worker == "accepted"), f"schema {schema}, worker {worker}: {raw!r}"
+
+
+@CORPUS
+@given(bodies("requests"))
+def test_schema_and_worker_agree_on_generated_requests(raw: bytes) -> None:
+    """Submits and cancels, valid and not: the published schema and the worker agree."""
+    _agree("requests", raw)
+
+
+@CORPUS
+@given(bodies("control"))
+def test_schema_and_worker_agree_on_generated_control(raw: bytes) -> None:
+    """Control commands, valid and not: the published schema and the worker agree."""
+    _agree("control", raw)
+
+
+@pytest.mark.parametrize("body", [
+    {**SUBMIT, "order_type": "limit", "limit_price": "0"},
+    {**SUBMIT, "order_type": "limit", "limit_price": "150.123456789"},
+    {**SUBMIT, "order_type": "limit", "limit_price": "1234567890123"},
+    {**SUBMIT, "order_type": "limit", "limit_price": Raw("150.123456789")},
+    {**SUBMIT, "order_type": "limit", "limit_price": Raw("1e12")},
+    {**SUBMIT, "order_type": "limit", "limit_price": Raw("1.23456789")},
+    {**SUBMIT, "qty": Raw("100.0")},
+    {**SUBMIT, "qty": Raw("1e2")},
+    {**SUBMIT, "start_at": "2030-01-01T14:00:00+0200"},
+    {**SUBMIT, "start_at": "2030-01-01 12:00:00Z"},
+    {**SUBMIT, "interval_seconds": 2**31},
+    {"type": "cancel", "parent_order_id": "a" * 25},
+], ids=lambda b: dumps(b)[-60:])
+def test_reported_disagreements_are_gone(body: dict[str, Any]) -> None:
+    """The cases the schema used to accept and the worker refuse now get one verdict."""
+    _agree("requests", dumps(body).encode())

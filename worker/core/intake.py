@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +15,13 @@ from schemas.requests import CancelRequest, RequestContext
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
 from worker.core.slicing import PlanError
+
+log = logging.getLogger(__name__)
+
+# AMQP properties the store keeps, and the columns they go to: a longer one is refused here
+# with its own error, and cut to fit the rejection that reports it.
+PROPERTY_LIMITS = {"message_id": 64, "user_id": 128}
+_STRATEGY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +60,30 @@ IntakeItem = PlannedSubmit | CancelOrder | Invalid
 
 
 def classify(inbound: Inbound, context: RequestContext, now: datetime) -> IntakeItem:
-    """Validate and plan one request; every failure becomes an Invalid with all its errors."""
+    """Validate and plan one request; every failure becomes an Invalid with all its errors.
+
+    Never raises: whatever one message does to the parser or the planner is that message's
+    rejection, never a failure of the batch it arrived in."""
+    try:
+        return _classify(inbound, context, now)
+    except Exception as exc:
+        log.exception("intake.classify_raised", extra={"message_id": inbound.message_id})
+        return Invalid(_storable(inbound), "plan",
+                       [ErrorDetail(loc="$", msg=f"could not be planned: {exc!r}"[:300])],
+                       _strategy_hint(inbound.body))
+
+
+def _classify(inbound: Inbound, context: RequestContext, now: datetime) -> IntakeItem:
+    too_long = _property_errors(inbound)
     try:
         request = parse_request(inbound.body, context)
     except InvalidMessage as exc:
-        return Invalid(inbound, exc.kind, exc.errors, _strategy_hint(inbound.body))
+        kind = "schema" if too_long else exc.kind
+        return Invalid(_storable(inbound), kind, too_long + exc.errors,
+                       _strategy_hint(inbound.body))
+    strategy = getattr(request, "strategy_id", None)
+    if too_long:
+        return Invalid(_storable(inbound), "schema", too_long, strategy)
     if isinstance(request, CancelRequest):
         return CancelOrder(inbound, request)
     try:
@@ -61,20 +91,37 @@ def classify(inbound: Inbound, context: RequestContext, now: datetime) -> Intake
             request, now=now, max_slices=context.limits.max_slices, submitted_by=inbound.user_id
         )
     except PlanError as exc:
-        return Invalid(inbound, "plan", [ErrorDetail(loc=exc.loc, msg=exc.msg)], request.strategy_id)
+        errors = [ErrorDetail(loc=exc.loc, msg=exc.msg)]
+        return Invalid(inbound, "plan", errors, request.strategy_id)
     return PlannedSubmit(inbound, parent, slices)
+
+
+def _property_errors(inbound: Inbound) -> list[ErrorDetail]:
+    out = []
+    for name, limit in PROPERTY_LIMITS.items():
+        value = getattr(inbound, name)
+        if value is not None and len(value) > limit:
+            out.append(ErrorDetail(
+                loc=f"properties.{name}",
+                msg=f"AMQP {name} is {len(value)} characters; at most {limit}",
+            ))
+    return out
+
+
+def _storable(inbound: Inbound) -> Inbound:
+    """The inbound with its properties cut to what the store keeps (for its rejection)."""
+    cut = {name: getattr(inbound, name)[:limit] for name, limit in PROPERTY_LIMITS.items()
+           if getattr(inbound, name) is not None and len(getattr(inbound, name)) > limit}
+    return dataclasses.replace(inbound, **cut) if cut else inbound
 
 
 def _strategy_hint(body: bytes) -> str | None:
     """The strategy of an invalid request, for its event's routing key, when it can be read."""
-    import json
-    import re
-
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except (ValueError, UnicodeDecodeError, RecursionError, ArithmeticError):
         return None
     strategy = value.get("strategy_id") if isinstance(value, dict) else None
-    if isinstance(strategy, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", strategy):
+    if isinstance(strategy, str) and _STRATEGY.fullmatch(strategy):
         return strategy
     return None

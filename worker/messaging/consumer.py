@@ -33,12 +33,18 @@ def to_inbound(message: AbstractIncomingMessage) -> Inbound:
     )
 
 
-async def settle(message: AbstractIncomingMessage, disposition: Disposition) -> None:
+async def settle(message: AbstractIncomingMessage, disposition: Disposition,
+                 requeue_poison: bool = True) -> None:
     """Ack or requeue; a channel that died meanwhile already requeued it (redelivery is a
-    duplicate and changes nothing)."""
+    duplicate and changes nothing). With `requeue_poison` off, a message the handler failed
+    on is rejected at once: RabbitMQ dead-letters it through the queue's DLX."""
     try:
         if disposition is Disposition.ACK:
             await message.ack()
+        elif disposition is Disposition.REQUEUE and not requeue_poison:
+            log.error("amqp.dead_lettered_after_failure",
+                      extra={"message_id": message.message_id})
+            await message.reject(requeue=False)
         else:
             await message.nack(requeue=True)
     except Exception as exc:
@@ -50,6 +56,7 @@ async def settle(message: AbstractIncomingMessage, disposition: Disposition) -> 
 async def decide_holding(
     messages: list[AbstractIncomingMessage], decide: Decide, first_wait: float,
     requeue_delay: float, stopping: asyncio.Event | None = None,
+    requeue_poison: bool = True,
 ) -> None:
     """Decide and settle every message. Those the handler answers RETRY (the database is away)
     stay unacked and are decided again after a growing wait: a nack would count towards the
@@ -64,9 +71,10 @@ async def decide_holding(
         if held and stopping is not None and stopping.is_set():
             done.extend((m, Disposition.REQUEUE) for m in held)
             held = []
-        if any(d is Disposition.REQUEUE for _, d in done) and requeue_delay:
+        poisoned = any(d is Disposition.REQUEUE for _, d in done)
+        if poisoned and requeue_poison and requeue_delay:
             await asyncio.sleep(requeue_delay)  # a poison message: don't spin on it
-        await asyncio.gather(*(settle(m, d) for m, d in done))
+        await asyncio.gather(*(settle(m, d, requeue_poison) for m, d in done))
         if held:
             log.warning("amqp.holding", extra={"messages": len(held), "retry_in": wait})
             await _pause(wait, stopping)
@@ -226,11 +234,19 @@ class BatchingConsumer(Subscription):
             return None
 
     async def _decide(self, batch: list[Inbound], prepared: Any = None) -> list[Disposition]:
+        """The handler's answer; when it fails on the batch, each half is decided on its own
+        (again and again), so only the message that makes it fail is requeued, never the
+        neighbours batched with it."""
         try:
             return await self.handler(batch, prepared)
         except Exception:
-            log.exception("intake.handler_crashed", extra={"batch": len(batch)})
-            return [Disposition.REQUEUE] * len(batch)
+            if len(batch) == 1:
+                log.exception("intake.handler_crashed", extra={
+                    "batch": 1, "message_id": batch[0].message_id})
+                return [Disposition.REQUEUE]
+            log.exception("intake.handler_crashed_splitting", extra={"batch": len(batch)})
+            half = len(batch) // 2
+            return await self._decide(batch[:half]) + await self._decide(batch[half:])
 
 
 def _disjoint(a: Preparation | None, b: Preparation | None) -> bool:
@@ -239,7 +255,11 @@ def _disjoint(a: Preparation | None, b: Preparation | None) -> bool:
 
 
 class ControlConsumer(Subscription):
-    """One control command at a time (prefetch 1), in order."""
+    """One control command at a time (prefetch 1), in order.
+
+    A command the handler fails on (not a database outage: that holds it) is dead-lettered
+    after that one attempt: requeued, it would come back first and hold up the command behind
+    it, a kill switch perhaps, for every further attempt."""
 
     def __init__(self, handler: ControlHandler, requeue_delay: float) -> None:
         super().__init__()
@@ -249,7 +269,8 @@ class ControlConsumer(Subscription):
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         # Held here while the database is away (prefetch 1: later commands wait, in order);
         # a channel that closes meanwhile cancels this task and RabbitMQ requeues the command.
-        await decide_holding([message], self._decide, self.requeue_delay, self.requeue_delay)
+        await decide_holding([message], self._decide, self.requeue_delay, self.requeue_delay,
+                             requeue_poison=False)
 
     async def _decide(self, messages: list[AbstractIncomingMessage]) -> list[Disposition]:
         (message,) = messages
