@@ -15,7 +15,7 @@ from worker.core.intake import Inbound, Invalid, classify
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 CTX = RequestContext(now=NOW, misfire_grace=timedelta(seconds=60))
 KINDS = {"not_json", "not_object", "unknown_type", "schema", "plan", "too_large"}
-PROPERTY = settings(max_examples=1500, derandomize=True, database=None, deadline=None,
+PROPERTY = settings(max_examples=400, derandomize=True, database=None, deadline=None,
                     suppress_health_check=list(HealthCheck))
 
 
