@@ -13,17 +13,18 @@ from worker.store.sqlite_inline import INLINE_BUSY_TIMEOUT_MS, InlineConnection,
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
-# PostgreSQL probes an idle session of ours after PG_KEEPALIVE_IDLE seconds of silence, then
-# every PG_KEEPALIVE_INTERVAL: a worker that vanished behind a silent network loses its
-# sessions (and their locks) within seconds, not after the system's two hours.
+# PostgreSQL probes a silent session of ours after PG_KEEPALIVE_IDLE seconds, then every
+# PG_KEEPALIVE_INTERVAL, and drops it after PG_KEEPALIVE_COUNT unanswered probes: a worker that
+# vanished behind a silent network loses its sessions (and their locks) after
+# PG_SILENT_DROP_SECONDS, not after the system's two hours.
 PG_KEEPALIVE_IDLE = 5
 PG_KEEPALIVE_INTERVAL = 1
-PG_KEEPALIVE_COUNT = 5
+PG_KEEPALIVE_COUNT = 3
+PG_SILENT_DROP_SECONDS = PG_KEEPALIVE_IDLE + PG_KEEPALIVE_INTERVAL * PG_KEEPALIVE_COUNT  # 8
 
 
 def pg_session_settings(
-    *, keepalive_count: int = PG_KEEPALIVE_COUNT, user_timeout_ms: int | None = None,
-    application_name: str | None = None,
+    *, user_timeout_ms: int | None = None, application_name: str | None = None
 ) -> dict[str, str]:
     """Server-side settings sent with the connection's start-up (no extra round trip).
     `user_timeout_ms` bounds how long the server waits for its sent data to be acknowledged
@@ -31,7 +32,7 @@ def pg_session_settings(
     settings = {
         "tcp_keepalives_idle": str(PG_KEEPALIVE_IDLE),
         "tcp_keepalives_interval": str(PG_KEEPALIVE_INTERVAL),
-        "tcp_keepalives_count": str(keepalive_count),
+        "tcp_keepalives_count": str(PG_KEEPALIVE_COUNT),
     }
     if user_timeout_ms is not None:
         settings["tcp_user_timeout"] = str(user_timeout_ms)

@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from worker.store.engine import PG_KEEPALIVE_IDLE, PG_KEEPALIVE_INTERVAL, pg_session_settings
+from worker.store.engine import PG_SILENT_DROP_SECONDS, pg_session_settings
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ CHECK_EVERY = 1.0  # seconds between two checks of the lock's session
 CHECK_TIMEOUT = 2.0  # a check (or a try for the lock) unanswered for this long: leadership lost
 CONNECT_TIMEOUT = 5.0  # opening the lock's connection
 LEASE = 5.0  # claims stop this long after the last answered check was sent
-KEEPALIVE_COUNT = 3  # unanswered keepalive probes before PostgreSQL drops the lock's session
-SERVER_DROP_SECONDS = PG_KEEPALIVE_IDLE + PG_KEEPALIVE_INTERVAL * KEEPALIVE_COUNT  # 8 s
+SERVER_DROP_SECONDS = PG_SILENT_DROP_SECONDS  # 8 s: keepalives, and the same TCP user timeout
 APPLICATION_NAME = "twap-worker leadership"
 
 
@@ -147,7 +146,6 @@ class Leadership:
                     "timeout": CONNECT_TIMEOUT,
                     "command_timeout": CHECK_TIMEOUT,
                     "server_settings": pg_session_settings(
-                        keepalive_count=KEEPALIVE_COUNT,
                         user_timeout_ms=int(SERVER_DROP_SECONDS * 1000),
                         application_name=APPLICATION_NAME,
                     ),
