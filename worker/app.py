@@ -27,7 +27,7 @@ from worker.runtime.intake import Disposition, IntakeService, Prepared
 from worker.runtime.recovery import recover
 from worker.runtime.scheduling import SliceScheduler
 from worker.settings import Settings, mask_url
-from worker.store.leadership import Leadership
+from worker.store.leadership import CHECK_EVERY, Leadership
 from worker.store.migrations import current_revision, head_revision
 from worker.store.repository import Store
 
@@ -38,6 +38,12 @@ SWEEP_SECONDS = 5.0
 
 class SchemaNotReady(RuntimeError):
     pass
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class Worker:
@@ -65,7 +71,7 @@ class Worker:
         )
         self.executor = SliceExecutor(self.store, timed_broker, policy, clock, self.relay.notify,
                                       metrics=self.metrics,
-                                      leading=lambda: self.leadership.held)
+                                      leading=self.leadership.leading)
         self.scheduler = SliceScheduler(self.executor.run, clock)
         self.intake = IntakeService(self.store, self.scheduler, timed_broker, settings,
                                     self.names.requests, clock, self.relay.notify_now,
@@ -117,6 +123,9 @@ class Worker:
             if not await self.leadership.acquire(self._stopping):
                 return
             self.active.set()
+            # From the first moment: the lease must be renewed while recovery runs too.
+            watch_task = asyncio.create_task(self._watch_leadership())
+            stack.push_async_callback(_cancel, watch_task)
             log.info("worker.active", extra={"namespace": self.names.namespace,
                                               "broker": self.broker.name,
                                               "database": self.store.dialect})
@@ -147,10 +156,8 @@ class Worker:
                                      self._periodic_stats)
             connect_task = asyncio.create_task(self.link.connect(self._stopping))
             intake_task = asyncio.create_task(self.requests_consumer.run(self._stopping))
-            watch_task = asyncio.create_task(self._watch_leadership())
             await self._stopping.wait()
             log.info("worker.draining")
-            watch_task.cancel()
             await connect_task
             await self.link.stop_consuming()
             await intake_task  # finishes the batches already received, acks them
@@ -166,12 +173,12 @@ class Worker:
             log.warning("outbox.final_drain_incomplete", extra={"error": repr(exc)[:200]})
 
     async def _intake(self, batch: list[Inbound], prepared: Prepared | None) -> list[Disposition]:
-        if not self.leadership.held:  # hold the requests until the lock is ours again
+        if not self.leadership.leading():  # hold the requests until the lock is ours again
             return [Disposition.RETRY] * len(batch)
         return await self.intake.handle(batch, prepared)
 
     async def _sweep(self) -> None:
-        if not self.leadership.held:
+        if not self.leadership.leading():
             return
         try:
             grace = timedelta(seconds=self.settings.misfire_grace_seconds)
@@ -190,10 +197,10 @@ class Worker:
         self._log_stats()
 
     async def _watch_leadership(self) -> None:
-        """Lost the lock's session (the database went away): claim and accept nothing until
-        the lock is ours again; if another worker has it by then, stop."""
+        """Lost the lock's session, or it stopped answering: claim and accept nothing until
+        the lock is ours again on a new session; if another worker has it by then, stop."""
         while True:
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(CHECK_EVERY)
             if await self.leadership.still_held():
                 continue
             log.error("leadership.lost")

@@ -1,7 +1,10 @@
 """`twap kill-switch engage|release|status` and `twap breaker trip|reset|status`.
 
-Changes go through N.control (the worker persists them and publishes the control event); the
-status is read from the database, where the state lives.
+Changes go through N.control (the worker persists them and publishes the control event), or
+with --direct straight into the database, for when RabbitMQ is down: the CLI then writes the
+state and the control event's outbox row in one transaction, through the same store call the
+worker's control handler makes, and a worker's outbox relay publishes the event once it can.
+The status is read from the database, where the state lives.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import getpass
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -27,9 +31,14 @@ POLL_SECONDS = 0.2
 REASON_HELP = "why (recorded with the state and its event)"
 OPERATOR_HELP = "who (default: the current user)"
 NO_WAIT_HELP = "return once published, without waiting for the worker to apply it"
+DIRECT_HELP = (
+    "write the state and its event to the database instead of going through RabbitMQ "
+    "(when RabbitMQ is down); the event is published by the worker once RabbitMQ is back"
+)
 
 Operator = Annotated[str | None, typer.Option(help=OPERATOR_HELP)]
 NoWait = Annotated[bool, typer.Option("--no-wait", help=NO_WAIT_HELP)]
+Direct = Annotated[bool, typer.Option("--direct", help=DIRECT_HELP)]
 Timeout = Annotated[str, typer.Option(help="how long to wait for the worker")]
 DEFAULT_TIMEOUT = "15s"
 
@@ -91,15 +100,9 @@ async def _status(settings: Settings, switch: Switch, as_json: bool) -> None:
     output.print_fields(fields, title=switch.title)
 
 
-async def _change(
-    settings: Settings,
-    switch: Switch,
-    engage: bool,
-    reason: str | None,
-    operator: str,
-    wait: float | None,
-) -> int:
-    verb, word = switch.on if engage else switch.off
+def _command(switch: Switch, engage: bool, reason: str | None, operator: str) -> bytes:
+    """The control command as the worker would receive it, checked by the worker's parser."""
+    verb = (switch.on if engage else switch.off)[0]
     body: dict[str, Any] = {"type": f"{switch.name}.{verb}", "operator": operator}
     if reason is not None:
         body["reason"] = reason
@@ -110,10 +113,49 @@ async def _change(
         raise CliError(
             "invalid command: " + "; ".join(f"--{e.loc}: {e.msg}" for e in exc.errors), INVALID
         ) from None
+    return raw
+
+
+async def _change_direct(
+    settings: Settings, switch: Switch, engage: bool, reason: str | None, operator: str
+) -> int:
+    """Write the state and its event in one transaction; RabbitMQ is not touched."""
+    word = (switch.on if engage else switch.off)[1]
+    command = parse_control(_command(switch, engage, reason, operator))
+    async with database(settings) as store:
+        changed = await store.set_switch(
+            switch.name, engage, datetime.now(UTC), reason=command.reason,
+            operator=command.operator, automatic=False,
+        )
+    if not changed:
+        output.say(f"{switch.title} was already {word}: nothing written")
+        return 0
+    style = "bold red" if engage else "green"
+    text = f"{switch.title} [{style}]{word}[/] in the database"
+    if reason:
+        text += f": {reason}"
+    effect = "is blocked" if engage else "passes this switch again"
+    output.say(
+        f"{text} (by {operator}). Every slice checked from now on {effect}. The "
+        f"control.{switch.name}.{word} event waits in the outbox until a worker publishes it."
+    )
+    return 0
+
+
+async def _change(
+    settings: Settings,
+    switch: Switch,
+    engage: bool,
+    reason: str | None,
+    operator: str,
+    wait: float | None,
+) -> int:
+    verb, word = switch.on if engage else switch.off
+    raw = _command(switch, engage, reason, operator)
     async with amqp(settings) as link:
         control = link.names.control
         consumers = (await link.queue_stats(control)).consumers
-        await link.publish(control, raw, type=body["type"])
+        await link.publish(control, raw, type=f"{switch.name}.{verb}")
     if wait is None:
         output.say(f"{switch.title} {verb} published to {control}")
         return 0
@@ -154,10 +196,16 @@ def _apply(
     operator: str | None,
     no_wait: bool,
     timeout: str,
+    direct: bool = False,
 ) -> None:
-    """The body of every on/off command: publish the change and (unless --no-wait) wait for it.
-    `_wait` runs inside the coroutine factory, so a bad --timeout goes through `run`."""
+    """The body of every on/off command: publish the change and (unless --no-wait) wait for it,
+    or with --direct write it to the database. `_wait` runs inside the coroutine factory, so a
+    bad --timeout goes through `run`."""
     settings = load_settings()
+    if direct:
+        who = operator or default_operator()
+        run(settings, lambda: _change_direct(settings, switch, engage, reason, who))
+        return
     run(
         settings,
         lambda: _change(
@@ -179,29 +227,31 @@ def build_group(switch: Switch, help_text: str, examples: tuple[str, str]) -> ty
         on_verb,
         epilog=f"Example: {examples[0]}\n\n" + CODES_HELP,
         help=f"{on_verb.capitalize()} the {switch.title} through the control queue "
-        "and wait until the worker has stored it.",
+        "and wait until the worker has stored it (--direct: in the database, without RabbitMQ).",
     )
     def on(
         reason: Annotated[str, typer.Option(help=REASON_HELP)],
         operator: Operator = None,
         no_wait: NoWait = False,
         timeout: Timeout = DEFAULT_TIMEOUT,
+        direct: Direct = False,
     ) -> None:
-        _apply(switch, True, reason, operator, no_wait, timeout)
+        _apply(switch, True, reason, operator, no_wait, timeout, direct)
 
     @group.command(
         off_verb,
         epilog=f"Example: {examples[1]}\n\n" + CODES_HELP,
         help=f"{off_verb.capitalize()} the {switch.title} through the control queue "
-        "and wait until the worker has stored it.",
+        "and wait until the worker has stored it (--direct: in the database, without RabbitMQ).",
     )
     def off(
         reason: Annotated[str | None, typer.Option(help=REASON_HELP)] = None,
         operator: Operator = None,
         no_wait: NoWait = False,
         timeout: Timeout = DEFAULT_TIMEOUT,
+        direct: Direct = False,
     ) -> None:
-        _apply(switch, False, reason, operator, no_wait, timeout)
+        _apply(switch, False, reason, operator, no_wait, timeout, direct)
 
     @group.command(
         "status",

@@ -13,6 +13,33 @@ from worker.store.sqlite_inline import INLINE_BUSY_TIMEOUT_MS, InlineConnection,
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
+# PostgreSQL probes a silent session of ours after PG_KEEPALIVE_IDLE seconds, then every
+# PG_KEEPALIVE_INTERVAL, and drops it after PG_KEEPALIVE_COUNT unanswered probes: a worker that
+# vanished behind a silent network loses its sessions (and their locks) after
+# PG_SILENT_DROP_SECONDS, not after the system's two hours.
+PG_KEEPALIVE_IDLE = 5
+PG_KEEPALIVE_INTERVAL = 1
+PG_KEEPALIVE_COUNT = 3
+PG_SILENT_DROP_SECONDS = PG_KEEPALIVE_IDLE + PG_KEEPALIVE_INTERVAL * PG_KEEPALIVE_COUNT  # 8
+
+
+def pg_session_settings(
+    *, user_timeout_ms: int | None = None, application_name: str | None = None
+) -> dict[str, str]:
+    """Server-side settings sent with the connection's start-up (no extra round trip).
+    `user_timeout_ms` bounds how long the server waits for its sent data to be acknowledged
+    (unset: the server's own setting, by default the system's ~15 minutes of retransmits)."""
+    settings = {
+        "tcp_keepalives_idle": str(PG_KEEPALIVE_IDLE),
+        "tcp_keepalives_interval": str(PG_KEEPALIVE_INTERVAL),
+        "tcp_keepalives_count": str(PG_KEEPALIVE_COUNT),
+    }
+    if user_timeout_ms is not None:
+        settings["tcp_user_timeout"] = str(user_timeout_ms)
+    if application_name is not None:
+        settings["application_name"] = application_name
+    return settings
+
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine for `url`; SQLite gets WAL, busy_timeout and BEGIN IMMEDIATE.
@@ -41,7 +68,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=5,
         pool_timeout=10,
-        connect_args={"timeout": 5, "command_timeout": 30},
+        connect_args={
+            "timeout": 5, "command_timeout": 30, "server_settings": pg_session_settings(),
+        },
     )
 
 
