@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 ASYNCAPI_TOOL := tools/asyncapi
 
-.PHONY: install run test lint typecheck check bench clean schemas
+.PHONY: install run test lint typecheck check bench clean schemas lock
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ bench: install  ## every benchmark, quick mode
 
 schemas: install  ## regenerate schemas/json/*.json and docs/asyncapi.json from the models
 	$(BIN)/python -m schemas.export
+
+# The image's dependencies: every runtime dependency and the build backend, pinned with hashes,
+# resolved for Python 3.11 (the image's) on any platform. Pins that still fit are kept;
+# `make lock LOCK_FLAGS=--upgrade` moves everything to the newest allowed versions.
+LOCK_FLAGS ?=
+lock: install  ## regenerate requirements.lock from pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --group build --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command "make lock" --quiet $(LOCK_FLAGS) \
+	  --output-file requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache twap.db twap.db-* $(ASYNCAPI_TOOL)/node_modules

@@ -1,81 +1,22 @@
-"""A wheel installed away from the repository migrates both databases and runs `twap`.
-
-The sdist and the wheel are built offline with this environment's setuptools; the wheel goes
-into a fresh virtualenv whose dependencies come from this environment (a .pth line), so no
-package index is needed and nothing from the repository is importable there.
-"""
+"""A wheel installed away from the repository migrates both databases and runs `twap`."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.packaging.installed import ROOT, clean_env, run
 from tests.support.databases import PgDatabases
 from worker.store.engine import make_engine
 from worker.store.migrations import current_revision, head_revision
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 SOURCE_MIGRATIONS = ROOT / "alembic"
-TIMEOUT = 120
-
-
-def run(
-    args: list[str | Path], *, cwd: Path, env: dict[str, str] | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    if check:
-        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
-    return done
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, built from the sdist as a release would be (so the sdist must carry alembic/)."""
-    out = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, ROOT], cwd=ROOT)
-    (found,) = out.glob("twap_worker-*.whl")
-    return found
-
-
-@pytest.fixture(scope="module")
-def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv with the wheel installed (not editable); returns its bin folder."""
-    home = tmp_path_factory.mktemp("venv")
-    run([sys.executable, "-m", "venv", "--without-pip", home], cwd=home)
-    python = home / "bin" / "python"
-    site = run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=home
-    ).stdout.strip()
-    # A .pth line only extends sys.path, after the venv's own site-packages: this environment's
-    # own .pth files (its editable install of the project) do not run there.
-    ours = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
-    Path(site, "dependencies.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
-    run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", wheel], cwd=home)
-    return home / "bin"
-
-
-def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
-    """This process's environment without TWAP_* and PYTHONPATH, plus the given settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWAP_") and k != "PYTHONPATH"}
-    env.update({"HOME": str(tmp_path), **settings})
-    return env
 
 
 def test_wheel_carries_every_module_and_the_migrations(wheel: Path) -> None:
