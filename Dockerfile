@@ -1,26 +1,29 @@
 # The worker image. Dependencies come from requirements.lock (every version pinned, every file
 # hashed; `make lock` regenerates it), so an image built later gets the same versions. The
-# package itself is a normal install, as from a wheel: its migrations travel inside it.
+# package is built into a wheel and installed normally: its migrations travel inside it.
 # Base: python 3.11 (the lock's target) on Debian bookworm, pinned by tag and digest.
-FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS deps
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Dependencies first: this layer changes only with the lock. The lock also pins the build
-# backend (setuptools), so the package below builds without fetching anything unpinned.
+# This layer changes only with the lock. The lock also pins the build backend (setuptools), so
+# the wheel below builds without fetching anything unpinned.
 COPY requirements.lock /tmp/requirements.lock
 RUN pip install --require-hashes --no-deps -r /tmp/requirements.lock \
     && rm /tmp/requirements.lock
 
-COPY pyproject.toml README.md /tmp/src/
-COPY worker /tmp/src/worker
-COPY schemas /tmp/src/schemas
-COPY alembic /tmp/src/alembic
-RUN pip install --no-deps --no-build-isolation /tmp/src \
-    && rm -rf /tmp/src
+# The wheel, from the sources pyproject.toml names (.dockerignore keeps the context small).
+FROM deps AS wheel
+COPY . /src
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /dist /src
+
+FROM deps
+COPY --from=wheel /dist /tmp/dist
+RUN pip install --no-deps /tmp/dist/*.whl \
+    && rm -rf /tmp/dist
 
 # An unprivileged user; its home holds the SQLite file when TWAP_DATABASE_URL is left default.
 RUN groupadd --system --gid 10001 twap \

@@ -1,4 +1,5 @@
-"""The repository's Dockerfile, read with dockerfile-parse: instructions in order, final ENV."""
+"""The repository's Dockerfile, read with dockerfile-parse: instructions in order, the final
+stage's environment, the base images that are not stages of the file itself."""
 
 from __future__ import annotations
 
@@ -17,14 +18,41 @@ class Instruction:
     value: str  # the arguments, continuation lines joined
 
 
-def parse() -> tuple[list[Instruction], dict[str, str]]:
+def parse() -> list[Instruction]:
     parser = DockerfileParser(path=str(ROOT / "Dockerfile"))
-    steps = [
+    return [
         Instruction(s["instruction"].upper(), s["value"])
         for s in parser.structure
         if s["instruction"].upper() != "COMMENT"
     ]
-    return steps, dict(parser.envs)
+
+
+def external_images(steps: list[Instruction]) -> list[str]:
+    """The images the FROM lines pull (a FROM naming an earlier stage pulls nothing)."""
+    stages: set[str] = set()
+    pulled = []
+    for step in (s for s in steps if s.name == "FROM"):
+        image, *rest = step.value.split()
+        if image not in stages:
+            pulled.append(image)
+        if len(rest) == 2 and rest[0].upper() == "AS":
+            stages.add(rest[1])
+    return pulled
+
+
+def final_env(steps: list[Instruction]) -> dict[str, str]:
+    """The ENV the last stage runs with, including what it inherits from an earlier stage."""
+    envs: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for step in steps:
+        if step.name == "FROM":
+            image, *rest = step.value.split()
+            current = dict(envs.get(image, {}))
+            if len(rest) == 2 and rest[0].upper() == "AS":
+                envs[rest[1]] = current
+        elif step.name == "ENV":
+            current.update(word.split("=", 1) for word in shlex.split(step.value))
+    return current
 
 
 def exec_form(value: str) -> list[str]:

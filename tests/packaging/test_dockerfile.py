@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.dockerfile import Instruction, exec_form, healthcheck, parse
+from tests.packaging.dockerfile import (
+    Instruction,
+    exec_form,
+    external_images,
+    final_env,
+    healthcheck,
+    parse,
+)
 from tests.packaging.installed import ROOT
 from tests.support import services
 from worker.settings import Settings
@@ -25,7 +32,7 @@ PINNED_FROM = re.compile(
 
 @pytest.fixture(scope="module")
 def steps() -> list[Instruction]:
-    return parse()[0]
+    return parse()
 
 
 def of(steps: list[Instruction], name: str) -> list[str]:
@@ -62,16 +69,16 @@ def test_hadolint_finds_nothing() -> None:
 
 
 def test_base_image_is_pinned_by_version_and_digest(steps: list[Instruction]) -> None:
-    """Every FROM names a full version tag and a sha256 digest: a rebuild gets the same base."""
-    images = of(steps, "FROM")
+    """Every image pulled names a full version tag and a sha256 digest: a rebuild gets the same."""
+    images = external_images(steps)
     assert images
     for image in images:
-        assert PINNED_FROM.fullmatch(image.split()[0]), image
+        assert PINNED_FROM.fullmatch(image), image
 
 
 def test_lock_is_resolved_for_the_image_python(steps: list[Instruction]) -> None:
     """`make lock` resolves for the Python version of the base image."""
-    match = PINNED_FROM.fullmatch(of(steps, "FROM")[-1].split()[0])
+    match = PINNED_FROM.fullmatch(external_images(steps)[0])
     assert match is not None
     makefile = (ROOT / "Makefile").read_text()
     assert f"--python-version {match['python']} " in makefile
@@ -108,7 +115,7 @@ def test_exposes_the_metrics_port_on_every_interface(steps: list[Instruction]) -
     """EXPOSE names the worker's HTTP port, and the image binds it beyond the loopback."""
     exposed = {p.split("/")[0] for value in of(steps, "EXPOSE") for p in value.split()}
     assert str(Settings().http_port) in exposed
-    assert parse()[1].get("TWAP_HTTP_HOST") == "0.0.0.0"
+    assert final_env(steps).get("TWAP_HTTP_HOST") == "0.0.0.0"
 
 
 def test_health_check_runs_twap_health(steps: list[Instruction]) -> None:

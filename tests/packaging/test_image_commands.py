@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.dockerfile import exec_form, healthcheck, parse
+from tests.packaging.dockerfile import exec_form, final_env, healthcheck, parse
 from tests.packaging.installed import clean_env, run
 from tests.support.harness import Harness, submit_body, worker_settings
 from tests.support.worker_process import WorkerProcess, stop_all
@@ -23,13 +23,13 @@ async def test_image_command_serves_and_its_health_check_tells(
 ) -> None:
     """CMD migrates and runs a worker that answers a submit; HEALTHCHECK fails before it
     consumes and passes once it does; SIGTERM reaches the worker, which exits 0."""
-    steps, image_env = parse()
+    steps = parse()
     (command,) = [exec_form(s.value) for s in steps if s.name == "CMD"]
     (check,) = [healthcheck(s.value)[1] for s in steps if s.name == "HEALTHCHECK"]
     url = f"sqlite+aiosqlite:///{tmp_path / 'twap.db'}"
     env = clean_env(
         tmp_path,
-        **image_env,
+        **final_env(steps),
         TWAP_AMQP_URL=amqp_url,
         TWAP_DATABASE_URL=url,
         TWAP_NAMESPACE=namespace,
