@@ -8,7 +8,6 @@ sits under components/schemas, so a reader needs no file beside it.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from schemas.common import SCHEMA_VERSION
@@ -111,7 +110,7 @@ def _reanchor(node: Any, pointer: str) -> Any:
         return out
     if isinstance(node, list):
         return [_reanchor(item, pointer) for item in node]
-    return copy.deepcopy(node)
+    return node
 
 
 def _message(message: MessageSchema) -> Doc:

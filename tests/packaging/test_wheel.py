@@ -11,8 +11,9 @@ import pytest
 
 from tests.packaging.installed import ROOT, clean_env, run
 from tests.support.databases import PgDatabases
+from worker.store import migrations
 from worker.store.engine import make_engine
-from worker.store.migrations import current_revision, head_revision
+from worker.store.migrations import MigrationsMissing, current_revision, head_revision
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +97,16 @@ def test_alembic_cli_from_the_clone_still_works(tmp_path: Path) -> None:
     run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env)
     current = run([sys.executable, "-m", "alembic", "current"], cwd=ROOT, env=env).stdout
     assert current.split() == [head_revision(url), "(head)"]
+
+
+def test_missing_scripts_are_named_not_taken_from_the_alembic_library(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without env.py in either place, the error names both; the Alembic library is no candidate."""
+    import alembic
+
+    monkeypatch.setattr(migrations, "PACKAGED", tmp_path / "worker" / "store" / "alembic")
+    monkeypatch.setattr(migrations, "CLONE", Path(alembic.__file__).parent)
+    with pytest.raises(MigrationsMissing, match="no migration scripts") as raised:
+        migrations.script_location()
+    assert str(tmp_path) in str(raised.value)
