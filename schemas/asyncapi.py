@@ -1,8 +1,9 @@
-"""The AsyncAPI 3.0 document of the worker's whole interface, built from the message schemas.
+"""The AsyncAPI 3.1 document of the worker's whole interface, built from the message schemas.
 
 It describes the worker as the application: it receives on `N.requests` and `N.control`, and
 sends events to `N.events`, replies to `reply_to`, and dead letters to `N.requests.dlq`.
-Payloads reference the checked-in JSON Schema files (relative to the document in docs/).
+The document is self-contained: every message's JSON Schema (the same one schemas/json/ holds)
+sits under components/schemas, so a reader needs no file beside it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 from schemas.common import SCHEMA_VERSION
 from schemas.json_schema import MessageSchema, message_schemas
 
+ASYNCAPI = "3.1.0"  # the newest version the reference parser (tools/asyncapi) reads
 SCHEMA_FORMAT = "application/schema+json;version=draft-07"
 AMQP = "0.3.0"  # AMQP bindings version
-SCHEMA_PATH = "../schemas/json/"
+DEFINITIONS = "#/definitions/"
 Doc = dict[str, Any]
 
 NAMESPACE_PARAM = {
@@ -92,16 +94,32 @@ def _event_channel(message: MessageSchema) -> Doc:
     return channel
 
 
+def payload_schema(message: MessageSchema) -> Doc:
+    """The message's JSON Schema as a component: its own `#/definitions/...` references are
+    re-anchored at the component, since inside the document `#` is the document's root."""
+    pointer = f"#/components/schemas/{message_id(message)}/schema/definitions/"
+    return {"schemaFormat": SCHEMA_FORMAT, "schema": _reanchor(message.schema, pointer)}
+
+
+def _reanchor(node: Any, pointer: str) -> Any:
+    if isinstance(node, dict):
+        out = {key: _reanchor(value, pointer) for key, value in node.items()}
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(DEFINITIONS):
+            out["$ref"] = pointer + ref.removeprefix(DEFINITIONS)
+        return out
+    if isinstance(node, list):
+        return [_reanchor(item, pointer) for item in node]
+    return node
+
+
 def _message(message: MessageSchema) -> Doc:
     doc: Doc = {
         "name": message.name,
         "title": message.schema.get("title", message.name),
         "summary": message.schema.get("description", ""),
         "contentType": "application/json",
-        "payload": {
-            "schemaFormat": SCHEMA_FORMAT,
-            "schema": {"$ref": SCHEMA_PATH + message.file_name},
-        },
+        "payload": {"$ref": f"#/components/schemas/{message_id(message)}"},
     }
     if message.kind in {"request", "reply"}:
         doc["correlationId"] = CORRELATION
@@ -169,7 +187,7 @@ def asyncapi_document() -> Doc:
     components = {m: _message(x) for x in messages for m in [message_id(x)]}
     components["dead_letter"] = DEAD_LETTER
     return {
-        "asyncapi": "3.0.0",
+        "asyncapi": ASYNCAPI,
         "info": {
             "title": "TWAP execution worker",
             "version": f"{SCHEMA_VERSION}.0.0",
@@ -189,7 +207,10 @@ def asyncapi_document() -> Doc:
         },
         "channels": channels,
         "operations": operations,
-        "components": {"messages": components},
+        "components": {
+            "schemas": {message_id(m): payload_schema(m) for m in messages},
+            "messages": components,
+        },
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -75,3 +76,11 @@ async def harness(amqp_url: str, database_url: str, namespace: str) -> AsyncIter
     await h.open()
     yield h
     await h.close()
+
+
+@pytest.fixture
+def http_port() -> int:
+    """A port nothing listens on right now (the OS picks it; the worker binds it next)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

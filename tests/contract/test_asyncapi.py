@@ -1,14 +1,22 @@
-"""The checked-in AsyncAPI document covers every message, channel and name of the contract."""
+"""The checked-in AsyncAPI document covers every message, channel and name of the contract,
+stands on its own, and the reference AsyncAPI parser reads it without an error."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from schemas.export import ASYNCAPI_FILE, ROOT
+from schemas.asyncapi import message_id
+from schemas.export import ASYNCAPI_FILE, ROOT, SCHEMA_DIR
+from schemas.json_schema import message_schemas
+from tests.support.node import npm_installed
+
+PARSER_DIR = ROOT / "tools" / "asyncapi"
 
 # Every message the wire contract names (kept here, by hand, as the contract lists them).
 CONTRACT_EVENTS = {
@@ -57,18 +65,36 @@ def refs(node: Any) -> list[str]:
 
 def test_every_contract_message_appears(doc: dict[str, Any]) -> None:
     """submit, cancel, the 4 control types, all 16 event types and the reply are messages."""
-    assert doc["asyncapi"] == "3.0.0"
+    assert doc["asyncapi"] == "3.1.0"
     names = {m["name"] for m in doc["components"]["messages"].values()}
     assert CONTRACT_MESSAGES <= names
 
 
-def test_every_reference_resolves(doc: dict[str, Any]) -> None:
-    """Internal $refs point at something; payload $refs name checked-in schema files."""
-    for ref in refs(doc):
-        if ref.startswith("#/"):
-            resolve(doc, ref)
-        else:
-            assert (ROOT / ASYNCAPI_FILE).parent.joinpath(ref).resolve().is_file(), ref
+def test_every_reference_resolves_inside_the_document(doc: dict[str, Any]) -> None:
+    """Every $ref is internal (no file beside the document needed) and points at something."""
+    found = refs(doc)
+    assert found
+    for ref in found:
+        assert ref.startswith("#/"), ref
+        resolve(doc, ref)
+
+
+def test_payloads_are_the_published_json_schemas(doc: dict[str, Any]) -> None:
+    """Each message's payload is its schemas/json file, references re-anchored in the document."""
+    for message in message_schemas():
+        key = message_id(message)
+        component = doc["components"]["schemas"][key]
+        assert component["schemaFormat"] == "application/schema+json;version=draft-07"
+        anchor = f"#/components/schemas/{key}/schema/definitions/"
+        text = json.dumps(component["schema"]).replace(anchor, "#/definitions/")
+        published = (ROOT / SCHEMA_DIR / message.file_name).read_text()
+        assert json.loads(text) == json.loads(published), message.file_name
+        (payload,) = (
+            m["payload"]
+            for m in doc["components"]["messages"].values()
+            if m["name"] == message.name
+        )
+        assert payload == {"$ref": f"#/components/schemas/{key}"}
 
 
 def test_channels_use_the_contract_names(doc: dict[str, Any]) -> None:
@@ -115,3 +141,48 @@ def test_operations_say_who_sends_what(doc: dict[str, Any]) -> None:
     assert CONTRACT_EVENTS <= sent
     reply = doc["operations"]["receiveRequest"]["reply"]
     assert reply["address"]["location"] == "$message.header#/reply_to"
+
+
+@pytest.fixture(scope="module")
+def parser() -> list[str]:
+    """The command running the reference parser (@asyncapi/parser, pinned in tools/asyncapi)."""
+    node = npm_installed(PARSER_DIR, "the AsyncAPI document must be checked by the parser")
+    return [node, str(PARSER_DIR / "validate.mjs")]
+
+
+def parse_alone(parser: list[str], document: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Parse a copy of the document in an otherwise empty folder; returns the parser's report."""
+    path = folder / "asyncapi.json"
+    path.write_text(json.dumps(document))
+    done = subprocess.run(
+        [*parser, str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.stdout.strip(), done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    assert done.returncode == (1 if report["errors"] or not report["parsed"] else 0)
+    return report
+
+
+def test_reference_parser_reads_the_document_on_its_own(
+    parser: list[str], doc: dict[str, Any], tmp_path: Path
+) -> None:
+    """@asyncapi/parser: no error or warning, every message with its payload resolved."""
+    report = parse_alone(parser, doc, tmp_path)
+    assert report["parsed"] and report["asyncapi"] == doc["asyncapi"]
+    assert [d for d in report["diagnostics"] if d["severity"] in {"error", "warning"}] == []
+    assert report["messages"] == len(doc["components"]["messages"])
+    assert report["unresolved_payloads"] == []
+
+
+def test_reference_parser_rejects_a_payload_in_a_file_beside_it(
+    parser: list[str], doc: dict[str, Any], tmp_path: Path
+) -> None:
+    """The check can fail: a payload pointing at a schema file outside the document is an error."""
+    leaning = json.loads(json.dumps(doc))
+    leaning["components"]["messages"]["reply"]["payload"] = {
+        "schemaFormat": "application/schema+json;version=draft-07",
+        "schema": {"$ref": "../schemas/json/reply.json"},
+    }
+    report = parse_alone(parser, leaning, tmp_path)
+    assert report["errors"] >= 1
+    assert any(d["code"] == "invalid-ref" for d in report["diagnostics"])

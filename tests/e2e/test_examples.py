@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +19,7 @@ from jsonschema import Draft7Validator
 from schemas.export import ROOT, SCHEMA_DIR
 from tests.support.harness import Harness
 from tests.support.harness import worker_settings as settings_for
-from tests.support import services
+from tests.support.node import npm_installed
 
 pytestmark = pytest.mark.e2e
 
@@ -39,31 +37,10 @@ async def worker_harness(amqp_url: str, sqlite_db: str, namespace: str) -> Async
     await h.close()
 
 
-def unavailable(message: str) -> None:
-    services.unavailable(message, "the Node.js example must run")
-
-
 @pytest.fixture(scope="session")
 def node_modules() -> str:
-    """`npm ci` once (skipped when node_modules matches the lockfile); returns the node binary."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        unavailable("node/npm not found on PATH")
-    assert node is not None and npm is not None
-    marker = NODE_DIR / "node_modules" / ".package-lock.json"
-    lock = NODE_DIR / "package-lock.json"
-    if not marker.is_file() or marker.stat().st_mtime < lock.stat().st_mtime:
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=NODE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            unavailable(f"npm ci failed: {done.stderr.strip()[-500:]}")
-    return node
+    """The examples' npm packages, installed from their lockfile; returns the node binary."""
+    return npm_installed(NODE_DIR, "the Node.js example must run")
 
 
 def env_for(h: Harness) -> dict[str, str]:

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,23 +46,28 @@ def _env_value(value: object) -> str:
 
 
 class WorkerProcess:
-    """One run of `python -m worker worker`; its log lines land in `log_path`."""
+    """One run of `python -m worker worker` (or of `command`); its log lines land in `log_path`."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        command: Sequence[str] = (sys.executable, "-m", "worker", "worker"),
+        cwd: Path = REPO_ROOT,
+    ) -> None:
         self.env = env
         self.log_path = log_path
+        self.command = tuple(command)
+        self.cwd = cwd
         self.proc: asyncio.subprocess.Process | None = None
         self.killed_at: float | None = None
 
     async def start(self) -> WorkerProcess:
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "worker",
-                "worker",
+                *self.command,
                 env=self.env,
-                cwd=REPO_ROOT,
+                cwd=self.cwd,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

@@ -1,4 +1,10 @@
-"""Run Alembic from code: `twap migrate`, the tests, and the worker's start-up check."""
+"""Run Alembic from code: `twap migrate`, the tests, and the worker's start-up check.
+
+The migration scripts live in the repository's top-level alembic/ folder, where `alembic` run
+from a clone finds them (alembic.ini). A wheel carries the same files inside this package, as
+worker/store/alembic (pyproject maps the folder there), because an installed package has no
+repository around it.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +19,30 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alembic import command
 
-ROOT = Path(__file__).resolve().parents[2]
+PACKAGED = Path(__file__).resolve().with_name("alembic")  # in a wheel
+CLONE = Path(__file__).resolve().parents[2] / "alembic"  # in a clone, editable install included
+
+
+class MigrationsMissing(RuntimeError):
+    pass
+
+
+def script_location() -> Path:
+    """The folder holding env.py and versions/: the packaged copy first, then the clone's."""
+    for folder in (PACKAGED, CLONE):
+        # env.py, not the folder alone: beside an installed package, parents[2]/alembic is
+        # site-packages/alembic, the Alembic library itself.
+        if (folder / "env.py").is_file():
+            return folder
+    raise MigrationsMissing(
+        f"no migration scripts (alembic/env.py) in {PACKAGED} or {CLONE}: "
+        "reinstall twap-worker from a wheel or run from a clone"
+    )
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
     config.attributes["database_url"] = database_url
     return config
 
