@@ -7,6 +7,7 @@ the reason), and the worker's log must hold no traceback.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 
 from bench import dispatch
@@ -76,6 +77,12 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
         ended()
         expired = [json.loads(a.body or b"{}") for a in r.events.arrivals["slice.expired"]]
         log = r.worker.log_path.read_bytes() if r.worker.log_path.exists() else b""
+        r.worker.read_new()
+        failures = Counter(
+            (str(line.get("event")), str(line["exc"]).strip().splitlines()[-1][:200])
+            for line in r.worker.lines
+            if line.get("exc")
+        )
     result = Result(NAME, r.database.kind, quick)
     window_end = step.start + step.seconds
     in_window = sum(1 for t in step.received.values() if step.start <= t < window_end)
@@ -118,6 +125,12 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
     result.details = {
         "sustained_from": "argument" if searched is None else "search in this run",
         "search_steps": [s.summary() for s in searched.steps] if searched else [],
+        # What went wrong, most frequent first: the log event and the exception's last line.
+        "tracebacks": [
+            {"event": event, "error": error, "count": n}
+            for (event, error), n in failures.most_common(5)
+        ],
+        "expired_reasons": dict(Counter(str(e.get("reason")) for e in expired).most_common(5)),
     }
     result.lines = [
         f"{offered}/s offered ({params.factor:g} x sustained {sustained}/s) for {step.seconds} s: "
@@ -128,6 +141,7 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
         f"{result.timings_s['drain_after_window']} s after the window",
         "lateness ms: " + ", ".join(f"{k} {v}" for k, v in lat.items()),
         f"traceback lines in the worker's log: {tracebacks}",
+        *(f"  {n} x {event}: {error}" for (event, error), n in failures.most_common(3)),
     ]
     if searched is not None and not searched.sustained:
         result.notes.append("no rate was sustained; offered twice the lowest rate tried")
