@@ -1,4 +1,7 @@
-"""`python -m bench <name> [--quick] [--set key=value]`: run benchmarks, print their figures."""
+"""`python -m bench <name>... [--quick] [--set key=value]`: run benchmarks, print their figures.
+
+Several names run in one process, so floors and the sustained rate measured by one benchmark
+serve the next (`python -m bench dispatch overload`)."""
 
 from __future__ import annotations
 
@@ -9,12 +12,12 @@ import json
 import sys
 from types import ModuleType
 
-from bench import cancel, capacity, dispatch, intake, recovery
+from bench import cancel, capacity, dispatch, intake, overload, recovery
 from bench.environment import services_from_environment
 from bench.report import Result, emit
 
 BENCHMARKS: dict[str, ModuleType] = {
-    m.NAME: m for m in (intake, capacity, dispatch, recovery, cancel)
+    m.NAME: m for m in (intake, capacity, dispatch, overload, recovery, cancel)
 }
 
 
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the worker as a subprocess against the services of TWAP_AMQP_URL and "
         "TWAP_DATABASE_URL (default: a fresh SQLite file) and measure it from outside.",
     )
-    parser.add_argument("name", choices=[*BENCHMARKS, "all"])
+    parser.add_argument("name", nargs="+", choices=[*BENCHMARKS, "all"])
     parser.add_argument("--quick", action="store_true", help="smaller counts, under 60 s each")
     parser.add_argument(
         "--set",
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set)
     services = services_from_environment()
-    names = list(BENCHMARKS) if args.name == "all" else [args.name]
+    names = list(BENCHMARKS) if "all" in args.name else list(dict.fromkeys(args.name))
     results: list[Result] = []
     for name in names:
         module = BENCHMARKS[name]
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         emit(result)
         results.append(result)
-    if args.name == "all":
+    if "all" in args.name:
         print(
             json.dumps(
                 {"name": "all", "quick": args.quick, "results": [r.as_json() for r in results]},

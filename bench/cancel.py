@@ -82,4 +82,9 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
         "cancel -> last slice.canceled ms: " + ", ".join(f"{k} {v}" for k, v in slices_lat.items()),
     ]
     result.target("cancel -> parent.canceled p99 ms", lat.get("p99"), 50)
+    result.no_floor(
+        "absolute: a promise to the operator in wall-clock time (the rest of a parent stops "
+        "within 50 ms on the machine deployed); its I/O, one UPDATE of 1,000 rows and an AMQP "
+        "round trip, is a latency of a few ms, not a rate"
+    )
     return result

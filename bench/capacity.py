@@ -73,4 +73,8 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
     ]
     result.target("worker RSS MiB", memory["rss"], 150)
     result.target("parent jobs / parents", stats["parent_jobs"] / max(loaded.accepted, 1), 1.0)
+    result.no_floor(
+        "absolute: memory (RSS) held per active parent, bounded by the machine's memory budget; "
+        "no I/O rate sets it"
+    )
     return result

@@ -47,6 +47,11 @@ def _asyncpg_dsn(url: str, database: str) -> str:
     )
 
 
+def asyncpg_dsn(url: str) -> str:
+    """The asyncpg form of a SQLAlchemy PostgreSQL URL (the same database)."""
+    return _asyncpg_dsn(url, make_url(url).database or "postgres")
+
+
 @asynccontextmanager
 async def fresh_database(services: Services, workdir: Path) -> AsyncIterator[Database]:
     """A new empty database for one run: a SQLite file in `workdir`, or CREATE DATABASE on the

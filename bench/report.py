@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.floors import Floor, ratio
+
 
 def percentiles(values: list[float]) -> dict[str, float]:
     """p50 / p90 / p99 / p99.9 / max / min / mean (nearest rank), rounded to 0.001."""
@@ -60,6 +62,27 @@ class Result:
     targets: list[Target] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)  # the readable summary
     notes: list[str] = field(default_factory=list)
+    # The figure as a ratio to the floor of the I/O it needs, measured in the same run; where
+    # no floor applies, `floor` says why (`{"applies": False, "why": ...}`).
+    floor_per_s: float | None = None
+    ratio_to_floor: float | None = None
+    floor: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. the steps of a rate search
+
+    def set_floor(self, measured: float | None, floor: Floor, ratio_of: str) -> None:
+        """Record `floor` and `measured` (what `ratio_of` names) as a ratio to it."""
+        self.floor_per_s = floor.per_s
+        self.ratio_to_floor = ratio(measured, floor)
+        self.floor = {"applies": True, "ratio_of": ratio_of, **floor.as_json()}
+        self.lines.append(
+            f"floor {floor.per_s:,.0f}/s ({floor.what}; "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in floor.parts.items())
+            + f"): {ratio_of} = {self.ratio_to_floor} of the floor"
+        )
+
+    def no_floor(self, why: str) -> None:
+        """This benchmark's target is absolute: say why."""
+        self.floor = {"applies": False, "why": why}
 
     def target(
         self, what: str, measured: float | None, limit: float, *, higher_is_better: bool = False
@@ -77,6 +100,10 @@ class Result:
             "percentiles": self.percentiles,
             "rss_mib": self.rss_mib,
             "timings_s": self.timings_s,
+            "floor_per_s": self.floor_per_s,
+            "ratio_to_floor": self.ratio_to_floor,
+            "floor": self.floor,
+            "details": self.details,
             "targets": [{**asdict(t), "met": t.met} for t in self.targets],
             "all_targets_met": all(t.met for t in self.targets),
             "notes": self.notes,

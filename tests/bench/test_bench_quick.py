@@ -1,6 +1,7 @@
 """Every benchmark still runs: `python -m bench <name> --quick` against the local services.
 
-Only that it works and prints its JSON line is checked, never a timing (machines are noisy).
+Only that it works and prints its JSON line, with figures that agree with each other, is
+checked, never a timing or a target (machines are noisy).
 """
 
 from __future__ import annotations
@@ -29,17 +30,21 @@ KEYS = {
     "targets",
     "all_targets_met",
     "machine",
+    "floor_per_s",
+    "ratio_to_floor",
+    "floor",
+    "details",
 }
 
 
-def run_quick(name: str, amqp_url: str, database_url: str | None) -> dict[str, Any]:
+def run_quick(name: str, amqp_url: str, database_url: str | None, *settings: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWAP_")}
     env["TWAP_AMQP_URL"] = amqp_url
     if database_url is not None:
         env["TWAP_DATABASE_URL"] = database_url
     env["PYTHONPATH"] = str(REPO)
     done = subprocess.run(
-        [sys.executable, "-m", "bench", name, "--quick"],
+        [sys.executable, "-m", "bench", name, "--quick", *(f"--set={s}" for s in settings)],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -52,20 +57,94 @@ def run_quick(name: str, amqp_url: str, database_url: str | None) -> dict[str, A
     return dict(json.loads(lines[-1]))
 
 
-@pytest.mark.parametrize("name", ["intake", "capacity", "dispatch", "recovery", "cancel"])
+def database_url(database: str, request: pytest.FixtureRequest) -> str | None:
+    """None for a fresh SQLite file; the PostgreSQL server's URL (the benchmark creates its own
+    database there)."""
+    return str(request.getfixturevalue("pg_admin_url")) if database == "postgresql" else None
+
+
+def assert_ratio_to_floor(figures: dict[str, Any], measured: float) -> None:
+    """The floor was measured in this run and the ratio is the figure over it."""
+    floor = figures["floor"]
+    assert floor["applies"] is True and floor["what"]
+    assert figures["floor_per_s"] == floor["per_s"] == min(floor["parts"].values()) > 0
+    expected = measured / figures["floor_per_s"]
+    assert figures["ratio_to_floor"] == pytest.approx(expected, rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["capacity", "recovery", "cancel"])
 def test_quick_run_on_sqlite_prints_its_figures(name: str, amqp_url: str) -> None:
-    """Each benchmark runs on the embedded default and ends with a JSON line of its figures."""
+    """Each benchmark with an absolute target runs on the embedded default, ends with a JSON
+    line of its figures, and says why no floor applies."""
     figures = run_quick(name, amqp_url, None)
     assert KEYS <= figures.keys()
     assert (figures["name"], figures["database"], figures["quick"]) == (name, "sqlite", True)
     assert figures["counts"] and figures["targets"]
     assert figures["rss_mib"]["rss"] > 0
+    assert figures["floor_per_s"] is None and figures["ratio_to_floor"] is None
+    assert figures["floor"]["applies"] is False and figures["floor"]["why"]
 
 
-def test_quick_dispatch_on_postgresql_prints_its_figures(amqp_url: str, pg_admin_url: str) -> None:
-    """The dispatch benchmark runs on a fresh PostgreSQL database of its own."""
-    figures = run_quick("dispatch", amqp_url, pg_admin_url)
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_quick_intake_reports_its_rate_against_the_floor(
+    database: str, amqp_url: str, request: pytest.FixtureRequest
+) -> None:
+    """intake measures its floor (rows written, or requests consumed) in the same run and
+    prints requests/s as a ratio to it."""
+    figures = run_quick("intake", amqp_url, database_url(database, request))
     assert KEYS <= figures.keys()
-    assert (figures["name"], figures["database"]) == ("dispatch", "postgresql")
-    assert figures["counts"]["slices_due"] > 0
-    assert "lateness_ms" in figures["percentiles"]
+    assert (figures["name"], figures["database"]) == ("intake", database)
+    assert figures["counts"]["accepted"] == figures["counts"]["requests"] == 1_000
+    assert figures["floor"]["count"] == 1_000
+    assert set(figures["floor"]["parts"]) == {
+        "db_copy_requests_per_s" if database == "postgresql" else "db_executemany_requests_per_s",
+        "amqp_consume_ack_per_s",
+    }
+    assert_ratio_to_floor(figures, figures["rates"]["requests_per_s"])
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_quick_dispatch_searches_the_sustained_rate(
+    database: str, amqp_url: str, request: pytest.FixtureRequest
+) -> None:
+    """dispatch searches the highest rate with lateness p99 <= 50 ms and none missed, in a
+    bounded number of steps, and prints it as a ratio to the single-row UPDATE floor."""
+    figures = run_quick("dispatch", amqp_url, database_url(database, request))
+    assert KEYS <= figures.keys()
+    assert (figures["name"], figures["database"]) == ("dispatch", database)
+    steps = figures["details"]["steps"]
+    assert 1 <= len(steps) == figures["counts"]["steps"] <= 5
+    for step in steps:
+        assert step["sent"] + step["missed"] == step["slices_due"] > 0
+        if step["sustained"]:
+            assert step["missed"] == step["problems"] == 0 and step["p99_ms"] <= 50
+    passed = [s["rate"] for s in steps if s["sustained"]]
+    sustained = figures["rates"]["sustained_slices_per_s"]
+    assert sustained == max(passed, default=0)
+    if sustained:
+        assert figures["rates"]["offered_slices_per_s"] == sustained
+        assert "lateness_ms" in figures["percentiles"]
+    assert_ratio_to_floor(figures, sustained)
+
+
+def test_quick_overload_ends_every_slice(amqp_url: str) -> None:
+    """overload offers twice the given sustained rate and accounts for every slice: each one
+    terminal with its event, counted by outcome, tracebacks in the worker's log counted."""
+    figures = run_quick("overload", amqp_url, None, "rate=60")
+    assert KEYS <= figures.keys()
+    counts = figures["counts"]
+    assert (counts["sustained_slices_per_s"], counts["offered_slices_per_s"]) == (60, 120)
+    assert counts["slices_due"] > 0
+    assert counts["terminal"] + counts["non_terminal"] == counts["slices_due"]
+    assert counts["non_terminal"] == 0
+    outcomes = {"submitted", "expired", "failed", "rejected", "canceled", "blocked_kill_switch"}
+    outcomes |= {"blocked_circuit_breaker"}
+    assert sum(counts.get(o, 0) for o in outcomes) == counts["terminal"]
+    assert counts["sent_in_window"] <= counts["sent"] <= counts["slices_due"]
+    assert counts["traceback_lines"] >= sum(t["count"] for t in figures["details"]["tracebacks"])
+    assert sum(figures["details"]["expired_reasons"].values()) <= counts["expired"]
+    throughput = figures["rates"]["throughput_slices_per_s"]
+    share = figures["rates"]["throughput_pct_of_sustained"]
+    assert share == pytest.approx(100 * throughput / 60, abs=0.2)
+    assert figures["details"]["sustained_from"] == "argument"
+    assert_ratio_to_floor(figures, throughput)
