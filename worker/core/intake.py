@@ -22,6 +22,7 @@ class Inbound:
     correlation_id: str | None = None
     reply_to: str | None = None
     user_id: str | None = None
+    timestamp: datetime | None = None  # the AMQP `timestamp` property: when it was published
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,9 @@ class PlannedSubmit:
     inbound: Inbound
     parent: ParentRecord
     slices: list[SliceRecord]
+    # The worker's time its trade date was taken from, when nothing in the message fixed it
+    # (no trade_date, start_at or timestamp): kept by message id, so a redelivery gets it too.
+    dated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +52,13 @@ class Invalid:
 IntakeItem = PlannedSubmit | CancelOrder | Invalid
 
 
-def classify(inbound: Inbound, context: RequestContext, now: datetime) -> IntakeItem:
-    """Validate and plan one request; every failure becomes an Invalid with all its errors."""
+def classify(inbound: Inbound, context: RequestContext, now: datetime, *,
+             first_seen: datetime | None = None) -> IntakeItem:
+    """Validate and plan one request; every failure becomes an Invalid with all its errors.
+
+    A submit's default trade date is the date it was received: its AMQP timestamp when it has
+    one, else `first_seen` (when the worker first saw it), else `now`.
+    """
     try:
         request = parse_request(inbound.body, context)
     except InvalidMessage as exc:
@@ -57,12 +66,16 @@ def classify(inbound: Inbound, context: RequestContext, now: datetime) -> Intake
     if isinstance(request, CancelRequest):
         return CancelOrder(inbound, request)
     try:
+        received = inbound.timestamp or first_seen or now
         parent, slices = build_plan(
-            request, now=now, max_slices=context.limits.max_slices, submitted_by=inbound.user_id
+            request, now=now, received_at=received, max_slices=context.limits.max_slices,
+            submitted_by=inbound.user_id,
         )
     except PlanError as exc:
         return Invalid(inbound, "plan", [ErrorDetail(loc=exc.loc, msg=exc.msg)], request.strategy_id)
-    return PlannedSubmit(inbound, parent, slices)
+    clock_dated = (request.trade_date is None and request.start_at is None
+                   and inbound.timestamp is None)
+    return PlannedSubmit(inbound, parent, slices, received if clock_dated else None)
 
 
 def _strategy_hint(body: bytes) -> str | None:
