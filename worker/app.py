@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from schemas.common import SliceStatus
 from worker.brokers.base import Broker
@@ -26,6 +26,7 @@ from worker.runtime.execution import ExecutionPolicy, SliceExecutor
 from worker.runtime.intake import Disposition, IntakeService, Prepared
 from worker.runtime.recovery import recover
 from worker.runtime.scheduling import SliceScheduler
+from worker.runtime.working_orders import WorkingOrders
 from worker.settings import Settings, mask_url
 from worker.store.leadership import CHECK_EVERY, Leadership
 from worker.store.migrations import current_revision, head_revision
@@ -34,6 +35,9 @@ from worker.store.repository import Store
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 5.0
+# First deliveries are kept this long (request_receipts): a redelivery comes much sooner.
+RECEIPTS_KEPT = timedelta(days=2)
+RECEIPTS_PRUNE_EVERY = timedelta(minutes=10)
 
 
 class SchemaNotReady(RuntimeError):
@@ -69,11 +73,13 @@ class Worker:
             grace=timedelta(seconds=settings.misfire_grace_seconds),
             breaker_max_failures=settings.breaker_max_failures,
         )
+        self.working = WorkingOrders(self.store, timed_broker, clock, self.relay.notify_now)
         self.executor = SliceExecutor(self.store, timed_broker, policy, clock, self.relay.notify,
                                       metrics=self.metrics,
-                                      leading=self.leadership.leading)
+                                      leading=self.leadership.leading,
+                                      landed=self.working.landed)
         self.scheduler = SliceScheduler(self.executor.run, clock)
-        self.intake = IntakeService(self.store, self.scheduler, timed_broker, settings,
+        self.intake = IntakeService(self.store, self.scheduler, self.working, settings,
                                     self.names.requests, clock, self.relay.notify_now,
                                     metrics=self.metrics)
         self.control = ControlService(self.store, self.names.control, clock,
@@ -90,6 +96,7 @@ class Worker:
         self.link = AmqpLink(amqp_url, mask_url(amqp_url), self.names, self.relay,
                              self.requests_consumer, self.control_consumer, settings.prefetch)
         self._stopping = asyncio.Event()
+        self._receipts_pruned_at: datetime | None = None
         self.active = asyncio.Event()
         self.recovered = asyncio.Event()
         self.http = build_http_server(self)  # /metrics, /healthz, /readyz; None when port 0
@@ -135,8 +142,11 @@ class Worker:
             stack.push_async_callback(self.link.close)
             relay_task = asyncio.create_task(self.relay.run(self._stopping))
             stack.push_async_callback(self._finish_relay, relay_task)
+            stack.push_async_callback(self.working.shutdown,
+                                      self.settings.shutdown_timeout_seconds)
             stack.push_async_callback(self.scheduler.shutdown,
                                       self.settings.shutdown_timeout_seconds)
+            await self.working.resume()  # before recovery settles slices that may land
             recovered = await recover(self.store, self.executor, self.scheduler,
                                       timedelta(seconds=self.settings.misfire_grace_seconds),
                                       self.clock)
@@ -185,10 +195,20 @@ class Worker:
             expired = await self.store.expire_overdue(self.clock(), grace)
             self.metrics.slices_ended(SliceStatus.EXPIRED, expired)
             completed = await self.store.complete_closed_parents(self.clock())
+            await self._prune_receipts()
             if expired or completed:
                 self.relay.notify()
         except Exception as exc:
             log.warning("sweep.failed", extra={"error": repr(exc)[:200]})
+
+    async def _prune_receipts(self) -> None:
+        now = self.clock()
+        last = self._receipts_pruned_at
+        if last is not None and now - last < RECEIPTS_PRUNE_EVERY:
+            return
+        self._receipts_pruned_at = now
+        while await self.store.prune_receipts(now - RECEIPTS_KEPT, limit=5000) == 5000:
+            pass
 
     def _log_stats(self) -> None:
         log.info("scheduler.stats", extra=self.scheduler.stats())

@@ -162,5 +162,7 @@ async def test_cancel_working_orders_cancels_open_orders_at_alpaca(
     (event,) = await alpaca_harness.events.wait_for(
         lambda: alpaca_harness.events.of("parent.canceled", parent_order_id=pid))
     canceled_at_alpaca = [o for o in alpaca_standin.orders.values() if o["status"] == "canceled"]
-    assert event["working_orders_canceled"] == len(canceled_at_alpaca) >= 2
+    # A slice in flight at the cancel is canceled as it lands, and not counted in the event.
+    late = len(canceled_at_alpaca) - event["working_orders_canceled"]
+    assert event["working_orders_canceled"] >= 2 and 0 <= late <= event["in_flight_slices"]
     assert event["canceled_slices"] >= 1

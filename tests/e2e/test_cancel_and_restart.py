@@ -36,20 +36,22 @@ async def test_cancel_mid_flight_stops_what_has_not_gone_out(harness: Harness) -
     assert harness.worker.scheduler.active_parents == 0
 
 
-async def test_repeat_cancel_reports_zero(harness: Harness) -> None:
-    """A second cancel of the same parent: counts of zero, nothing changes."""
+async def test_repeat_cancel_repeats_the_first_counts(harness: Harness) -> None:
+    """A second cancel of the same parent changes nothing and answers with the first's counts."""
     await harness.start_worker()
     cid = await harness.publish(submit_body(qty=10, duration_seconds=10, interval_seconds=5,
                                             start_at=None), reply=True)
     pid = (await harness.reply_for(cid))["parent_order_id"]
-    for _ in range(2):
-        await harness.publish({"type": "cancel", "parent_order_id": pid})
+    replies = [await harness.publish({"type": "cancel", "parent_order_id": pid}, reply=True)
+               for _ in range(2)]
     events = await harness.events.wait_for(
         lambda: (found := harness.events.of("parent.canceled", parent_order_id=pid))
         and len(found) == 2 and found)
-    first, second = events
-    assert first["canceled_slices"] + first["in_flight_slices"] >= 1
-    assert (second["canceled_slices"], second["in_flight_slices"]) == (0, 0)
+    counts = [(e["canceled_slices"], e["in_flight_slices"]) for e in events]
+    answers = [await harness.reply_for(r) for r in replies]
+    assert sum(counts[0]) >= 1 and counts[1] == counts[0]
+    assert [(a["canceled_slices"], a["in_flight_slices"]) for a in answers] == counts
+    assert len(harness.events.of("slice.canceled", parent_order_id=pid)) == counts[0][0]
 
 
 async def test_restart_reschedules_pending_slices_without_resending(harness: Harness) -> None:

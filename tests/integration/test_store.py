@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from schemas import RequestContext, SubmitRequest, parse_request
@@ -20,7 +20,7 @@ from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
 from worker.store.repository import Store
 from worker.store.switch_ops import BREAKER, KILL_SWITCH
-from worker.store.tables import outbox, slices, switches
+from worker.store.tables import outbox, request_receipts, slices, switches
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -199,13 +199,14 @@ async def test_outbox_keeps_commit_order_and_removes_sent(store: Store) -> None:
                                                        operator="o", automatic=False)], NOW)
     rows = await store.outbox_fetch(100)
     # The five slice.canceled events travel as one row, which the relay expands.
-    assert [m.type for _, m in rows] == [events.SLICE_BATCH, "control.kill_switch.engaged"]
-    assert [m.type for m in events.expand(rows[0][1])] == ["slice.canceled"] * 5
-    await store.outbox_remove([rows[0][0]])
-    assert await store.outbox_backlog() == 1
+    assert [m.type for _, m in rows] == ["parent.canceled", events.SLICE_BATCH,
+                                         "parent.canceled", "control.kill_switch.engaged"]
+    assert [m.type for m in events.expand(rows[1][1])] == ["slice.canceled"] * 5
+    await store.outbox_remove([rows[0][0], rows[1][0]])
+    assert await store.outbox_backlog() == 2
     async with store.engine.connect() as conn:
         left = (await conn.execute(select(outbox.c.id))).all()
-    assert [row[0] for row in left] == [rows[1][0]]
+    assert [row[0] for row in left] == [rows[2][0], rows[3][0]]
 
 
 async def test_unique_client_order_id(store: Store) -> None:
@@ -220,3 +221,19 @@ async def test_unique_client_order_id(store: Store) -> None:
     async with store.engine.connect() as conn:
         count = len((await conn.execute(select(slices.c.slice_num))).all())
     assert count == 5
+
+
+async def test_prune_receipts_forgets_only_first_deliveries_older_than_the_cutoff(
+    store: Store,
+) -> None:
+    """Receipts of first deliveries older than the cutoff go, in rounds of `limit`; newer stay."""
+    rows = [{"message_id": f"old-{n}", "first_seen_at": NOW - timedelta(days=3)} for n in range(3)]
+    rows.append({"message_id": "new", "first_seen_at": NOW})
+    async with store.transaction() as conn:
+        await conn.execute(insert(request_receipts), rows)
+    cutoff = NOW - timedelta(days=2)
+    assert await store.prune_receipts(cutoff, limit=2) == 2
+    assert await store.prune_receipts(cutoff, limit=2) == 1
+    async with store.engine.connect() as conn:
+        left = (await conn.execute(select(request_receipts.c.message_id))).scalars().all()
+    assert left == ["new"]

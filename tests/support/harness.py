@@ -18,6 +18,7 @@ from worker.app import Worker
 from worker.brokers.base import Broker
 from worker.brokers.sim import SimBroker
 from worker.messaging.topology import Names, declare, delete_all
+from worker.runtime.clock import Clock, utcnow
 from worker.settings import Settings
 
 
@@ -111,9 +112,9 @@ class Harness:
         self.replies[message.correlation_id or ""] = json.loads(message.body)
         self._replies_changed.set()
 
-    async def start_worker(self, **overrides: Any) -> Worker:
+    async def start_worker(self, *, clock: Clock = utcnow, **overrides: Any) -> Worker:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        self.worker = Worker(settings, broker=self.broker)
+        self.worker = Worker(settings, broker=self.broker, clock=clock)
         self.task = asyncio.create_task(self.worker.run())
         await asyncio.wait_for(self._until_ready(), 20)
         return self.worker

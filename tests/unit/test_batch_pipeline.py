@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from worker.core.intake import Inbound
@@ -22,6 +23,7 @@ class FakeMessage:
     correlation_id: str | None = None
     reply_to: str | None = None
     user_id: str | None = None
+    timestamp: datetime | None = None
     settled: list[str] = field(default_factory=list)
 
     async def ack(self) -> None:

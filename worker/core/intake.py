@@ -33,6 +33,7 @@ class Inbound:
     correlation_id: str | None = None
     reply_to: str | None = None
     user_id: str | None = None
+    timestamp: datetime | None = None  # the AMQP `timestamp` property: when it was published
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,9 @@ class PlannedSubmit:
     inbound: Inbound
     parent: ParentRecord
     slices: list[SliceRecord]
+    # The worker's time its trade date was taken from, when nothing in the message fixed it
+    # (no trade_date, start_at or timestamp): kept by message id, so a redelivery gets it too.
+    dated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +63,17 @@ class Invalid:
 IntakeItem = PlannedSubmit | CancelOrder | Invalid
 
 
-def classify(inbound: Inbound, context: RequestContext, now: datetime) -> IntakeItem:
+def classify(inbound: Inbound, context: RequestContext, now: datetime, *,
+             first_seen: datetime | None = None) -> IntakeItem:
     """Validate and plan one request; every failure becomes an Invalid with all its errors.
 
     Never raises: whatever one message does to the parser or the planner is that message's
-    rejection, never a failure of the batch it arrived in."""
+    rejection, never a failure of the batch it arrived in. A submit's default trade date is
+    the date it was received: its AMQP timestamp when it has one, else `first_seen` (when the
+    worker first saw it), else `now`.
+    """
     try:
-        return _classify(inbound, context, now)
+        return _classify(inbound, context, now, first_seen)
     except Exception as exc:
         log.exception("intake.classify_raised", extra={"message_id": inbound.message_id})
         return Invalid(_storable(inbound), "plan",
@@ -73,7 +81,8 @@ def classify(inbound: Inbound, context: RequestContext, now: datetime) -> Intake
                        _strategy_hint(inbound.body))
 
 
-def _classify(inbound: Inbound, context: RequestContext, now: datetime) -> IntakeItem:
+def _classify(inbound: Inbound, context: RequestContext, now: datetime,
+              first_seen: datetime | None) -> IntakeItem:
     too_long = _property_errors(inbound)
     try:
         request = parse_request(inbound.body, context)
@@ -87,13 +96,17 @@ def _classify(inbound: Inbound, context: RequestContext, now: datetime) -> Intak
     if isinstance(request, CancelRequest):
         return CancelOrder(inbound, request)
     try:
+        received = inbound.timestamp or first_seen or now
         parent, slices = build_plan(
-            request, now=now, max_slices=context.limits.max_slices, submitted_by=inbound.user_id
+            request, now=now, received_at=received, max_slices=context.limits.max_slices,
+            submitted_by=inbound.user_id,
         )
     except PlanError as exc:
         errors = [ErrorDetail(loc=exc.loc, msg=exc.msg)]
         return Invalid(inbound, "plan", errors, request.strategy_id)
-    return PlannedSubmit(inbound, parent, slices)
+    clock_dated = (request.trade_date is None and request.start_at is None
+                   and inbound.timestamp is None)
+    return PlannedSubmit(inbound, parent, slices, received if clock_dated else None)
 
 
 def _property_errors(inbound: Inbound) -> list[ErrorDetail]:

@@ -14,12 +14,20 @@ def build_plan(
     request: SubmitRequest,
     *,
     now: datetime,
+    received_at: datetime | None = None,
     max_slices: int | None = None,
     submitted_by: str | None = None,
 ) -> tuple[ParentRecord, list[SliceRecord]]:
-    """Plan a parent: deterministic id, slice quantities and due times. Raises PlanError."""
+    """Plan a parent: deterministic id, slice quantities and due times. Raises PlanError.
+
+    The default trade date is the UTC date of `start_at` when given, else of `received_at`
+    (when the request was received; default `now`): a stable time, so the same message
+    planned again after midnight keeps its date and therefore its parent id.
+    """
     start = (request.start_at or now).astimezone(UTC)
-    trade_date = request.trade_date or start.date()
+    trade_date = request.trade_date or (
+        start.date() if request.start_at else (received_at or now).astimezone(UTC).date()
+    )
     duration = request.duration
     canonical = ids.canonical_parent_text(
         strategy_id=request.strategy_id,

@@ -30,6 +30,7 @@ def to_inbound(message: AbstractIncomingMessage) -> Inbound:
         correlation_id=message.correlation_id,
         reply_to=message.reply_to,
         user_id=message.user_id,
+        timestamp=message.timestamp,
     )
 
 

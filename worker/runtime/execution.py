@@ -72,6 +72,7 @@ class SliceExecutor:
         *,
         metrics: WorkerMetrics | None = None,
         leading: Callable[[], bool] = lambda: True,
+        landed: Callable[[SliceRecord, str], None] = lambda record, broker_order_id: None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -80,6 +81,7 @@ class SliceExecutor:
         self.notify = notify
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.leading = leading
+        self.landed = landed  # told of every order recorded `submitted` (working_orders.py)
 
     async def run(self, parent_id: str, slice_num: int, due: datetime) -> None:
         """Fire one scheduled slice. Never raises: every path ends in a status or a log line."""
@@ -261,6 +263,8 @@ class SliceExecutor:
                 lateness = outcome.sent_at - record.scheduled_time
                 extra["lateness_ms"] = round(lateness.total_seconds() * 1000, 3)
             log.info("slice.submitted", extra=extra)
+            if outcome.broker_order_id is not None:
+                self.landed(record, outcome.broker_order_id)
         else:
             log.warning(f"slice.{outcome.status.value}", extra=extra)
 

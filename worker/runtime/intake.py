@@ -2,7 +2,8 @@
 
 Validation and planning are pure (worker.core.intake); the store applies the whole batch in
 one transaction (parents, slices, events, replies, dead letters); only after the commit are
-parents scheduled and messages acked.
+parents scheduled and messages acked. Broker work a cancel asks for runs afterwards, outside
+intake (working_orders.py).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from enum import Enum
 
 from schemas.common import SliceStatus
 from schemas.requests import RequestContext
-from worker.brokers.base import Broker
-from worker.core import events
 from worker.core.intake import (
     CancelOrder,
     Inbound,
@@ -28,12 +27,17 @@ from worker.core.intake import (
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock
 from worker.runtime.scheduling import SliceScheduler
+from worker.runtime.working_orders import WorkingOrders
 from worker.settings import Settings
 from worker.store.engine import is_outage
-from worker.store.intake_ops import CancelResult, IntakeResult
+from worker.store.intake_ops import IntakeResult
 from worker.store.repository import Store
 
 log = logging.getLogger(__name__)
+
+# A batch planned longer ago than this when its transaction starts is planned again: its
+# slices would otherwise be due from a stale "now", the first ones already late (or expired).
+REPLAN_AFTER = timedelta(seconds=1)
 
 
 class Disposition(Enum):
@@ -67,7 +71,7 @@ class IntakeService:
         self,
         store: Store,
         scheduler: SliceScheduler,
-        broker: Broker,
+        working: WorkingOrders,
         settings: Settings,
         requests_queue: str,
         clock: Clock,
@@ -78,35 +82,54 @@ class IntakeService:
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.store = store
         self.scheduler = scheduler
-        self.broker = broker
+        self.working = working
         self.settings = settings
         self.requests_queue = requests_queue
         self.clock = clock
         self.notify = notify
 
-    def prepare(self, batch: list[Inbound]) -> Prepared:
+    def prepare(self, batch: list[Inbound], first_seen: datetime | None = None) -> Prepared:
         """Parse, validate and plan every message: pure CPU, no I/O, so it can run while the
         batch before is still being written."""
         now = self.clock()
-        context = RequestContext(
+        context = self._context(now)
+        return Prepared.of(now, [classify(inbound, context, now, first_seen=first_seen)
+                                 for inbound in batch])
+
+    def _context(self, now: datetime) -> RequestContext:
+        return RequestContext(
             limits=self.settings.limits,
             now=now,
             misfire_grace=timedelta(seconds=self.settings.misfire_grace_seconds),
         )
-        return Prepared.of(now, [classify(inbound, context, now) for inbound in batch])
 
     async def handle(self, batch: list[Inbound],
                      prepared: Prepared | None = None) -> list[Disposition]:
         """Decide every message of the batch (prepared ahead, or now); the caller acks or
-        requeues accordingly."""
+        requeues accordingly. The clock is read here, as the transaction starts: a batch
+        prepared too long ago is planned again (keeping the time its trade dates came from)."""
         if prepared is None:
             prepared = self.prepare(batch)
+        elif (waited := self.clock() - prepared.now) > REPLAN_AFTER:
+            log.info("intake.replanned", extra={"batch": len(batch),
+                                                "waited_s": waited.total_seconds()})
+            prepared = self.prepare(batch, first_seen=prepared.now)
         return await self._apply(batch, prepared.items, prepared.now)
+
+    def _redate(self, now: datetime) -> Callable[[PlannedSubmit, datetime], IntakeItem]:
+        """Plan a submit again with the time it was first seen (a redelivery)."""
+        context = self._context(now)
+
+        def redate(item: PlannedSubmit, first_seen: datetime) -> IntakeItem:
+            return classify(item.inbound, context, now, first_seen=first_seen)
+
+        return redate
 
     async def _apply(self, batch: list[Inbound], items: list[IntakeItem],
                      now: datetime) -> list[Disposition]:
         try:
-            results = await self.store.apply_intake(items, now, self.requests_queue)
+            results = await self.store.apply_intake(items, now, self.requests_queue,
+                                                    self._redate(now))
         except Exception as exc:
             if is_outage(exc):
                 log.warning("intake.database_unavailable", extra={"batch": len(batch),
@@ -122,57 +145,65 @@ class IntakeService:
             for inbound, item in zip(batch, items, strict=True):
                 out.extend(await self._apply([inbound], [item], now))
             return out
+        dispositions: list[Disposition] = []
         for item, result in zip(items, results, strict=True):
-            await self._after_commit(item, result)
+            dispositions.append(await self._after_commit(item, result))
         self.notify()
-        return [Disposition.ACK] * len(batch)
+        return dispositions
 
-    async def _after_commit(self, item: IntakeItem, result: IntakeResult) -> None:
+    async def _after_commit(self, item: IntakeItem, result: IntakeResult) -> Disposition:
+        """Schedule what the commit accepted. Should that fail, the message goes back to the
+        queue: committed, its redelivery is a duplicate, and a duplicate arms its parent."""
         meta = _meta(item.inbound)
         self.metrics.request(result.outcome)
-        if result.accepted is not None:
-            parent, slices = result.accepted
-            self.scheduler.add(
-                parent.parent_order_id, start=parent.start_at,
-                interval=parent.interval_seconds, total=parent.total_slices,
-            )
-            log.info("request.accepted", extra={**meta, "parent_order_id": parent.parent_order_id,
-                                                 "slices": len(slices)})
-        elif result.cancel is not None:
-            self.scheduler.drop(result.cancel.parent.parent_order_id)  # type: ignore[union-attr]
-            self.metrics.slices_ended(SliceStatus.CANCELED, len(result.cancel.canceled))
-            request = getattr(item, "request", None)
-            if request is not None and request.cancel_working_orders:
-                await self._cancel_working(result.cancel, request.reason)
-            log.info("request.canceled", extra={**meta, "parent_order_id": result.parent_order_id,
-                                                 "canceled": len(result.cancel.canceled),
-                                                 "in_flight": result.cancel.in_flight})
-        elif isinstance(item, Invalid):
-            log.warning("request.rejected", extra={**meta, "kind": item.kind,
-                                                    "errors": [e.msg for e in item.errors][:5]})
-        else:
-            log.info(f"request.{result.outcome}", extra={**meta,
-                                                         "parent_order_id": result.parent_order_id})
+        try:
+            if result.accepted is not None:
+                parent, slices = result.accepted
+                self.scheduler.add(
+                    parent.parent_order_id, start=parent.start_at,
+                    interval=parent.interval_seconds, total=parent.total_slices,
+                )
+                log.info("request.accepted", extra={
+                    **meta, "parent_order_id": parent.parent_order_id, "slices": len(slices)})
+            elif result.cancel is not None:
+                cancel = result.cancel
+                assert cancel.parent is not None
+                self.scheduler.drop(cancel.parent.parent_order_id)
+                self.metrics.slices_ended(SliceStatus.CANCELED, len(cancel.canceled))
+                if cancel.sweep:
+                    self.working.request(cancel.parent.parent_order_id)
+                log.info("request.canceled", extra={
+                    **meta, "parent_order_id": result.parent_order_id,
+                    "canceled": cancel.canceled_slices, "in_flight": cancel.in_flight})
+            elif result.outcome == "duplicate" and result.parent_order_id is not None:
+                await self._arm_if_idle(result.parent_order_id)
+                log.info("request.duplicate", extra={**meta,
+                                                     "parent_order_id": result.parent_order_id})
+            elif isinstance(item, Invalid):
+                log.warning("request.rejected", extra={**meta, "kind": item.kind,
+                                                        "errors": [e.msg for e in item.errors][:5]})
+            else:
+                log.info(f"request.{result.outcome}", extra={
+                    **meta, "parent_order_id": result.parent_order_id})
+        except Exception:
+            log.exception("intake.after_commit_failed", extra={
+                **meta, "parent_order_id": result.parent_order_id})
+            return Disposition.REQUEUE
+        return Disposition.ACK
 
-    async def _cancel_working(self, cancel: CancelResult, reason: str | None) -> None:
-        """Cancel at the broker every submitted slice whose order is still open."""
-        assert cancel.parent is not None
-        working = 0
-        for record in cancel.submitted:
-            try:
-                found = await self.broker.find(record.client_order_id)
-                if found is not None and found.is_open and await self.broker.cancel(
-                    found.broker_order_id
-                ):
-                    working += 1
-            except Exception as exc:
-                log.warning("cancel.working_order_failed", extra={
-                    "parent_order_id": record.parent_order_id, "slice_num": record.slice_num,
-                    "client_order_id": record.client_order_id, "error": str(exc)})
-        message = events.parent_canceled(
-            cancel.parent, len(cancel.canceled), cancel.in_flight, reason, working
-        )
-        await self.store.write_messages([message], self.clock())
+    async def _arm_if_idle(self, parent_id: str) -> None:
+        """A duplicate of an active parent that has no scheduler job (its first delivery was
+        committed but never scheduled: scheduling failed, or the commit's answer was lost)
+        arms it from the database."""
+        if self.scheduler.armed(parent_id):
+            return
+        pending = await self.store.pending_parent(parent_id)
+        if pending is None:
+            return
+        self.scheduler.add(parent_id, start=pending.start_at, interval=pending.interval_seconds,
+                           total=pending.total_slices, next_slice=pending.next_slice)
+        log.warning("request.duplicate_armed_parent", extra={
+            "parent_order_id": parent_id, "next_slice": pending.next_slice})
 
 
 def _meta(inbound: Inbound) -> dict[str, object]:

@@ -92,6 +92,10 @@ class SliceScheduler:
         self._timelines[parent_id] = timeline
         self._arm(parent_id, timeline)
 
+    def armed(self, parent_id: str) -> bool:
+        """The parent has a next firing here (its last slice, once fired, leaves none)."""
+        return parent_id in self._timelines
+
     def drop(self, parent_id: str) -> None:
         if self._timelines.pop(parent_id, None) is not None:
             try:

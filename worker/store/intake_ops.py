@@ -1,11 +1,15 @@
-"""Statements of request intake: create parents with their slices, cancel pending slices."""
+"""Statements of request intake: create parents with their slices, apply a batch of requests
+(cancels: cancel_ops), date submits by their first delivery."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.common import Outcome, ParentStatus, SliceStatus
@@ -14,26 +18,18 @@ from schemas.replies import Reply
 from worker.core import events
 from worker.core.intake import CancelOrder, IntakeItem, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
-from worker.store import bulk, prepared
+from worker.store import bulk
+from worker.store.cancel_ops import CancelResult, cancel_pending, get_parent
 from worker.store.rows import (
     PLANNED_SLICE_COLUMNS,
     SLICE_COLUMNS,
     parent_values,
     planned_slice_tuple,
     slice_tuple,
-    to_parent,
     to_slice,
 )
 from worker.store.slice_ops import write_outbox
-from worker.store.tables import parents, slices
-
-
-@dataclass(frozen=True, slots=True)
-class CancelResult:
-    parent: ParentRecord | None  # None: unknown parent
-    canceled: list[SliceRecord]
-    in_flight: int
-    submitted: list[SliceRecord]  # slices at the broker, for cancel_working_orders
+from worker.store.tables import parents, request_receipts, slices
 
 
 async def existing_parent_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:
@@ -65,13 +61,6 @@ async def insert_parents(
         await bulk.insert_tuples(conn, slices, PLANNED_SLICE_COLUMNS, planned)  # type: ignore[arg-type]
 
 
-async def get_parent(conn: AsyncConnection, parent_id: str) -> ParentRecord | None:
-    row = (
-        await conn.execute(select(parents).where(parents.c.parent_order_id == parent_id))
-    ).first()
-    return to_parent(row) if row is not None else None
-
-
 async def get_slices(conn: AsyncConnection, parent_id: str) -> list[SliceRecord]:
     rows = await conn.execute(
         select(slices).where(slices.c.parent_order_id == parent_id).order_by(slices.c.slice_num)
@@ -79,67 +68,78 @@ async def get_slices(conn: AsyncConnection, parent_id: str) -> list[SliceRecord]
     return [to_slice(row) for row in rows]
 
 
-async def cancel_pending(
-    conn: AsyncConnection, parent_id: str, reason: str | None, now: datetime,
-    *, announce: bool = False,
-) -> CancelResult:
-    """Every still-scheduled slice → canceled in one statement, with their events.
-
-    Slices already claimed are going out and are counted as in flight. With `announce`, the
-    parent's `parent.canceled` goes into the outbox first, ahead of its slice events: it is
-    what the canceller waits for, and a thousand slice events take the relay a while.
-    Otherwise it is left to the caller (it may have broker work to report first).
-    """
+async def pending_parent(
+    conn: AsyncConnection, parent_id: str
+) -> tuple[ParentRecord, int, datetime] | None:
+    """An active parent with its first still-scheduled slice (number, due time); None when
+    nothing is left to fire."""
     parent = await get_parent(conn, parent_id)
-    if parent is None:
-        return CancelResult(None, [], 0, [])
-    result = await conn.execute(
-        update(slices)
-        .where(slices.c.parent_order_id == parent_id)
-        .where(slices.c.status == SliceStatus.SCHEDULED.value)
-        .values(status=SliceStatus.CANCELED.value, reason=reason, updated_at=now)
-        .returning(slices.c.slice_num, slices.c.client_order_id, slices.c.qty,
-                   slices.c.scheduled_time)
-    )
-    # Only what the events need: a thousand full rows cost more than the update itself.
-    canceled = sorted(
-        (
-            SliceRecord(parent_order_id=parent_id, slice_num=num, client_order_id=coid,
-                        qty=qty, scheduled_time=due, status=SliceStatus.CANCELED, reason=reason)
-            for num, coid, qty, due in result
-        ),
-        key=lambda s: s.slice_num,
-    )
-    others = [
-        to_slice(row)
-        for row in await conn.execute(
-            select(slices)
-            .where(slices.c.parent_order_id == parent_id)
-            .where(slices.c.status.in_([SliceStatus.SUBMITTING.value,
-                                        SliceStatus.SUBMITTED.value]))
-            .order_by(slices.c.slice_num)
-        )
-    ]
-    if canceled:
-        await conn.execute(prepared.CLOSE_SLICES, {"b_pid": parent_id, "b_n": len(canceled)})
-    in_flight = sum(1 for s in others if s.status is SliceStatus.SUBMITTING)
-    submitted = [s for s in others if s.status is SliceStatus.SUBMITTED and s.broker_order_id]
-    if parent.status is ParentStatus.ACTIVE:
+    if parent is None or parent.status is not ParentStatus.ACTIVE:
+        return None
+    first, due = (
         await conn.execute(
-            update(parents)
-            .where(parents.c.parent_order_id == parent_id)
-            .where(parents.c.status == ParentStatus.ACTIVE.value)
-            .values(status=ParentStatus.CANCELED.value, cancel_reason=reason, updated_at=now)
+            select(func.min(slices.c.slice_num), func.min(slices.c.scheduled_time))
+            .where(slices.c.parent_order_id == parent_id)
+            .where(slices.c.status == SliceStatus.SCHEDULED.value)
         )
-    messages: list[OutboxMessage] = []
-    if announce:
-        messages.append(events.parent_canceled(parent, len(canceled), in_flight, reason))
-    if len(canceled) > 1:
-        messages.append(events.slice_events_batch(parent, canceled, reason))
-    else:
-        messages.extend(events.slice_event(parent, record, reason=reason) for record in canceled)
-    await write_outbox(conn, messages, now)
-    return CancelResult(parent, canceled, in_flight, submitted)
+    ).one()
+    return None if first is None else (parent, int(first), due)
+
+
+Redate = Callable[[PlannedSubmit, datetime], IntakeItem]
+
+
+async def date_by_receipts(
+    conn: AsyncConnection, items: list[IntakeItem], redate: Redate | None
+) -> list[IntakeItem]:
+    """Submits dated by the worker's clock take the date of their first delivery, kept by
+    message id: a redelivery after midnight plans the same parent. First deliveries are kept."""
+    dated = {
+        i: item for i, item in enumerate(items)
+        if isinstance(item, PlannedSubmit) and item.dated_at is not None
+        and item.inbound.message_id is not None
+    }
+    if not dated:
+        return items
+    ids = list({item.inbound.message_id: None for item in dated.values()})
+    seen = {
+        row[0]: row[1]
+        for row in await conn.execute(
+            select(request_receipts.c.message_id, request_receipts.c.first_seen_at)
+            .where(request_receipts.c.message_id.in_(ids))
+        )
+    }
+    out = list(items)
+    new: dict[str, datetime] = {}
+    for i, item in dated.items():
+        mid, at = item.inbound.message_id, item.dated_at
+        assert mid is not None and at is not None
+        first = seen.get(mid)
+        if first is None:
+            new.setdefault(mid, at)
+        elif redate is not None and first.date() != item.parent.trade_date:
+            out[i] = redate(item, first)
+    if new:
+        table_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        await conn.execute(
+            table_insert(request_receipts).on_conflict_do_nothing(),
+            [{"message_id": mid, "first_seen_at": at} for mid, at in new.items()],
+        )
+    return out
+
+
+async def prune_receipts(conn: AsyncConnection, before: datetime, limit: int) -> int:
+    """Forget first deliveries older than `before` (a redelivery comes long before)."""
+    oldest = (
+        select(request_receipts.c.message_id)
+        .where(request_receipts.c.first_seen_at < before)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    result = await conn.execute(
+        delete(request_receipts).where(request_receipts.c.message_id.in_(oldest))
+    )
+    return int(result.rowcount or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +153,11 @@ class IntakeResult:
 
 
 async def apply_intake(
-    conn: AsyncConnection, items: list[IntakeItem], now: datetime, requests_queue: str
+    conn: AsyncConnection, items: list[IntakeItem], now: datetime, requests_queue: str,
+    redate: Redate | None = None,
 ) -> list[IntakeResult]:
     """Apply a batch of classified requests in order, in the caller's one transaction."""
+    items = await date_by_receipts(conn, items, redate)
     submit_ids = [i.parent.parent_order_id for i in items if isinstance(i, PlannedSubmit)]
     known = await existing_parent_ids(conn, submit_ids) if submit_ids else set()
     pending: list[tuple[ParentRecord, list[SliceRecord]]] = []
@@ -195,7 +197,7 @@ async def apply_intake(
             messages.clear()
             pid = item.request.parent_order_id
             cancel = await cancel_pending(conn, pid, item.request.reason, now,
-                                          announce=not item.request.cancel_working_orders)
+                                          working_orders=item.request.cancel_working_orders)
             if cancel.parent is None:
                 errors = [ErrorDetail(loc="parent_order_id", msg=f"unknown parent {pid!r}")]
                 messages.append(
@@ -210,7 +212,7 @@ async def apply_intake(
             else:
                 reply = Reply(
                     outcome=Outcome.ACCEPTED, type="cancel", parent_order_id=pid,
-                    canceled_slices=len(cancel.canceled), in_flight_slices=cancel.in_flight,
+                    canceled_slices=cancel.canceled_slices, in_flight_slices=cancel.in_flight,
                 )
                 results.append(IntakeResult("canceled", pid, cancel=cancel))
         else:

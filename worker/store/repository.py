@@ -15,9 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from schemas.common import ParentStatus, SliceStatus
 from worker.core.intake import IntakeItem
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
-from worker.store import intake_ops, operator_reads, outbox_ops, slice_ops, switch_ops
+from worker.store import (
+    cancel_ops,
+    intake_ops,
+    operator_reads,
+    outbox_ops,
+    slice_ops,
+    switch_ops,
+)
+from worker.store.cancel_ops import CancelResult
 from worker.store.engine import make_engine
-from worker.store.intake_ops import CancelResult, IntakeResult
+from worker.store.intake_ops import IntakeResult, Redate
 from worker.store.rows import to_parent
 from worker.store.slice_ops import SLICE_WITH_PARENT, split_row
 from worker.store.tables import parents, slices, status_is
@@ -79,7 +87,7 @@ class Store:
 
     async def get_parent(self, parent_id: str) -> ParentRecord | None:
         async with self.engine.connect() as conn:
-            return await intake_ops.get_parent(conn, parent_id)
+            return await cancel_ops.get_parent(conn, parent_id)
 
     async def get_slices(self, parent_id: str) -> list[SliceRecord]:
         async with self.engine.connect() as conn:
@@ -87,7 +95,7 @@ class Store:
 
     async def cancel_pending(self, parent_id: str, reason: str | None, now: datetime) -> int:
         async with self.transaction() as conn:
-            return len((await intake_ops.cancel_pending(conn, parent_id, reason, now)).canceled)
+            return len((await cancel_ops.cancel_pending(conn, parent_id, reason, now)).canceled)
 
     # -- execution ---------------------------------------------------------------------------
     async def claim(
@@ -310,14 +318,52 @@ class Store:
             return await operator_reads.parent_ids(conn, prefix, limit)
 
     async def apply_intake(
-        self, items: list[IntakeItem], now: datetime, requests_queue: str
+        self, items: list[IntakeItem], now: datetime, requests_queue: str,
+        redate: Redate | None = None,
     ) -> list[IntakeResult]:
         async with self.transaction() as conn:
-            return await intake_ops.apply_intake(conn, items, now, requests_queue)
+            return await intake_ops.apply_intake(conn, items, now, requests_queue, redate)
 
-    async def cancel(self, parent_id: str, reason: str | None, now: datetime) -> CancelResult:
+    async def pending_parent(self, parent_id: str) -> PendingParent | None:
+        """An active parent with a slice still to fire, for re-arming; None otherwise."""
+        async with self.engine.connect() as conn:
+            found = await intake_ops.pending_parent(conn, parent_id)
+        if found is None:
+            return None
+        parent, first, due = found
+        return PendingParent(parent_id, parent.start_at, parent.interval_seconds,
+                             parent.total_slices, first, due)
+
+    async def prune_receipts(self, before: datetime, limit: int = 1000) -> int:
         async with self.transaction() as conn:
-            return await intake_ops.cancel_pending(conn, parent_id, reason, now)
+            return await intake_ops.prune_receipts(conn, before, limit)
+
+    async def cancel(self, parent_id: str, reason: str | None, now: datetime,
+                     *, working_orders: bool = False) -> CancelResult:
+        async with self.transaction() as conn:
+            return await cancel_ops.cancel_pending(conn, parent_id, reason, now,
+                                                   working_orders=working_orders)
+
+    # -- broker cancels of a canceled parent's working orders ------------------------------
+    async def working_slices(self, parent_id: str) -> list[SliceRecord]:
+        async with self.engine.connect() as conn:
+            return await cancel_ops.working_slices(conn, parent_id)
+
+    async def finish_working(self, parent_id: str, canceled: int, now: datetime) -> bool:
+        async with self.transaction() as conn:
+            return await cancel_ops.finish_working(conn, parent_id, canceled, now)
+
+    async def pending_working(self) -> list[str]:
+        async with self.engine.connect() as conn:
+            return await cancel_ops.pending_working(conn)
+
+    async def landed_after_cancel(self, since: datetime) -> list[SliceRecord]:
+        async with self.engine.connect() as conn:
+            return await cancel_ops.landed_after_cancel(conn, since)
+
+    async def watched_in_flight(self) -> list[str]:
+        async with self.engine.connect() as conn:
+            return await cancel_ops.watched_in_flight(conn)
 
 
 __all__ = ["CancelResult", "PendingParent", "Store"]

@@ -94,6 +94,30 @@ switches = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# What a parent's cancel did, kept to answer a repeated cancel alike; `working_orders_canceled`
+# stays NULL while the broker cancels asked for are still to do (a restart resumes them).
+cancels = Table(
+    "cancels",
+    metadata,
+    Column("parent_order_id", String(24), primary_key=True),
+    Column("canceled_slices", Integer, nullable=False),
+    Column("in_flight_slices", Integer, nullable=False),
+    Column("reason", String(256), nullable=True),
+    Column("working_orders", Boolean, nullable=False),
+    Column("working_orders_canceled", Integer, nullable=True),
+    Column("canceled_at", UTCDateTime, nullable=False),
+)
+
+# When the worker first saw a request whose trade date comes from its clock (see
+# docs/decisions.md): a redelivery gets the same date, hence the same parent id.
+request_receipts = Table(
+    "request_receipts",
+    metadata,
+    Column("message_id", String(255), primary_key=True),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Index("ix_request_receipts_first_seen", "first_seen_at"),
+)
+
 outbox = Table(
     "outbox",
     metadata,
