@@ -106,10 +106,10 @@ async def test_batch_whose_preparation_crashes_is_split_not_requeued_whole(
     start_at = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0).isoformat()
     classify = core_intake.classify
 
-    def crashing(inbound: Any, context: Any, now: Any) -> Any:
+    def crashing(inbound: Any, context: Any, now: Any, **kwargs: Any) -> Any:
         if b"explode" in inbound.body:
             raise RuntimeError("injected failure")
-        return classify(inbound, context, now)
+        return classify(inbound, context, now, **kwargs)
 
     monkeypatch.setattr("worker.runtime.intake.classify", crashing)
     valid = [await harness.publish(submit_body(start_at=start_at), reply=True) for _ in range(30)]
