@@ -24,7 +24,7 @@ from worker.runtime.clock import Clock, utcnow
 from worker.runtime.control import ControlService
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor
 from worker.runtime.intake import Disposition, IntakeService, Prepared
-from worker.runtime.recovery import recover
+from worker.runtime.recovery import recover, settle_orphans
 from worker.runtime.scheduling import SliceScheduler
 from worker.settings import Settings, mask_url
 from worker.store.leadership import Leadership
@@ -34,6 +34,9 @@ from worker.store.repository import Store
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 5.0
+# A `submitting` slice nobody in this process holds and nothing wrote for this long is settled
+# by the sweeper (looked up at the broker); well inside the default grace, so it can still go.
+ORPHAN_AFTER = timedelta(seconds=10)
 
 
 class SchemaNotReady(RuntimeError):
@@ -180,6 +183,8 @@ class Worker:
             completed = await self.store.complete_closed_parents(self.clock())
             if expired or completed:
                 self.relay.notify()
+            await settle_orphans(self.store, self.executor, self.scheduler, now=self.clock(),
+                                 older_than=ORPHAN_AFTER)
         except Exception as exc:
             log.warning("sweep.failed", extra={"error": repr(exc)[:200]})
 
