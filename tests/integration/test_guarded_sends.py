@@ -4,22 +4,18 @@ limiter is stopped by a kill switch, a breaker, a cancel or the grace that came 
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
 
-from schemas import RequestContext, SubmitRequest, parse_request
 from schemas.common import SliceStatus
 from tests.support.alpaca_settings import STANDIN_KEY, STANDIN_SECRET, TEST_TIMEOUT
 from tests.support.alpaca_standin import AlpacaStandIn
+from tests.support.plans import stored_parent
 from worker.brokers.alpaca import AlpacaBroker
 from worker.brokers.ratelimit import RateLimiter
-from worker.core.planning import build_plan
-from worker.core.records import ParentRecord, SliceRecord
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor
 from worker.store.repository import Store
 
@@ -64,17 +60,6 @@ async def broker(alpaca_standin: AlpacaStandIn, limiter: WatchedLimiter
     await built.close()
 
 
-async def one_slice_parent(store: Store, start: datetime) -> tuple[ParentRecord, SliceRecord]:
-    body = {"type": "submit", "strategy_id": "x", "symbol": "AAPL", "side": "buy", "qty": 5,
-            "duration_seconds": 1, "interval_seconds": 1, "start_at": start.isoformat(),
-            "request_id": uuid.uuid4().hex}
-    req = parse_request(json.dumps(body).encode(), RequestContext(now=start))
-    assert isinstance(req, SubmitRequest)
-    parent, plan = build_plan(req, now=start)
-    await store.create_parent(parent, plan, start)
-    return parent, plan[0]
-
-
 @pytest.mark.parametrize(
     ("stop", "status", "event", "reason"),
     [
@@ -95,8 +80,8 @@ async def test_a_slice_waiting_in_the_rate_limiter_is_guarded_again_before_it_is
     ex = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0, grace=grace),
                        lambda: datetime.now(UTC))
     start = datetime.now(UTC)
-    first_parent, first = await one_slice_parent(store, start)
-    waiting_parent, waiting = await one_slice_parent(store, start)
+    first_parent, (first,) = await stored_parent(store, start)
+    waiting_parent, (waiting,) = await stored_parent(store, start)
 
     await ex.run(first_parent.parent_order_id, 0, first.scheduled_time)  # takes the burst
     queued = asyncio.create_task(

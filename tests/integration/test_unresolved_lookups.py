@@ -4,22 +4,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas import RequestContext, SubmitRequest, parse_request
 from schemas.common import SliceStatus
 from tests.support.alpaca_settings import standin_settings
 from tests.support.alpaca_standin import AlpacaStandIn, Fault
+from tests.support.plans import stored_parent
 from worker.brokers.alpaca import AlpacaBroker
 from worker.brokers.base import OrderRequest
 from worker.brokers.factory import build_broker
-from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor
@@ -51,18 +48,6 @@ def unresolved(ex: SliceExecutor) -> float:
     return ex.metrics.registry.get_sample_value(UNRESOLVED) or 0.0
 
 
-async def one_slice_parent(store: Store) -> tuple[ParentRecord, SliceRecord]:
-    start = datetime.now(UTC)
-    body = {"type": "submit", "strategy_id": "x", "symbol": "AAPL", "side": "buy", "qty": 5,
-            "duration_seconds": 1, "interval_seconds": 1, "start_at": start.isoformat(),
-            "request_id": uuid.uuid4().hex}
-    req = parse_request(json.dumps(body).encode(), RequestContext(now=start))
-    assert isinstance(req, SubmitRequest)
-    parent, plan = build_plan(req, now=start)
-    await store.create_parent(parent, plan, start)
-    return parent, plan[0]
-
-
 async def book(broker: AlpacaBroker, parent: ParentRecord, record: SliceRecord) -> str:
     """Place the slice's order at the broker as an earlier life of the worker would have."""
     placed = await broker.submit(
@@ -75,7 +60,7 @@ async def test_duplicate_then_failing_lookup_ends_submitted_and_run_does_not_rai
 ) -> None:
     """422 'must be unique', then two failed lookups: run() returns, the slice is submitted
     with the order the broker already had, no second order."""
-    parent, record = await one_slice_parent(store)
+    parent, (record,) = await stored_parent(store, datetime.now(UTC))
     existing = await book(broker, parent, record)
     alpaca_standin.fail_next(Fault.http(503, "down", method="GET"),
                              Fault.http(503, "down", method="GET"))
@@ -96,7 +81,7 @@ async def test_resume_with_a_failing_lookup_stays_submitting_until_the_broker_an
     """After a restart the lookup fails: the slice stays submitting with a reason, the gauge
     counts it, each failure is logged; once the broker answers it is submitted, never failed."""
     caplog.set_level(logging.WARNING, logger="worker.runtime.execution")
-    parent, record = await one_slice_parent(store)
+    parent, (record,) = await stored_parent(store, datetime.now(UTC))
     existing = await book(broker, parent, record)
     assert await store.claim(parent.parent_order_id, 0, datetime.now(UTC)) is not None
     alpaca_standin.fail_next(*[Fault.http(503, "down", method="GET")] * 100)
@@ -125,7 +110,7 @@ async def test_resume_with_a_failing_lookup_sends_only_after_a_definite_not_foun
 ) -> None:
     """The order is not at the broker and the first lookups fail: it is sent once, after the
     broker said it does not have it."""
-    parent, record = await one_slice_parent(store)
+    parent, (record,) = await stored_parent(store, datetime.now(UTC))
     assert await store.claim(parent.parent_order_id, 0, datetime.now(UTC)) is not None
     alpaca_standin.fail_next(Fault.http(503, "down", method="GET"),
                              Fault.html(404, method="GET"))
@@ -143,7 +128,7 @@ async def test_exhausted_retries_with_failing_lookups_do_not_fail_a_booked_order
 ) -> None:
     """Booked but answered too late, then the lookups fail past the last attempt: the slice
     is submitted once the broker answers, not failed, and the breaker counts nothing."""
-    parent, record = await one_slice_parent(store)
+    parent, (record,) = await stored_parent(store, datetime.now(UTC))
     alpaca_standin.fail_next(Fault.late(1.0, method="POST"),
                              Fault.http(503, "down", method="GET"),
                              Fault.http(503, "down", method="GET"))
