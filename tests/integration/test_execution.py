@@ -159,3 +159,29 @@ async def test_resume_does_not_send_while_the_kill_switch_is_engaged(store: Stor
     await executor(store, broker).resume(p, record)
     (first, *_) = await store.get_slices(parent.parent_order_id)
     assert first.status is SliceStatus.BLOCKED_KILL_SWITCH and not broker.orders
+
+
+async def test_a_send_within_the_freshness_of_its_claim_reuses_the_claims_guard_read(
+    store: Store,
+) -> None:
+    """A send within `guard_fresh` of its claim makes no second guard read; a retry reads."""
+    start = datetime.now(UTC)
+    parent, plan = await planned(store, start)
+    broker = SimBroker()
+    ex = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0, grace=GRACE,
+                                                      guard_fresh=60.0),
+                       lambda: datetime.now(UTC))
+    reads: list[int] = []
+    original = store.guard_state
+
+    async def counted(parent_id: str, slice_num: int):  # type: ignore[no-untyped-def]
+        reads.append(slice_num)
+        return await original(parent_id, slice_num)
+
+    store.guard_state = counted  # type: ignore[method-assign]
+    await ex.run(parent.parent_order_id, 0, plan[0].scheduled_time)
+    broker.fail_next("transient")
+    await ex.run(parent.parent_order_id, 1, plan[1].scheduled_time)
+    statuses = [s.status for s in await store.get_slices(parent.parent_order_id)][:2]
+    assert statuses == [SliceStatus.SUBMITTED, SliceStatus.SUBMITTED]
+    assert reads == [1]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -51,6 +52,10 @@ class ExecutionPolicy:
     wait_cap: float = 8.0
     grace: timedelta = timedelta(seconds=60)
     breaker_max_failures: int = 5
+    # A guard read younger than this (the claim's, timed from before its statement) is not
+    # repeated before the first send: nothing waited in between. A wait in the rate limiter,
+    # for a connection or a backoff takes longer, and a retry or a resume always reads again.
+    guard_fresh: float = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,7 @@ class _Sends:
     attempts: int
     sent_at: datetime | None
     ambiguous: bool = False  # one of them may have reached the broker unanswered
+    looked_at: float | None = None  # monotonic time of the last guard read, if any
 
 
 class _Stop(NotSent):
@@ -126,9 +132,13 @@ class SliceExecutor:
 
     async def _run(self, parent_id: str, slice_num: int, due: datetime,
                    ids: dict[str, object]) -> None:
+        looked_at = 0.0
+
         async def claim() -> tuple[ParentRecord, SliceRecord, SwitchState] | None:
+            nonlocal looked_at
             if not self.leading():
                 raise NotLeading("leadership lost; waiting to take it back")
+            looked_at = time.monotonic()
             return await self.store.claim(parent_id, slice_num, self.clock())
 
         try:
@@ -152,7 +162,7 @@ class SliceExecutor:
             await self._record(parent, record, Outcome(stop.status, record.attempts,
                                                        reason=stop.reason))
             return
-        await self._record(parent, record, await self._submit(parent, record))
+        await self._record(parent, record, await self._submit(parent, record, looked_at))
 
     async def resume(self, parent: ParentRecord, record: SliceRecord) -> None:
         """Settle a slice left `submitting` (by a dead process, or a path that gave up on it):
@@ -180,19 +190,24 @@ class SliceExecutor:
         finally:
             self._held.discard(key)
 
-    async def _submit(self, parent: ParentRecord, record: SliceRecord) -> Outcome | None:
-        """Send with retries; None when a guard found the slice is not ours to settle."""
+    async def _submit(self, parent: ParentRecord, record: SliceRecord,
+                      looked_at: float | None = None) -> Outcome | None:
+        """Send with retries; None when a guard found the slice is not ours to settle.
+        `looked_at`: when the guards were last read (monotonic), if they were."""
         order = OrderRequest(
             client_order_id=record.client_order_id, symbol=parent.symbol, side=parent.side,
             qty=record.qty, order_type=parent.order_type, time_in_force=parent.time_in_force,
             limit_price=parent.limit_price, stop_price=parent.stop_price,
         )
-        sends = _Sends(record.attempts, record.sent_at)
+        sends = _Sends(record.attempts, record.sent_at, looked_at=looked_at)
 
         async def before_send() -> None:
-            stop = await self._pre_send_stop(record, sends.attempts)
-            if stop is not None:
-                raise stop
+            now = time.monotonic()
+            if sends.looked_at is None or now - sends.looked_at >= self.policy.guard_fresh:
+                stop = await self._pre_send_stop(record, sends.attempts)
+                if stop is not None:
+                    raise stop
+            sends.looked_at = None  # a retry always reads again
             sends.attempts += 1
             sends.sent_at = self.clock()
 
