@@ -185,3 +185,15 @@ async def test_a_send_within_the_freshness_of_its_claim_reuses_the_claims_guard_
     statuses = [s.status for s in await store.get_slices(parent.parent_order_id)][:2]
     assert statuses == [SliceStatus.SUBMITTED, SliceStatus.SUBMITTED]
     assert reads == [1]
+
+
+async def test_resume_clears_the_note_an_earlier_lookup_left(store: Store) -> None:
+    """A slice noted 'order status unknown' before a restart is settled without that reason."""
+    start = datetime.now(UTC)
+    parent, _ = await planned(store, start)
+    assert await store.claim(parent.parent_order_id, 0, start) is not None
+    assert await store.note_claimed(parent.parent_order_id, 0, "order status unknown", start)
+    ((p, record),) = await store.claimed_slices()
+    await executor(store, SimBroker()).resume(p, record)
+    (first, *_) = await store.get_slices(parent.parent_order_id)
+    assert (first.status, first.reason) == (SliceStatus.SUBMITTED, None)

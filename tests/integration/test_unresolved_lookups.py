@@ -100,6 +100,7 @@ async def test_resume_with_a_failing_lookup_stays_submitting_until_the_broker_an
     await asyncio.wait_for(resuming, 10)
     (row,) = await store.get_slices(parent.parent_order_id)
     assert row.status is SliceStatus.SUBMITTED and row.broker_order_id == existing
+    assert row.reason is None
     assert unresolved(ex) == 0
     assert sum(r.getMessage() == "slice.lookup_unresolved" for r in caplog.records) >= 3
     assert (await store.switches()).consecutive_failures == 0

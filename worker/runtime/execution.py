@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -171,6 +171,8 @@ class SliceExecutor:
         if key in self._held:
             return
         self._held.add(key)  # before any await: the sweeper's next pass must see it
+        # A note an earlier lookup left in the reason must not outlive the slice's settling.
+        record = replace(record, reason=None)
         try:
             found = await self._resolve(record)
             if found is not None:
