@@ -1,5 +1,6 @@
 """A lookup the broker cannot answer never settles a slice on a guess: the slice stays
-`submitting` (counted, noted, logged) and is looked up again until the broker answers."""
+`submitting` (counted, noted, logged) and is looked up again until the broker answers. Nor does
+a guard read that meets a passing database outage."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from schemas.common import SliceStatus
 from tests.support.alpaca_settings import standin_settings
 from tests.support.alpaca_standin import AlpacaStandIn, Fault
 from tests.support.plans import stored_parent
+from tests.support.tcp_proxy import TcpProxy
 from worker.brokers.alpaca import AlpacaBroker
 from worker.brokers.base import OrderRequest
 from worker.brokers.factory import build_broker
+from worker.brokers.sim import SimBroker
 from worker.core.records import ParentRecord, SliceRecord
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor
@@ -141,3 +144,47 @@ async def test_exhausted_retries_with_failing_lookups_do_not_fail_a_booked_order
     assert [o["id"] for o in booked] == [row.broker_order_id]
     assert alpaca_standin.count("POST", ORDERS) == 1
     assert (await store.switches()).consecutive_failures == 0
+
+
+class _Seen(logging.Handler):
+    """Sets `event` when a log record with this message and `what` arrives."""
+
+    def __init__(self, message: str, what: str) -> None:
+        super().__init__()
+        self.message, self.what = message, what
+        self.event = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == self.message and getattr(record, "what", None) == self.what:
+            self.loop.call_soon_threadsafe(self.event.set)
+
+
+async def test_guard_read_rides_out_a_database_outage_before_the_send(pg_db: str) -> None:
+    """The pre-send guard read meets a database outage: it is retried like a claim, and once
+    the database is back the slice is sent, once; not blocked on a passing outage."""
+    proxy = TcpProxy.for_url(pg_db, 5432)
+    await proxy.start()
+    store = Store.from_url(proxy.url(pg_db))
+    seen = _Seen("db.retry", "guard")
+    logging.getLogger("worker.runtime.dbretry").addHandler(seen)
+    try:
+        parent, (record,) = await stored_parent(store, datetime.now(UTC))
+        assert await store.claim(parent.parent_order_id, 0, datetime.now(UTC)) is not None
+        ((p, claimed),) = await store.claimed_slices()
+        broker = SimBroker()
+        ex = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.01, wait_cap=0.05),
+                           lambda: datetime.now(UTC))
+        await proxy.cut()
+        resuming = asyncio.create_task(ex.resume(p, claimed))
+        await asyncio.wait_for(seen.event.wait(), 10)
+        assert not broker.orders
+        await proxy.resume()
+        await asyncio.wait_for(resuming, 20)
+        (row,) = await store.get_slices(parent.parent_order_id)
+        assert row.status is SliceStatus.SUBMITTED, (row.status, row.reason)
+        assert list(broker.orders) == [record.client_order_id] and broker.attempts == 1
+    finally:
+        logging.getLogger("worker.runtime.dbretry").removeHandler(seen)
+        await store.close()
+        await proxy.close()

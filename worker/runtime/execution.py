@@ -275,7 +275,15 @@ class SliceExecutor:
             log.warning("slice.not_sent_not_leading", extra=_ids(record))
             return _Stop(None)
         try:
-            state = await self.store.guard_state(record.parent_order_id, record.slice_num)
+            # Through an outage as the claim does: until the grace, then the slice is too late.
+            state = await with_db_retry(
+                lambda: self.store.guard_state(record.parent_order_id, record.slice_num),
+                clock=self.clock, deadline=record.scheduled_time + self.policy.grace,
+                what="guard", ids=_ids(record),
+            )
+        except DatabaseUnavailable:
+            return _Stop(Outcome(SliceStatus.EXPIRED, attempts, reason=(
+                "the guards could not be read within the grace (database unavailable)")))
         except Exception as exc:  # unreadable state counts as engaged: fail closed
             return _Stop(Outcome(SliceStatus.BLOCKED_KILL_SWITCH, attempts,
                                  reason=f"guard state unreadable (fail closed): {exc}"[:500]))
