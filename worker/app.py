@@ -24,7 +24,7 @@ from worker.runtime.clock import Clock, utcnow
 from worker.runtime.control import ControlService
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor
 from worker.runtime.intake import Disposition, IntakeService, Prepared
-from worker.runtime.recovery import recover
+from worker.runtime.recovery import recover, settle_orphans
 from worker.runtime.scheduling import SliceScheduler
 from worker.runtime.working_orders import WorkingOrders
 from worker.settings import Settings, mask_url
@@ -38,6 +38,9 @@ SWEEP_SECONDS = 5.0
 # First deliveries are kept this long (request_receipts): a redelivery comes much sooner.
 RECEIPTS_KEPT = timedelta(days=2)
 RECEIPTS_PRUNE_EVERY = timedelta(minutes=10)
+# A `submitting` slice nobody in this process holds and nothing wrote for this long is settled
+# by the sweeper (looked up at the broker); well inside the default grace, so it can still go.
+ORPHAN_AFTER = timedelta(seconds=10)
 
 
 class SchemaNotReady(RuntimeError):
@@ -198,6 +201,8 @@ class Worker:
             await self._prune_receipts()
             if expired or completed:
                 self.relay.notify()
+            await settle_orphans(self.store, self.executor, self.scheduler, now=self.clock(),
+                                 older_than=ORPHAN_AFTER)
         except Exception as exc:
             log.warning("sweep.failed", extra={"error": repr(exc)[:200]})
 

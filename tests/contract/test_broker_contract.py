@@ -11,7 +11,7 @@ import pytest
 from schemas.common import OrderType, Side
 from tests.support.alpaca_settings import standin_settings
 from tests.support.alpaca_standin import AlpacaStandIn
-from worker.brokers.base import Broker, OrderRequest
+from worker.brokers.base import Broker, NotSent, OrderRequest
 from worker.brokers.factory import build_broker
 from worker.core.retry import DuplicateOrder
 from worker.settings import Settings
@@ -93,3 +93,27 @@ async def test_cancel_filled_market_order_is_false(broker: Broker) -> None:
     """cancel of a market order that already filled returns False."""
     placed = await broker.submit(an_order(OrderType.MARKET))
     assert await broker.cancel(placed.broker_order_id) is False
+
+
+async def test_before_send_that_stops_sends_nothing(broker: Broker) -> None:
+    """A before_send guard raising NotSent: the exception comes through and no order exists."""
+    order = an_order()
+
+    async def stop() -> None:
+        raise NotSent("kill switch engaged")
+
+    with pytest.raises(NotSent, match="kill switch"):
+        await broker.submit(order, stop)
+    assert await broker.find(order.client_order_id) is None
+
+
+async def test_before_send_runs_once_before_the_order_is_placed(broker: Broker) -> None:
+    """before_send is awaited exactly once, before the broker has the order."""
+    order = an_order()
+    seen: list[bool] = []
+
+    async def look() -> None:
+        seen.append(await broker.find(order.client_order_id) is None)
+
+    await broker.submit(order, look)
+    assert seen == [True]

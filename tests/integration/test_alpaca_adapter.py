@@ -20,10 +20,12 @@ from schemas.common import OrderType, Side, TimeInForce
 from tests.support.alpaca_settings import STANDIN_KEY, STANDIN_SECRET, standin_settings
 from tests.support.alpaca_standin import AlpacaStandIn, Fault
 from worker.brokers.alpaca import AlpacaBroker
-from worker.brokers.base import OrderRequest
+from worker.brokers.base import NotSent, OrderRequest
 from worker.brokers.factory import MissingCredentials, build_broker
 from worker.brokers.ratelimit import WAIT_EVENT, RateLimiter
 from worker.core.retry import BrokerRejection, DuplicateOrder, TransientBrokerError
+from worker.observability.broker import TimedBroker
+from worker.observability.metrics import WorkerMetrics
 from worker.settings import Settings
 
 pytest_plugins = ["tests.support.alpaca_fixtures"]
@@ -201,6 +203,44 @@ async def test_server_error_on_find_is_transient_not_none(
     with pytest.raises(TransientBrokerError):
         await alpaca_broker.find("nothing-here")
     assert await alpaca_broker.find("nothing-here") is None
+
+
+async def test_404_page_that_is_not_alpacas_answer_is_not_not_found(
+    alpaca_broker: AlpacaBroker, alpaca_standin: AlpacaStandIn
+) -> None:
+    """A 404 HTML page (a proxy, a wrong base URL) raises: only Alpaca's own 404 means None."""
+    alpaca_standin.fail_next(Fault.html(404, method="GET"))
+    with pytest.raises(TransientBrokerError, match="404"):
+        await alpaca_broker.find("nothing-here")
+    assert await alpaca_broker.find("nothing-here") is None
+
+
+async def test_before_send_runs_after_the_rate_limit_wait(alpaca_standin: AlpacaStandIn) -> None:
+    """A submit that waits for its turn calls before_send only after the wait, right before
+    its request; a NotSent there sends nothing and is not timed as a broker call."""
+    limiter = RateLimiter(2, 1.0)  # burst of 1, then one a second
+    broker = AlpacaBroker(api_key=SecretStr(STANDIN_KEY), secret_key=SecretStr(STANDIN_SECRET),
+                          base_url=alpaca_standin.url, timeout_seconds=0.3, limiter=limiter)
+    metrics = WorkerMetrics()
+    timed = TimedBroker(broker, metrics)
+    looked_at: list[float] = []
+
+    async def stop() -> None:
+        looked_at.append(time.monotonic())
+        raise NotSent("kill switch engaged")
+
+    try:
+        await timed.submit(an_order())
+        started = time.monotonic()
+        with pytest.raises(NotSent):
+            await timed.submit(an_order(), stop)
+    finally:
+        await broker.close()
+    assert looked_at and looked_at[0] - started >= 0.8
+    assert alpaca_standin.count("POST", ORDERS) == 1
+    count = metrics.registry.get_sample_value(
+        "twap_broker_call_seconds_count", {"operation": "submit", "result": "error"})
+    assert not count
 
 
 async def test_cancel_open_order_true_filled_or_unknown_false(

@@ -20,7 +20,8 @@ async def test_cancel_racing_the_slice_many_times(database_url: str) -> None:
     """60 trials of cancel vs fire on the same slice: sent ⇔ submitted, canceled ⇔ not sent."""
     store = Store.from_url(database_url)
     broker = SimBroker(latency=0.001)
-    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: datetime.now(UTC))
+    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0),
+                             lambda: datetime.now(UTC))
     outcomes: dict[str, int] = {"submitted": 0, "canceled": 0}
     try:
         for trial in range(TRIALS):
@@ -42,7 +43,11 @@ async def test_cancel_racing_the_slice_many_times(database_url: str) -> None:
             assert row.status in {SliceStatus.SUBMITTED, SliceStatus.CANCELED}, row.status
             assert at_broker == (row.status is SliceStatus.SUBMITTED), (trial, row.status)
             if row.status is SliceStatus.CANCELED:
-                assert len(result.canceled) == 1 and result.in_flight == 0
+                # Canceled before its claim, or claimed and then stopped by the guard read
+                # right before the send.
+                assert (len(result.canceled), result.in_flight) in {(1, 0), (0, 1)}, result
+                if result.in_flight:
+                    assert row.reason == "parent canceled"
             outcomes[row.status.value] += 1
     finally:
         await store.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, select, update
@@ -147,3 +147,60 @@ async def test_failed_slices_trip_the_breaker(store: Store) -> None:
             await conn.execute(select(switches.c.automatic).where(switches.c.name == "breaker"))
         ).one()
     assert row.automatic
+
+
+async def test_guard_state_reads_parent_slice_and_switches_as_they_are_now(store: Store) -> None:
+    """The pre-send read sees a cancel and both switches committed after the claim, and the
+    slice's own status; an unknown slice reads as None."""
+    parent = await _parent(store)
+    now = datetime.now(UTC)
+    assert await store.claim(parent.parent_order_id, 0, now) is not None
+    state = await store.guard_state(parent.parent_order_id, 0)
+    assert state is not None
+    assert (state.parent_status, state.slice_status) == (ParentStatus.ACTIVE,
+                                                         SliceStatus.SUBMITTING)
+    assert not state.switches.kill_switch_engaged and not state.switches.breaker_tripped
+
+    await store.set_switch("kill_switch", True, now, reason="halt", operator="t")
+    await store.set_switch("breaker", True, now, reason="trip", operator="t")
+    await store.cancel(parent.parent_order_id, "desk", now)
+    state = await store.guard_state(parent.parent_order_id, 0)
+    assert state is not None and state.parent_status is ParentStatus.CANCELED
+    assert (state.switches.kill_switch_reason, state.switches.breaker_reason) == ("halt", "trip")
+    assert state.switches.kill_switch_engaged and state.switches.breaker_tripped
+    slice_one = await store.guard_state(parent.parent_order_id, 1)
+    assert slice_one is not None and slice_one.slice_status is SliceStatus.CANCELED
+    assert await store.guard_state(parent.parent_order_id, 9) is None
+
+
+async def test_guard_state_fails_closed_without_switch_rows(store: Store) -> None:
+    """With the switch rows gone, the pre-send read sees both switches engaged."""
+    parent = await _parent(store)
+    async with store.transaction() as conn:
+        await conn.execute(delete(switches))
+    state = await store.guard_state(parent.parent_order_id, 0)
+    assert state is not None
+    assert state.switches.kill_switch_engaged and state.switches.breaker_tripped
+
+
+async def test_note_claimed_writes_a_reason_only_on_a_submitting_slice(store: Store) -> None:
+    """A note lands on a claimed slice, keeps it submitting, and never touches another status."""
+    parent = await _parent(store)
+    now = datetime.now(UTC)
+    assert await store.claim(parent.parent_order_id, 0, now) is not None
+    assert await store.note_claimed(parent.parent_order_id, 0, "lookup failed", now)
+    assert not await store.note_claimed(parent.parent_order_id, 1, "lookup failed", now)
+    first, second = await store.get_slices(parent.parent_order_id)
+    assert (first.status, first.reason) == (SliceStatus.SUBMITTING, "lookup failed")
+    assert (second.status, second.reason) == (SliceStatus.SCHEDULED, None)
+
+
+async def test_claimed_slices_untouched_since_leaves_recent_claims_out(store: Store) -> None:
+    """The sweeper's read returns claims older than the bound, not fresher ones."""
+    parent = await _parent(store)
+    now = datetime.now(UTC)
+    assert await store.claim(parent.parent_order_id, 0, now - timedelta(seconds=60))
+    assert await store.claim(parent.parent_order_id, 1, now)
+    old = await store.claimed_slices(untouched_since=now - timedelta(seconds=10))
+    assert [(r.slice_num, p.parent_order_id) for p, r in old] == [(0, parent.parent_order_id)]
+    assert len(await store.claimed_slices()) == 2

@@ -79,6 +79,7 @@ class AlpacaStandIn:
     max_in_flight: int = 0
     _faults: list[Fault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _arrived: threading.Condition | None = None
     _released: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -90,6 +91,7 @@ class AlpacaStandIn:
         return f"http://{host!s}:{port}"
 
     def start(self) -> AlpacaStandIn:
+        self._arrived = threading.Condition(self._lock)
         server = _Server(("127.0.0.1", 0), _Handler)
         server.standin = self
         self._server = server
@@ -112,14 +114,30 @@ class AlpacaStandIn:
         with self._lock:
             self._faults.extend(faults)
 
+    def clear_faults(self) -> None:
+        """Drop the faults not used yet: from now on every request is answered normally."""
+        with self._lock:
+            self._faults.clear()
+
     def count(self, method: str | None = None, path: str | None = None) -> int:
         """Requests received, optionally only those with this method and path."""
         with self._lock:
-            return sum(
-                1
-                for seen in self.requests
-                if (method is None or seen.method == method) and (path is None or seen.path == path)
-            )
+            return self._count(method, path)
+
+    def wait_for_requests(self, n: int, method: str | None = None, timeout: float = 10.0) -> int:
+        """Block (call it through asyncio.to_thread) until `n` requests of `method` arrived;
+        returns the count, which is below `n` only when `timeout` ran out."""
+        assert self._arrived is not None, "start() the stand-in first"
+        with self._arrived:
+            self._arrived.wait_for(lambda: self._count(method, None) >= n, timeout)
+            return self._count(method, None)
+
+    def _count(self, method: str | None, path: str | None) -> int:
+        return sum(
+            1
+            for seen in self.requests
+            if (method is None or seen.method == method) and (path is None or seen.path == path)
+        )
 
     def orders_for(self, client_order_id: str) -> list[dict[str, Any]]:
         """Every booked order carrying this client_order_id (one, if idempotency held)."""
@@ -136,6 +154,8 @@ class AlpacaStandIn:
         """The answer to one request, and how long to hold it back."""
         with self._lock:
             self.requests.append(seen)
+            if self._arrived is not None:
+                self._arrived.notify_all()
             fault = self._take_fault(seen.method)
             if fault is not None and not fault.hold_seconds:
                 return fault, 0.0

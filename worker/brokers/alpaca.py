@@ -11,6 +11,7 @@ classified from the HTTP status (see `alpaca_errors`), never by parsing alpaca-p
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 import warnings
@@ -24,8 +25,8 @@ from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
 from schemas.common import OrderType
-from worker.brokers.alpaca_errors import Operation, classify_http_error
-from worker.brokers.base import BrokerOrder, OrderRequest
+from worker.brokers.alpaca_errors import Operation, classify_http_error, error_message
+from worker.brokers.base import BeforeSend, BrokerOrder, OrderRequest
 from worker.brokers.ratelimit import RateLimiter
 from worker.core.retry import BrokerRejection, TransientBrokerError
 
@@ -99,11 +100,14 @@ class AlpacaBroker:
     def __repr__(self) -> str:
         return f"AlpacaBroker(endpoint={self.endpoint!r}, timeout_seconds={self.timeout_seconds})"
 
-    async def submit(self, order: OrderRequest) -> BrokerOrder:
+    async def submit(
+        self, order: OrderRequest, before_send: BeforeSend | None = None
+    ) -> BrokerOrder:
         request = _order_request(order)
         try:
             raw = await self._call(
-                "submit", order.client_order_id, lambda: self._client.submit_order(request)
+                "submit", order.client_order_id, lambda: self._client.submit_order(request),
+                before_send,
             )
         except _HttpFailure as failure:
             raise _classify("submit", failure) from None
@@ -114,8 +118,14 @@ class AlpacaBroker:
             get = self._client.get_order_by_client_id
             raw = await self._call("find", client_order_id, lambda: get(client_order_id))
         except _HttpFailure as failure:
-            if failure.status == 404:
+            if failure.status == 404 and _is_alpaca_error(failure.body):
                 return None
+            if failure.status == 404:
+                # A 404 page from a proxy or a wrong base URL says nothing about the order.
+                raise TransientBrokerError(
+                    f"alpaca find: HTTP 404 that is not Alpaca's answer: "
+                    f"{error_message(failure.body)}"
+                ) from None
             raise _classify("find", failure) from None
         return _broker_order("find", raw)
 
@@ -147,12 +157,21 @@ class AlpacaBroker:
         await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
         self._client._session.close()
 
-    async def _call(self, op: Operation, client_order_id: str | None, fn: Callable[[], Any]) -> Any:
-        """Run one blocking alpaca-py call: rate limit, a free slot, a worker thread, a timeout."""
+    async def _call(
+        self,
+        op: Operation,
+        client_order_id: str | None,
+        fn: Callable[[], Any],
+        before_send: BeforeSend | None = None,
+    ) -> Any:
+        """Run one blocking alpaca-py call: rate limit, a free slot, the caller's last look
+        (`before_send`, after both waits), a worker thread, a timeout."""
         if self._closed:
             raise TransientBrokerError(f"alpaca {op}: the broker is closed")
         await self._limiter.wait(op, client_order_id)
         async with self._slots:
+            if before_send is not None:
+                await before_send()
             loop = asyncio.get_running_loop()
             try:
                 return await asyncio.wait_for(loop.run_in_executor(self._pool, fn), self._backstop)
@@ -172,6 +191,15 @@ class AlpacaBroker:
 
 def _classify(op: Operation, failure: _HttpFailure) -> Exception:
     return classify_http_error(op, failure.status, failure.body, failure.retry_after)
+
+
+def _is_alpaca_error(body: str) -> bool:
+    """Alpaca's own error answers are JSON objects with a numeric `code` and a `message`."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and isinstance(parsed.get("code"), int) and "message" in parsed
 
 
 def _unwrap(exc: Exception) -> _HttpFailure:

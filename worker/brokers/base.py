@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -33,19 +34,32 @@ class BrokerOrder:
     is_open: bool
 
 
+class NotSent(Exception):
+    """Raised by a `before_send` guard: the order was not sent. Adapters let it through as is."""
+
+
+# Runs after every wait an adapter imposes, right before the request goes on the wire.
+BeforeSend = Callable[[], Awaitable[None]]
+
+
 class Broker(Protocol):
     """Place, find and cancel orders. Failures raise the classes of `worker.core.retry`.
 
     - `submit` raises BrokerRejection (refused; never retried), DuplicateOrder (the broker
       already has this client_order_id) or TransientBrokerError (retry; `ambiguous` when the
-      order may have arrived anyway).
-    - `find` returns None when the broker has no order with that client_order_id.
+      order may have arrived anyway). `before_send`, when given, is awaited after the adapter's
+      last wait (rate limit, a free connection) and immediately before the order is sent; if
+      it raises (NotSent), nothing is sent and its exception propagates unchanged.
+    - `find` returns None only when the broker answered that it has no order with that
+      client_order_id; anything it cannot tell (a timeout, an error page) raises.
     - `cancel` returns True when the order was open and is now being canceled.
     """
 
     name: str
 
-    async def submit(self, order: OrderRequest) -> BrokerOrder: ...
+    async def submit(
+        self, order: OrderRequest, before_send: BeforeSend | None = None
+    ) -> BrokerOrder: ...
 
     async def find(self, client_order_id: str) -> BrokerOrder | None: ...
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.common import OrderType, Side, TimeInForce
-from worker.brokers.base import BrokerOrder, OrderRequest
+from worker.brokers.base import BeforeSend, BrokerOrder, OrderRequest
 from worker.core.retry import BrokerRejection, DuplicateOrder, TransientBrokerError
 
 SIM_FILL_PRICE = Decimal("100.00")
@@ -72,8 +72,12 @@ class SimBroker:
         """
         self._faults.extend(faults)
 
-    async def submit(self, order: OrderRequest) -> BrokerOrder:
+    async def submit(
+        self, order: OrderRequest, before_send: BeforeSend | None = None
+    ) -> BrokerOrder:
         self._open()
+        if before_send is not None:  # no limiter here: the order is "sent" right after
+            await before_send()
         self.attempts += 1
         if self.latency:
             await asyncio.sleep(self.latency)

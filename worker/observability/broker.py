@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from worker.brokers.base import Broker, BrokerOrder, OrderRequest
+from worker.brokers.base import BeforeSend, Broker, BrokerOrder, NotSent, OrderRequest
 from worker.core.retry import BrokerRejection, DuplicateOrder, TransientBrokerError
 from worker.observability.metrics import WorkerMetrics
 
@@ -38,8 +38,10 @@ class TimedBroker:
         self._metrics = metrics
         self._timer = timer
 
-    async def submit(self, order: OrderRequest) -> BrokerOrder:
-        return await self._timed("submit", self.inner.submit(order))
+    async def submit(
+        self, order: OrderRequest, before_send: BeforeSend | None = None
+    ) -> BrokerOrder:
+        return await self._timed("submit", self.inner.submit(order, before_send))
 
     async def find(self, client_order_id: str) -> BrokerOrder | None:
         return await self._timed("find", self.inner.find(client_order_id))
@@ -54,6 +56,8 @@ class TimedBroker:
         start = self._timer()
         try:
             value = await call
+        except NotSent:
+            raise  # a guard stopped it before it went out: no broker call to time
         except Exception as exc:
             self._metrics.broker_call(operation, result_of(exc), self._timer() - start)
             raise

@@ -66,6 +66,12 @@ class WorkerMetrics:
         self.in_flight = Gauge(
             "twap_slices_in_flight", "Slices being executed right now", registry=r
         )
+        self.unresolved = Gauge(
+            "twap_slices_unresolved",
+            "Claimed slices whose order the broker could not be asked about yet: they stay "
+            "submitting and are looked up again until it answers",
+            registry=r,
+        )
         self.pending_slices = Gauge(
             "twap_pending_slices", "Slices scheduled or submitting, per the database", registry=r
         )

@@ -1,25 +1,31 @@
-"""Guarded execution of one slice: claim, kill switch, breaker, submit with retries, record.
+"""Guarded execution of one slice: claim, guards, submit with retries, record.
 
 Every slice passes the same path, in this order:
 1. claim: scheduled → submitting, compare-and-set (anything else is skipped, nothing written);
-2. kill switch engaged → blocked_kill_switch; breaker tripped → blocked_circuit_breaker;
-3. submit through the broker, retrying transient failures (tenacity). Before every retry the
-   parent's cancel and the kill switch are checked again, and an ambiguous failure (the order
-   may have arrived) is looked up by client_order_id before anything is resent;
-4. record the outcome (submitted with the broker order id, rejected, failed) with its event.
+2. the guards (`core.guards`: cancel, kill switch, breaker, grace) on what the claim read;
+3. submit through the broker, retrying transient failures (tenacity). The guards are read
+   again right before every send, after whatever the send waited for (the broker's rate
+   limiter, a free connection, a backoff); a slice stopped there ends in the guard's status and
+   nothing is sent. An ambiguous failure (the order may have arrived) is looked up by
+   client_order_id before anything is resent; a lookup the broker cannot answer is repeated
+   until it does, the slice staying `submitting` meanwhile: never `failed` on a guess;
+4. record the outcome (submitted with the broker order id, rejected, failed...) with its event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from schemas.common import ParentStatus, SliceStatus
-from worker.brokers.base import Broker, OrderRequest
+from schemas.common import SliceStatus
+from worker.brokers.base import Broker, BrokerOrder, NotSent, OrderRequest
+from worker.core.guards import stop_reason
 from worker.core.records import ParentRecord, SliceRecord, SwitchState
 from worker.core.retry import (
     BrokerRejection,
@@ -35,6 +41,9 @@ from worker.store.repository import Store
 
 log = logging.getLogger(__name__)
 
+# The shortest wait between two lookups of an unresolved order (the policy's first wait may be 0).
+MIN_LOOKUP_WAIT = 0.01
+
 
 @dataclass(frozen=True, slots=True)
 class ExecutionPolicy:
@@ -43,6 +52,10 @@ class ExecutionPolicy:
     wait_cap: float = 8.0
     grace: timedelta = timedelta(seconds=60)
     breaker_max_failures: int = 5
+    # A guard read younger than this (the claim's, timed from before its statement) is not
+    # repeated before the first send: nothing waited in between. A wait in the rate limiter,
+    # for a connection or a backoff takes longer, and a retry or a resume always reads again.
+    guard_fresh: float = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +67,26 @@ class Outcome:
     sent_at: datetime | None = None
 
 
-class _Stop(Exception):
-    """A guard stopped the slice between two attempts."""
+@dataclass(slots=True)
+class _Sends:
+    """A slice's sends so far in this process."""
 
-    def __init__(self, outcome: Outcome) -> None:
+    attempts: int
+    sent_at: datetime | None
+    ambiguous: bool = False  # one of them may have reached the broker unanswered
+    looked_at: float | None = None  # monotonic time of the last guard read, if any
+
+
+class _Stop(NotSent):
+    """The pre-send guard stopped the slice. `outcome` None: not ours to record (another
+    process or path settled it, or this worker is not leading)."""
+
+    def __init__(self, outcome: Outcome | None) -> None:
+        super().__init__(outcome.reason if outcome is not None else "not ours to send")
         self.outcome = outcome
+
+
+SliceKey = tuple[str, int]
 
 
 class SliceExecutor:
@@ -82,14 +110,37 @@ class SliceExecutor:
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.leading = leading
         self.landed = landed  # told of every order recorded `submitted` (working_orders.py)
+        self._held: set[SliceKey] = set()
+
+    def held(self) -> frozenset[SliceKey]:
+        """Slices this process is working on right now (the sweeper leaves them alone)."""
+        return frozenset(self._held)
 
     async def run(self, parent_id: str, slice_num: int, due: datetime) -> None:
-        """Fire one scheduled slice. Never raises: every path ends in a status or a log line."""
+        """Fire one scheduled slice. Never raises: every path ends in a status, or leaves the
+        slice `submitting` for the sweeper to settle, with a log line."""
+        key = (parent_id, slice_num)
         ids: dict[str, object] = {"parent_order_id": parent_id, "slice_num": slice_num}
+        if key in self._held:
+            log.debug("slice.skipped", extra=ids)
+            return
+        self._held.add(key)
+        try:
+            await self._run(parent_id, slice_num, due, ids)
+        except Exception:
+            log.exception("slice.execute_error", extra=ids)
+        finally:
+            self._held.discard(key)
+
+    async def _run(self, parent_id: str, slice_num: int, due: datetime,
+                   ids: dict[str, object]) -> None:
+        looked_at = 0.0
 
         async def claim() -> tuple[ParentRecord, SliceRecord, SwitchState] | None:
+            nonlocal looked_at
             if not self.leading():
                 raise NotLeading("leadership lost; waiting to take it back")
+            looked_at = time.monotonic()
             return await self.store.claim(parent_id, slice_num, self.clock())
 
         try:
@@ -107,60 +158,67 @@ class SliceExecutor:
             log.debug("slice.skipped", extra=ids)
             return
         parent, record, switches = claimed
-        if self.clock() - record.scheduled_time > self.policy.grace:
-            await self._record(parent, record, Outcome(
-                SliceStatus.EXPIRED, record.attempts,
-                reason=f"fired more than the grace ({self.policy.grace.total_seconds():.0f} s) late",
-            ))
+        stop = stop_reason(parent.status, switches, late_by=self.clock() - record.scheduled_time,
+                           grace=self.policy.grace)
+        if stop is not None:
+            await self._record(parent, record, Outcome(stop.status, record.attempts,
+                                                       reason=stop.reason))
             return
-        await self._execute(parent, record, switches)
+        await self._record(parent, record, await self._submit(parent, record, looked_at))
 
     async def resume(self, parent: ParentRecord, record: SliceRecord) -> None:
-        """Resolve a slice a dead process left `submitting`: never send it twice."""
-        ids = _ids(record)
+        """Settle a slice left `submitting` (by a dead process, or a path that gave up on it):
+        look it up first, never send it twice; resend only what the broker says it lacks."""
+        key = (record.parent_order_id, record.slice_num)
+        if key in self._held:
+            return
+        self._held.add(key)  # before any await: the sweeper's next pass must see it
+        # A note an earlier lookup left in the reason must not outlive the slice's settling.
+        record = replace(record, reason=None)
         try:
-            found = await self.broker.find(record.client_order_id)
-        except Exception as exc:
-            log.warning("slice.resume_lookup_failed", extra={**ids, "error": str(exc)})
-            await self._record(parent, record, Outcome(
-                SliceStatus.FAILED, record.attempts,
-                reason=f"could not look the order up after a restart: {exc}",
-            ))
-            return
-        if found is not None:
-            await self._record(parent, record, Outcome(
-                SliceStatus.SUBMITTED, max(record.attempts, 1), found.broker_order_id,
-                sent_at=record.sent_at,
-            ))
-            return
-        if self.clock() - record.scheduled_time > self.policy.grace:
-            await self._record(parent, record, Outcome(
-                SliceStatus.EXPIRED, record.attempts,
-                reason="interrupted by a restart and past the grace; not at the broker",
-            ))
-            return
-        await self._execute(parent, record, await self.store.switches())
+            found = await self._resolve(record)
+            if found is not None:
+                outcome: Outcome | None = Outcome(
+                    SliceStatus.SUBMITTED, max(record.attempts, 1), found.broker_order_id,
+                    sent_at=record.sent_at,
+                )
+            elif self.clock() - record.scheduled_time > self.policy.grace:
+                outcome = Outcome(SliceStatus.EXPIRED, record.attempts,
+                                  reason="interrupted and past the grace; not at the broker")
+            else:
+                # Sent only if the guards allow it right before the send (cancel included).
+                outcome = await self._submit(parent, record)
+            await self._record(parent, record, outcome)
+        except Exception:
+            log.exception("slice.resume_error", extra=_ids(record))
+        finally:
+            self._held.discard(key)
 
-    async def _execute(self, parent: ParentRecord, record: SliceRecord, sw: SwitchState) -> None:
-        if sw.kill_switch_engaged:
-            outcome = Outcome(SliceStatus.BLOCKED_KILL_SWITCH, record.attempts,
-                              reason=sw.kill_switch_reason or "kill switch engaged")
-        elif sw.breaker_tripped:
-            outcome = Outcome(SliceStatus.BLOCKED_CIRCUIT_BREAKER, record.attempts,
-                              reason=sw.breaker_reason or "circuit breaker tripped")
-        else:
-            outcome = await self._submit(parent, record)
-        await self._record(parent, record, outcome)
-
-    async def _submit(self, parent: ParentRecord, record: SliceRecord) -> Outcome:
+    async def _submit(self, parent: ParentRecord, record: SliceRecord,
+                      looked_at: float | None = None) -> Outcome | None:
+        """Send with retries; None when a guard found the slice is not ours to settle.
+        `looked_at`: when the guards were last read (monotonic), if they were."""
         order = OrderRequest(
             client_order_id=record.client_order_id, symbol=parent.symbol, side=parent.side,
             qty=record.qty, order_type=parent.order_type, time_in_force=parent.time_in_force,
             limit_price=parent.limit_price, stop_price=parent.stop_price,
         )
-        attempts = record.attempts
-        ambiguous = False
-        sent_at = record.sent_at
+        sends = _Sends(record.attempts, record.sent_at, looked_at=looked_at)
+
+        async def before_send() -> None:
+            now = time.monotonic()
+            if sends.looked_at is None or now - sends.looked_at >= self.policy.guard_fresh:
+                stop = await self._pre_send_stop(record, sends.attempts)
+                if stop is not None:
+                    raise stop
+            sends.looked_at = None  # a retry always reads again
+            sends.attempts += 1
+            sends.sent_at = self.clock()
+
+        def submitted(broker_order_id: str, sent_at: datetime | None) -> Outcome:
+            return Outcome(SliceStatus.SUBMITTED, sends.attempts, broker_order_id,
+                           sent_at=sent_at)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.attempts),
             wait=self._wait,
@@ -170,68 +228,119 @@ class SliceExecutor:
         try:
             async for attempt in retrying:
                 with attempt:
-                    if attempt.retry_state.attempt_number > 1:
-                        if ambiguous:
-                            found = await self._lookup(record)
-                            if found is not None:
-                                return Outcome(SliceStatus.SUBMITTED, attempts, found, sent_at=sent_at)
-                        await self._guard_retry(record, attempts)
-                    attempts += 1
-                    sent_at = self.clock()
+                    if sends.ambiguous:
+                        found = await self._resolve(record)
+                        if found is not None:
+                            return submitted(found.broker_order_id, sends.sent_at)
                     try:
-                        placed = await self.broker.submit(order)
-                        # Accepted now: lateness includes any wait for the rate limiter.
-                        sent_at = self.clock()
+                        placed = await self.broker.submit(order, before_send)
                     except TransientBrokerError as exc:
-                        ambiguous = ambiguous or exc.ambiguous
+                        sends.ambiguous = sends.ambiguous or exc.ambiguous
                         log.warning("slice.attempt_failed", extra={
-                            **_ids(record), "attempt": attempts, "error": str(exc)})
+                            **_ids(record), "attempt": sends.attempts, "error": str(exc)})
                         raise
-                    return Outcome(SliceStatus.SUBMITTED, attempts, placed.broker_order_id,
-                                   sent_at=sent_at)
+                    # Accepted now: lateness includes any wait for the rate limiter.
+                    return submitted(placed.broker_order_id, self.clock())
         except _Stop as stop:
             return stop.outcome
         except DuplicateOrder:
-            found = await self._lookup(record)
+            found = await self._resolve(record)
             if found is not None:
-                return Outcome(SliceStatus.SUBMITTED, attempts, found, sent_at=sent_at)
-            return Outcome(SliceStatus.FAILED, attempts,
+                return submitted(found.broker_order_id, sends.sent_at)
+            return Outcome(SliceStatus.FAILED, sends.attempts,
                            reason="broker reported a duplicate it cannot find")
         except BrokerRejection as exc:
-            return Outcome(SliceStatus.REJECTED, attempts, reason=str(exc))
+            return Outcome(SliceStatus.REJECTED, sends.attempts, reason=str(exc))
         except TransientBrokerError as exc:
-            if ambiguous:
-                try:
-                    found = await self._lookup(record)
-                except Exception:
-                    found = None
+            if sends.ambiguous:
+                found = await self._resolve(record)
                 if found is not None:
-                    return Outcome(SliceStatus.SUBMITTED, attempts, found, sent_at=sent_at)
-            return Outcome(SliceStatus.FAILED, attempts,
-                           reason=f"retries exhausted after {attempts} attempts: {exc}")
+                    return submitted(found.broker_order_id, sends.sent_at)
+            return Outcome(SliceStatus.FAILED, sends.attempts,
+                           reason=f"retries exhausted after {sends.attempts} attempts: {exc}")
         except Exception as exc:
             log.exception("slice.submit_error", extra=_ids(record))
-            return Outcome(SliceStatus.FAILED, attempts, reason=f"{type(exc).__name__}: {exc}")
+            if sends.attempts > record.attempts:  # it may have gone out: ask before deciding
+                found = await self._resolve(record)
+                if found is not None:
+                    return submitted(found.broker_order_id, sends.sent_at)
+            return Outcome(SliceStatus.FAILED, sends.attempts,
+                           reason=f"{type(exc).__name__}: {exc}")
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     def _wait(self, state: RetryCallState) -> float:
         return backoff_seconds(state.attempt_number, self.policy.first_wait, self.policy.wait_cap)
 
-    async def _lookup(self, record: SliceRecord) -> str | None:
-        found = await self.broker.find(record.client_order_id)
-        return found.broker_order_id if found is not None else None
+    async def _pre_send_stop(self, record: SliceRecord, attempts: int) -> _Stop | None:
+        """The guards, read again right before a send: one statement."""
+        if not self.leading():
+            log.warning("slice.not_sent_not_leading", extra=_ids(record))
+            return _Stop(None)
+        try:
+            # Through an outage as the claim does: until the grace, then the slice is too late.
+            state = await with_db_retry(
+                lambda: self.store.guard_state(record.parent_order_id, record.slice_num),
+                clock=self.clock, deadline=record.scheduled_time + self.policy.grace,
+                what="guard", ids=_ids(record),
+            )
+        except DatabaseUnavailable:
+            return _Stop(Outcome(SliceStatus.EXPIRED, attempts, reason=(
+                "the guards could not be read within the grace (database unavailable)")))
+        except Exception as exc:  # unreadable state counts as engaged: fail closed
+            return _Stop(Outcome(SliceStatus.BLOCKED_KILL_SWITCH, attempts,
+                                 reason=f"guard state unreadable (fail closed): {exc}"[:500]))
+        if state is None or state.slice_status is not SliceStatus.SUBMITTING:
+            log.warning("slice.settled_elsewhere", extra={
+                **_ids(record), "status": state.slice_status.value if state else None})
+            return _Stop(None)
+        # ParentStatus.PAUSED (contract v2) is decided in stop_reason, like every other guard.
+        stop = stop_reason(state.parent_status, state.switches,
+                           late_by=self.clock() - record.scheduled_time, grace=self.policy.grace)
+        if stop is None:
+            return None
+        return _Stop(Outcome(stop.status, attempts, reason=stop.reason))
 
-    async def _guard_retry(self, record: SliceRecord, attempts: int) -> None:
-        """Cancel and kill switch, read again before every retry attempt."""
-        status, sw = await self.store.guard_state(record.parent_order_id)
-        if status is ParentStatus.CANCELED:
-            raise _Stop(Outcome(SliceStatus.CANCELED, attempts, reason="parent canceled"))
-        if sw.kill_switch_engaged:
-            raise _Stop(Outcome(SliceStatus.BLOCKED_KILL_SWITCH, attempts,
-                                reason=sw.kill_switch_reason or "kill switch engaged"))
+    async def _resolve(self, record: SliceRecord) -> BrokerOrder | None:
+        """The broker's definite answer about this slice's order: found, or None when the broker
+        says it has no such order. A lookup that fails (timeout, error page) is repeated with
+        backoff until it answers; meanwhile the slice stays `submitting`, says so in its reason,
+        and counts in `twap_slices_unresolved`."""
+        wait = max(self.policy.first_wait, MIN_LOOKUP_WAIT)
+        failures = 0
+        try:
+            while True:
+                try:
+                    return await self.broker.find(record.client_order_id)
+                except Exception as exc:
+                    failures += 1
+                    error = str(exc)[:200] or type(exc).__name__
+                    if failures == 1:
+                        self.metrics.unresolved.inc()
+                        await self._note(record, f"order status unknown: the broker lookup "
+                                                 f"failed ({error}); looking it up again")
+                    log.warning("slice.lookup_unresolved", extra={
+                        **_ids(record), "lookups": failures, "error": error,
+                        "retry_in_s": round(wait, 3)})
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, max(self.policy.wait_cap, MIN_LOOKUP_WAIT))
+        finally:
+            if failures:
+                self.metrics.unresolved.dec()
+                log.info("slice.lookup_resolved", extra={**_ids(record), "lookups": failures})
 
-    async def _record(self, parent: ParentRecord, record: SliceRecord, outcome: Outcome) -> None:
-        """Write the outcome. An order that went out is recorded whatever it takes."""
+    async def _note(self, record: SliceRecord, reason: str) -> None:
+        try:
+            await self.store.note_claimed(record.parent_order_id, record.slice_num, reason,
+                                          self.clock())
+        except Exception as exc:  # only a note: the lookups go on without it
+            log.warning("slice.note_failed", extra={**_ids(record), "error": str(exc)[:200]})
+
+    async def _record(self, parent: ParentRecord, record: SliceRecord,
+                      outcome: Outcome | None) -> None:
+        """Write the outcome. An order that went out is recorded whatever it takes. None: the
+        slice is not ours to settle (the guard said why, in the log)."""
+        if outcome is None:
+            return
         ids = _ids(record)
         went_out = outcome.status is SliceStatus.SUBMITTED
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from worker.runtime.clock import Clock
 from worker.runtime.execution import SliceExecutor
@@ -44,3 +44,23 @@ async def recover(
                "completed": completed}
     log.info("recovery.done", extra=summary)
     return summary
+
+
+async def settle_orphans(
+    store: Store, executor: SliceExecutor, scheduler: SliceScheduler, *, now: datetime,
+    older_than: timedelta, limit: int = 100,
+) -> int:
+    """Slices left `submitting` while this worker runs (a claim whose answer was lost in an
+    outage, an outcome that could not be written, an unexpected error) are settled as at
+    start-up, by a lookup at the broker, without waiting for a restart. Slices this process is
+    working on are left alone, and so is any slice written within `older_than`."""
+    # Read before the query: a slice claimed after this moment is younger than the bound.
+    held = executor.held()
+    found = await store.claimed_slices(untouched_since=now - older_than, limit=limit)
+    orphans = [(p, r) for p, r in found if (r.parent_order_id, r.slice_num) not in held]
+    for parent, record in orphans:
+        log.warning("slice.orphan_resumed", extra={
+            "parent_order_id": record.parent_order_id, "slice_num": record.slice_num,
+            "client_order_id": record.client_order_id})
+        scheduler.spawn(executor.resume(parent, record))
+    return len(orphans)

@@ -75,6 +75,31 @@ CLAIM = (
     )
 )
 
+# The guards' read right before a send, one statement: the parent's status, the slice's own
+# status (someone else may have settled it) and both switches (NULL: a switch row is missing).
+GUARD = (
+    select(
+        parents.c.status.label("parent_status"),
+        slices.c.status.label("slice_status"),
+        _switch_column(KILL_SWITCH, switches.c.engaged, "kill_engaged"),
+        _switch_column(KILL_SWITCH, switches.c.reason, "kill_reason"),
+        _switch_column(BREAKER, switches.c.engaged, "breaker_engaged"),
+        _switch_column(BREAKER, switches.c.reason, "breaker_reason"),
+        _switch_column(BREAKER, switches.c.consecutive_failures, "breaker_failures"),
+    )
+    .select_from(slices.join(parents, parents.c.parent_order_id == slices.c.parent_order_id))
+    .where(_SLICE_KEY)
+)
+
+# A claimed slice whose order the broker could not be asked about yet says so in its reason
+# (`twap status` shows it); the status stays `submitting`.
+NOTE_CLAIMED = (
+    update(slices)
+    .where(_SLICE_KEY)
+    .where(slices.c.status == SliceStatus.SUBMITTING.value)
+    .values(reason=bindparam("b_reason", type_=Text()), updated_at=_NOW)
+)
+
 # A compare-and-set of every mutable column, from the status the caller read.
 TRANSITION = (
     update(slices)

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.common import ParentStatus, SliceStatus
+from worker.core.guards import GuardState
 from worker.core.intake import IntakeItem
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
 from worker.store import (
@@ -104,16 +105,16 @@ class Store:
         async with self._single.begin() as conn:
             return await slice_ops.claim(conn, parent_id, slice_num, now)
 
-    async def guard_state(self, parent_id: str) -> tuple[ParentStatus | None, SwitchState]:
-        """The parent's status and the switches, as read before a retry attempt."""
+    async def guard_state(self, parent_id: str, slice_num: int) -> GuardState | None:
+        """Parent, slice and switches as they are now: the read right before a send."""
         async with self.engine.connect() as conn:
-            status = (
-                await conn.execute(
-                    select(parents.c.status).where(parents.c.parent_order_id == parent_id)
-                )
-            ).scalar_one_or_none()
-            switches = await switch_ops.read_switches(conn)
-        return (ParentStatus(status) if status else None), switches
+            return await slice_ops.guard_state(conn, parent_id, slice_num)
+
+    async def note_claimed(self, parent_id: str, slice_num: int, reason: str,
+                           now: datetime) -> bool:
+        """Say why a `submitting` slice is still unsettled (shown by `twap status`)."""
+        async with self._single.begin() as conn:
+            return await slice_ops.note_claimed(conn, parent_id, slice_num, reason, now)
 
     async def finish(
         self,
@@ -166,18 +167,22 @@ class Store:
                 parent, record = split_row(row)
                 done = await slice_ops.transition(
                     conn, parent, record, SliceStatus.EXPIRED, now,
-                    reason=f"missed its due time by more than the grace ({grace.total_seconds():.0f} s)",
+                    reason="missed its due time by more than the grace "
+                           f"({grace.total_seconds():.0f} s)",
                 )
                 expired += done is not None
         return expired
 
-    async def claimed_slices(self) -> list[tuple[ParentRecord, SliceRecord]]:
-        """Slices left `submitting` (a previous process died with them in its hands)."""
+    async def claimed_slices(
+        self, *, untouched_since: datetime | None = None, limit: int | None = None
+    ) -> list[tuple[ParentRecord, SliceRecord]]:
+        """Slices left `submitting` (a previous process died with them in its hands); with
+        `untouched_since`, only those not written since then (the sweeper's orphans)."""
+        query = SLICE_WITH_PARENT.where(status_is(SliceStatus.SUBMITTING.value))
+        if untouched_since is not None:
+            query = query.where(slices.c.updated_at < untouched_since)
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                SLICE_WITH_PARENT.where(status_is(SliceStatus.SUBMITTING.value))
-                .order_by(slices.c.scheduled_time)
-            )
+            rows = await conn.execute(query.order_by(slices.c.scheduled_time).limit(limit))
             return [split_row(row) for row in rows]
 
     async def pending_parents(self) -> list[PendingParent]:

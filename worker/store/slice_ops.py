@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.common import ParentStatus, SliceStatus
 from worker.core import events
+from worker.core.guards import GuardState
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
 from worker.core.states import PENDING, check_transition
 from worker.store import bulk, prepared
@@ -127,6 +128,27 @@ async def claim(
     if row is None:
         return None
     return to_parent(row, PARENT_PREFIX), to_slice(row), switches_from_row(row)
+
+
+async def guard_state(conn: AsyncConnection, parent_id: str, slice_num: int) -> GuardState | None:
+    """What the guards need right before a send, in one statement; None: no such slice."""
+    row = (
+        await conn.execute(prepared.GUARD, {"b_pid": parent_id, "b_num": slice_num})
+    ).first()
+    if row is None:
+        return None
+    return GuardState(ParentStatus(row.parent_status), SliceStatus(row.slice_status),
+                      switches_from_row(row))
+
+
+async def note_claimed(conn: AsyncConnection, parent_id: str, slice_num: int, reason: str,
+                       now: datetime) -> bool:
+    """Write `reason` on a slice that is still `submitting`; False when it no longer is."""
+    result = await conn.execute(
+        prepared.NOTE_CLAIMED, {"b_pid": parent_id, "b_num": slice_num, "b_reason": reason,
+                                "b_now": now},
+    )
+    return bool(result.rowcount == 1)
 
 
 async def finish(

@@ -1,0 +1,97 @@
+"""A running worker re-checks its guards right before each send, and settles slices left
+`submitting` without a restart."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.support.alpaca_settings import standin_settings
+from tests.support.alpaca_standin import AlpacaStandIn
+from tests.support.harness import Harness, submit_body, worker_settings
+from tests.support.plans import stored_parent
+from worker.brokers.base import OrderRequest
+from worker.brokers.factory import build_broker
+from worker.brokers.sim import SimBroker
+from worker.store.repository import Store
+
+pytest_plugins = ["tests.support.alpaca_fixtures"]
+pytestmark = pytest.mark.timeout(60)
+
+PARENTS = 5
+BURST = 3  # a tenth of 30 per minute; then one call every 2.2 s
+
+
+@pytest.fixture
+async def throttled(
+    amqp_url: str, database_url: str, namespace: str, alpaca_standin: AlpacaStandIn
+) -> AsyncIterator[Harness]:
+    """A worker on Alpaca (the stand-in) limited to 30 broker calls a minute."""
+    base = standin_settings(alpaca_standin, broker_rate_limit_per_minute=30)
+    settings = worker_settings(amqp_url, database_url, namespace, **{
+        k: getattr(base, k) for k in ("broker", "alpaca_api_key", "alpaca_secret_key",
+                                      "alpaca_base_url", "broker_timeout_seconds",
+                                      "broker_rate_limit_per_minute", "broker_max_concurrency")
+    })
+    h = Harness(settings, broker=build_broker(settings))
+    await h.open()
+    yield h
+    await h.close()
+
+
+async def test_kill_switch_stops_orders_queued_in_the_rate_limiter(
+    throttled: Harness, alpaca_standin: AlpacaStandIn
+) -> None:
+    """Five slices due at once, three go in the limiter's burst; the kill switch engaged then
+    stops the two still waiting for their turn: they end blocked, never reach the broker."""
+    h = throttled
+    await h.start_worker()
+    start = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat()
+    cids = [await h.publish(submit_body(qty=5, duration_seconds=1, start_at=start), reply=True)
+            for _ in range(PARENTS)]
+    pids = {(await h.reply_for(cid))["parent_order_id"] for cid in cids}
+    await h.events.wait_for(lambda: len(h.events.of("slice.submitted")) >= BURST)
+    await h.control("kill_switch.engage", "desk halt")
+    await h.events.wait_for(lambda: h.events.of("control.kill_switch.engaged"))
+    await h.events.wait_for(lambda: len(h.events.of("parent.completed")) == PARENTS)
+
+    submitted = h.events.of("slice.submitted")
+    blocked = h.events.of("slice.blocked_kill_switch")
+    assert {e["parent_order_id"] for e in submitted + blocked} == pids
+    assert (len(submitted), len(blocked)) == (BURST, PARENTS - BURST)
+    assert all(e["reason"] == "desk halt" for e in blocked)
+    assert alpaca_standin.count("POST", "/v2/orders") == BURST, "orders sent after the engage"
+
+
+async def test_sweeper_settles_slices_left_submitting_without_a_restart(
+    harness: Harness, database_url: str
+) -> None:
+    """Two slices claimed long ago and never settled (one is at the broker, one is not): the
+    running worker's sweeper looks them up; the first becomes submitted with its order, the
+    second is sent once; both parents complete."""
+    await harness.start_worker()
+    broker = harness.broker
+    assert isinstance(broker, SimBroker)
+    store = Store.from_url(database_url)
+    try:
+        now = datetime.now(UTC)
+        booked_parent, (booked,) = await stored_parent(store, now - timedelta(seconds=5))
+        lost_parent, (lost,) = await stored_parent(store, now - timedelta(seconds=5))
+        for parent in (booked_parent, lost_parent):
+            assert await store.claim(parent.parent_order_id, 0, now - timedelta(seconds=30))
+    finally:
+        await store.close()
+    existing = await broker.submit(OrderRequest(booked.client_order_id, "AAPL",
+                                                booked_parent.side, booked.qty))
+
+    pids = {booked_parent.parent_order_id, lost_parent.parent_order_id}
+    await harness.events.wait_for(
+        lambda: {e["parent_order_id"] for e in harness.events.of("parent.completed")} >= pids,
+        timeout=30)
+    (found,) = harness.events.of("slice.submitted", parent_order_id=booked_parent.parent_order_id)
+    (sent,) = harness.events.of("slice.submitted", parent_order_id=lost_parent.parent_order_id)
+    assert found["broker_order_id"] == existing.broker_order_id
+    assert sent["broker_order_id"] == broker.orders[lost.client_order_id].broker_order_id
+    assert broker.attempts == 2 and len(broker.orders) == 2
