@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.harness import Harness, submit_body, worker_settings
-from worker.brokers.base import BrokerOrder, OrderRequest
+from worker.brokers.base import BeforeSend, BrokerOrder, OrderRequest
 from worker.brokers.sim import SimBroker
 
 
@@ -29,11 +29,18 @@ class GatedSim(SimBroker):
     canceled: list[str] = field(default_factory=list)
     canceled_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def submit(self, order: OrderRequest) -> BrokerOrder:
+    async def submit(
+        self, order: OrderRequest, before_send: BeforeSend | None = None
+    ) -> BrokerOrder:
         if self.hold_submits:
+            # Held after the pre-send guard passed: the order is "on the wire" when the
+            # cancel arrives, so the guard cannot stop it; it lands after the cancel.
+            if before_send is not None:
+                await before_send()
             self.submit_waiting.set()
             await self.submits_open.wait()
-        return await SimBroker.submit(self, order)
+            return await SimBroker.submit(self, order)
+        return await SimBroker.submit(self, order, before_send)
 
     async def cancel(self, broker_order_id: str) -> bool:
         await self.cancels_open.wait()
