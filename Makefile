@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck check bench clean schemas
+.PHONY: install run test lint typecheck check bench clean schemas mutate
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ check: lint typecheck test
 
 bench: install  ## every benchmark, quick mode
 	$(BIN)/python -m bench all --quick
+
+mutate: install  ## mutation score of the pure core against tests/unit (~15 min, not in CI); MODULES=path ... for some
+	$(BIN)/python scripts/mutate.py --show-survivors $(MODULES)
 
 schemas: install  ## regenerate schemas/json/*.json and docs/asyncapi.json from the models
 	$(BIN)/python -m schemas.export
