@@ -62,7 +62,7 @@ def test_front_loaded_submit_is_planned_from_now() -> None:
 
 
 def test_even_random_spreads_the_remainder_by_the_parent_seed() -> None:
-    """even_random puts the 3 extra shares on seeded slices (1, 4, 5 here), not the first 3."""
+    """even_random puts the 3 extra shares on seeded slices (0, 3 and 4 here), not the first 3."""
     item = planned(submit(distribution="even_random"))
     assert item.parent.parent_order_id == "c858841f2bc45090163980e6"
     assert item.parent.distribution is Distribution.EVEN_RANDOM
