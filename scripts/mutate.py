@@ -1,13 +1,13 @@
 """Mutation testing of the pure core: how many deliberate bugs does `tests/unit` catch?
 
-Usage: python scripts/mutate.py [MODULE_PATH ...] [--list] [--show-survivors] [-j N]
+Usage: python scripts/mutate.py [MODULE_PATH ...] [--list] [--show-survivors]
 
 Each mutant is one small change to one module's syntax tree (a boundary moved, an operator
 swapped, a constant changed, an element dropped from a table, a raise or a decorator removed).
-For each, a forked child loads the mutated module in place of the file, imports everything
-else fresh and runs the unit tests; the mutant is killed when a test fails. Nothing is written
-to disk. Mutants listed in scripts/mutate.toml as equivalent (no test can tell them apart from
-the original) are counted apart and left out of the score.
+For each, a forked child loads the mutated module in place of the file, reloads what imports
+it and runs the unit test files that can see it; the mutant is killed when a test fails.
+Nothing is written to disk. Mutants listed in scripts/mutate.toml as equivalent (no test can
+tell them apart from the original) are counted apart and left out of the score.
 
 Written for this project rather than taken from a tool: mutmut 3 mutates only inside
 functions and cosmic-ray drops no element from a collection, so neither could delete a status
@@ -584,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     for module in modules:
         source = (ROOT / module).read_text()
         lines = source.splitlines()
-        killed = equivalent = 0
+        killed = equivalent = timeouts = 0
         survivors: list[str] = []
         all_sites = sites(source)
         relevant = _relevant(module, test_files)
@@ -598,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
                 survivors.append(f"  {module}:{site.line}: {site.description}  | {key[1]}")
             else:
                 killed += 1
+                timeouts += outcome == "timeout"
                 if key in config.equivalent:
                     print(f"  listed as equivalent but killed: {module}:{site.line}: "
                           f"{site.description}")
@@ -606,8 +607,9 @@ def main(argv: list[str] | None = None) -> int:
         score = 100.0 * killed / scored if scored else 100.0
         rows.append(Row(module, total, killed, equivalent, len(survivors), score))
         print(f"{module}: {total} mutants, {killed} killed, {equivalent} equivalent, "
-              f"{len(survivors)} survived, score {score:.1f}%", flush=True)
-        if args.show_survivors:
+              f"{len(survivors)} survived, score {score:.1f}%"
+              + (f" ({timeouts} killed by the timeout)" if timeouts else ""), flush=True)
+        if args.show_survivors and survivors:
             print("\n".join(survivors), flush=True)
 
     print()
