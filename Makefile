@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 ASYNCAPI_TOOL := tools/asyncapi
 
-.PHONY: install run test lint typecheck check bench clean schemas lock
+.PHONY: install run test lint typecheck check bench clean schemas lock mutate
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ check: lint typecheck test
 
 bench: install  ## every benchmark, quick mode
 	$(BIN)/python -m bench all --quick
+
+mutate: install  ## mutation score of the pure core against tests/unit (~15 min, not in CI); MODULES=path ... for some
+	$(BIN)/python scripts/mutate.py --show-survivors $(MODULES)
 
 schemas: install  ## regenerate schemas/json/*.json and docs/asyncapi.json from the models
 	$(BIN)/python -m schemas.export

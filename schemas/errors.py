@@ -18,7 +18,7 @@ def errors_from_validation(exc: ValidationError) -> list[ErrorDetail]:
     """Flatten pydantic's errors into field + reason pairs, in the order pydantic found them."""
     details: list[ErrorDetail] = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(part) for part in err["loc"] if not _is_union_tag(part)) or "$"
+        loc = ".".join(str(part) for part in _without_union_tag(err["loc"])) or "$"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "string_pattern_mismatch":
             msg = _PATTERN_HINTS.get(loc, msg)
@@ -39,6 +39,9 @@ for _field in ("request_id", "parent_order_id", "reason", "operator"):
     _PATTERN_HINTS[_field] = _NO_NUL
 
 
-def _is_union_tag(part: object) -> bool:
-    # Discriminated unions put the tag ('submit', 'cancel') into the location; users never see it.
-    return part in {"submit", "cancel"}
+def _without_union_tag(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # A discriminated union puts its tag ('submit', 'cancel') first, before the field; users
+    # never see it. Alone it is not a tag but a field of that name (an unknown one, say).
+    if len(loc) > 1 and loc[0] in {"submit", "cancel"}:
+        return loc[1:]
+    return loc

@@ -1,0 +1,57 @@
+"""The core's record types are frozen (a plan cannot change in flight) and slotted (many live)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from schemas import CancelRequest
+from schemas.common import Distribution, OrderType, Side, TimeInForce
+from worker.core.events import EventParent
+from worker.core.intake import CancelOrder, Inbound, Invalid, PlannedSubmit
+from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
+from worker.core.slicing import SlicePlan
+
+NOW = datetime(2024, 5, 1, 14, 0, tzinfo=UTC)
+PARENT = ParentRecord(
+    parent_order_id="p1", strategy_id="alpha", symbol="AAPL", side=Side.BUY, qty=10,
+    order_type=OrderType.MARKET, limit_price=Decimal("1"), stop_price=None,
+    time_in_force=TimeInForce.DAY, duration_seconds=60, interval_seconds=60, max_slice_qty=None,
+    distribution=Distribution.FRONT_LOADED, start_at=NOW, trade_date=date(2024, 5, 1),
+    request_id=None, submitted_by=None, total_slices=1,
+)
+INBOUND = Inbound(b"{}")
+RECORDS = [
+    PARENT,
+    SliceRecord("p1", 0, "c0", 10, NOW),
+    OutboxMessage("events", "k", b""),
+    SwitchState(False, None, False, None),
+    SlicePlan(quantities=(10,), interval_seconds=60),
+    EventParent("p1", "alpha", "AAPL", Side.BUY),
+    INBOUND,
+    PlannedSubmit(INBOUND, PARENT, []),
+    CancelOrder(INBOUND, CancelRequest(type="cancel", parent_order_id="p1")),
+    Invalid(INBOUND, "schema", []),
+]
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r).__name__)
+def test_records_cannot_be_changed(record: object) -> None:
+    """Assigning to any field of a record raises."""
+    field = dataclasses.fields(record)[0].name  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(record, field, None)
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r).__name__)
+def test_records_carry_no_instance_dict(record: object) -> None:
+    """Records use __slots__: thousands of slices and messages are held at once."""
+    assert not hasattr(record, "__dict__")
+
+
+def test_invalid_has_no_strategy_unless_told() -> None:
+    """An Invalid without a strategy hint routes nowhere in particular."""
+    assert Invalid(INBOUND, "not_json", []).strategy_id is None

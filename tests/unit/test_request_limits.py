@@ -1,0 +1,342 @@
+"""Request validation at its edges: each limit on both sides, the defaults, the parsed values."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from schemas import (
+    CancelRequest,
+    InvalidMessage,
+    Limits,
+    RequestContext,
+    SubmitRequest,
+    parse_request,
+)
+
+NOW = datetime(2024, 5, 1, 14, 0, tzinfo=UTC)
+CTX = RequestContext(limits=Limits(max_qty=1_000_000, max_slices=1000, max_duration_seconds=7200),
+                     now=NOW, misfire_grace=timedelta(seconds=60))
+OMIT = object()
+
+
+def body(**overrides: Any) -> bytes:
+    value: dict[str, Any] = {"type": "submit", "strategy_id": "alpha_1", "symbol": "aapl",
+                             "side": "buy", "qty": 100, "duration_seconds": 600}
+    value.update(overrides)
+    return json.dumps({k: v for k, v in value.items() if v is not OMIT}).encode()
+
+
+def ok(raw: bytes, context: Any = CTX) -> SubmitRequest:
+    req = parse_request(raw, context)
+    assert isinstance(req, SubmitRequest)
+    return req
+
+
+def errors(raw: bytes, context: Any = CTX) -> dict[str, str]:
+    with pytest.raises(InvalidMessage) as exc:
+        parse_request(raw, context)
+    assert exc.value.kind == "schema"
+    return {e.loc: e.msg for e in exc.value.errors}
+
+
+# -- message size ------------------------------------------------------------------------------
+def padded(size: int) -> bytes:
+    """A valid submit padded with trailing spaces to exactly `size` bytes."""
+    raw = body()
+    return raw + b" " * (size - len(raw))
+
+
+def test_a_message_of_exactly_64_kib_is_read() -> None:
+    """65536 bytes is within the limit."""
+    assert ok(padded(65_536)).qty == 100
+
+
+def test_one_byte_over_64_kib_is_too_large() -> None:
+    """65537 bytes is refused before parsing, saying both sizes."""
+    with pytest.raises(InvalidMessage) as exc:
+        parse_request(padded(65_537), CTX)
+    assert exc.value.kind == "too_large"
+    assert [(e.loc, e.msg) for e in exc.value.errors] == [
+        ("$", "message is 65537 bytes; the limit is 65536")]
+
+
+# -- quantities and durations ------------------------------------------------------------------
+def test_qty_at_the_configured_maximum_is_accepted() -> None:
+    """qty == max_qty passes; one more names the maximum."""
+    assert ok(body(qty=1_000_000)).qty == 1_000_000
+    assert errors(body(qty=1_000_001)) == {"qty": "must be at most 1000000 (configured maximum)"}
+
+
+def test_qty_of_one_is_the_smallest() -> None:
+    """qty 1 is accepted (ge=1)."""
+    assert ok(body(qty=1, duration_seconds=60)).qty == 1
+
+
+def test_duration_seconds_at_the_configured_maximum_is_accepted() -> None:
+    """7200 s against a 7200 s maximum passes; 1 s is the smallest."""
+    assert ok(body(duration_seconds=7200)).duration == 7200
+    assert ok(body(duration_seconds=1)).duration == 1
+
+
+def test_duration_minutes_over_the_maximum_is_measured_in_seconds() -> None:
+    """121 minutes is 7260 s, over a 7200 s maximum; 120 minutes is exactly the maximum."""
+    assert errors(body(duration_seconds=OMIT, duration_minutes=121)) == {
+        "duration_seconds": "duration 7260 s exceeds the configured maximum of 7200 s"}
+    req = ok(body(duration_seconds=OMIT, duration_minutes=120))
+    assert (req.duration_minutes, req.duration_seconds, req.duration) == (120, None, 7200)
+
+
+def test_contract_duration_ranges_without_a_context() -> None:
+    """Without a context: 86400 s and 1440 min pass, one more of either does not."""
+    assert ok(body(duration_seconds=86_400), None).duration == 86_400
+    assert ok(body(duration_seconds=OMIT, duration_minutes=1440), None).duration == 86_400
+    assert ok(body(duration_seconds=OMIT, duration_minutes=1), None).duration == 60
+    assert errors(body(duration_seconds=OMIT, duration_minutes=1441), None) == {
+        "duration_minutes": "Input should be less than or equal to 1440"}
+    assert errors(body(duration_seconds=OMIT, duration_minutes=0), None) == {
+        "duration_minutes": "Input should be greater than or equal to 1"}
+
+
+def test_an_invalid_duration_minutes_is_reported_once() -> None:
+    """A bad duration_minutes is not also reported as a missing duration."""
+    assert set(errors(body(duration_seconds=OMIT, duration_minutes="5"))) == {"duration_minutes"}
+
+
+def test_both_durations_missing_is_one_error() -> None:
+    """Neither field: one error on duration_seconds asking for either."""
+    assert errors(body(duration_seconds=OMIT)) == {
+        "duration_seconds": "give duration_seconds or duration_minutes"}
+
+
+def test_interval_defaults_to_60_and_may_be_1() -> None:
+    """interval_seconds is 60 when absent; 1 s is allowed."""
+    assert ok(body()).interval_seconds == 60
+    assert ok(body(interval_seconds=1)).interval_seconds == 1
+
+
+def test_max_slice_qty_of_one_is_allowed() -> None:
+    """max_slice_qty has a floor of 1."""
+    assert ok(body(max_slice_qty=1)).max_slice_qty == 1
+
+
+# -- the context -------------------------------------------------------------------------------
+def test_context_may_be_nested_under_request() -> None:
+    """A dict context with the RequestContext under 'request' applies its limits."""
+    assert set(errors(body(qty=1_000_001), {"request": CTX})) == {"qty"}
+    assert ok(body(qty=1_000_001), {"other": CTX}).qty == 1_000_001
+
+
+def test_without_a_clock_start_at_is_not_windowed() -> None:
+    """A context without `now` checks no past or future window."""
+    no_clock = RequestContext(limits=CTX.limits)
+    assert ok(body(start_at="2000-01-01T00:00:00Z"), no_clock).start_at == datetime(
+        2000, 1, 1, tzinfo=UTC)
+
+
+# -- start_at and trade_date -------------------------------------------------------------------
+def test_start_at_is_stored_in_utc_not_in_its_own_offset() -> None:
+    """16:30+02:00 is stored as 14:30 with a zero offset, so it prints as UTC."""
+    req = ok(body(start_at="2024-05-01T16:30:00+02:00"))
+    assert req.start_at is not None
+    assert req.start_at.utcoffset() == timedelta(0)
+    assert req.start_at.isoformat() == "2024-05-01T14:30:00+00:00"
+
+
+@pytest.mark.parametrize("text", ["2024-05-01t14:30:00z", "2024-05-01 14:30:00Z",
+                                  "2024-05-01T14:30:00.250Z"])
+def test_rfc3339_spellings_are_accepted(text: str) -> None:
+    """Lower-case t/z, a space separator and fractional seconds are RFC 3339 too."""
+    req = ok(body(start_at=text))
+    assert req.start_at is not None
+    assert req.start_at.replace(microsecond=0) == datetime(2024, 5, 1, 14, 30, tzinfo=UTC)
+
+
+def test_explicit_null_start_at_means_now() -> None:
+    """"start_at": null is accepted and leaves the start unset."""
+    assert ok(body(start_at=None)).start_at is None
+
+
+def test_start_at_window_edges() -> None:
+    """Exactly the grace in the past and exactly 7 days ahead pass; a second more fails."""
+    assert ok(body(start_at="2024-05-01T13:59:00Z")).start_at == NOW - timedelta(seconds=60)
+    assert ok(body(start_at="2024-05-08T14:00:00Z")).start_at == NOW + timedelta(days=7)
+    assert errors(body(start_at="2024-05-01T13:58:59Z")) == {
+        "start_at": "is in the past by more than the misfire grace (60 s)"}
+    assert errors(body(start_at="2024-05-08T14:00:01Z")) == {
+        "start_at": "is more than 7 days ahead"}
+
+
+def test_rfc3339_error_names_the_expected_form() -> None:
+    """A timestamp without an offset gets the format spelled out."""
+    assert errors(body(start_at="2024-05-01T14:00:00")) == {
+        "start_at": "must be an RFC 3339 timestamp with an offset, e.g. 2024-05-01T14:30:00Z"}
+
+
+def test_python_callers_may_pass_aware_datetimes_but_not_naive_ones() -> None:
+    """A datetime object is taken as is when aware; a naive one must carry an offset."""
+    fields = json.loads(body())
+    aware = datetime(2024, 5, 1, 16, 0, tzinfo=timezone(timedelta(hours=2)))
+    req = SubmitRequest.model_validate({**fields, "start_at": aware}, context=CTX)
+    assert req.start_at == NOW and req.start_at.utcoffset() == timedelta(0)
+    with pytest.raises(ValueError, match="must carry a UTC offset"):
+        SubmitRequest.model_validate({**fields, "start_at": datetime(2024, 5, 1, 14)})
+
+
+def test_a_valid_trade_date_is_parsed() -> None:
+    """"2024-05-02" becomes date(2024, 5, 2); a date object from Python is kept."""
+    assert ok(body(trade_date="2024-05-02")).trade_date == date(2024, 5, 2)
+    fields = json.loads(body())
+    req = SubmitRequest.model_validate({**fields, "trade_date": date(2024, 5, 3)})
+    assert req.trade_date == date(2024, 5, 3)
+
+
+def test_trade_date_error_names_the_format() -> None:
+    """A datetime string is not a trade date."""
+    assert errors(body(trade_date="2024-05-01T00:00:00Z")) == {
+        "trade_date": "must be a date written YYYY-MM-DD"}
+
+
+# -- prices ------------------------------------------------------------------------------------
+def limit(price: Any) -> bytes:
+    return body(order_type="limit", limit_price=price)
+
+
+def test_price_with_eight_decimal_places_is_exact() -> None:
+    """0.00000001 is the smallest step; a ninth decimal place is refused."""
+    assert ok(limit("0.00000001")).limit_price == Decimal("0.00000001")
+    assert errors(limit("0.000000001")) == {
+        "limit_price": "Decimal input should have no more than 8 decimal places"}
+
+
+def test_price_with_twenty_digits_is_the_longest() -> None:
+    """12 integer and 8 decimal digits pass; a 21st digit is refused."""
+    assert ok(limit("123456789012.12345678")).limit_price == Decimal("123456789012.12345678")
+    assert errors(limit("1234567890123.12345678")) == {
+        "limit_price": "Decimal input should have no more than 20 digits in total"}
+
+
+@pytest.mark.parametrize(("price", "message"), [
+    ("0", "Input should be greater than 0"),
+    ("NaN", "Input should be a finite number"),
+    ("Infinity", "Input should be a finite number"),
+    (True, "must be a decimal number or a string holding one"),
+])
+def test_prices_that_are_not_positive_finite_decimals(price: Any, message: str) -> None:
+    """Zero, NaN, infinity and booleans are refused with a reason."""
+    assert errors(limit(price)) == {"limit_price": message}
+
+
+def test_python_float_price_keeps_its_short_form() -> None:
+    """A float 0.1 from a Python caller becomes Decimal('0.1'), not its binary expansion."""
+    fields = {**json.loads(body()), "order_type": "limit", "limit_price": 0.1}
+    assert SubmitRequest.model_validate(fields).limit_price == Decimal("0.1")
+
+
+@pytest.mark.parametrize(("order_type", "prices", "expected"), [
+    ("market", {}, {}),
+    ("limit", {"limit_price": "1"}, {}),
+    ("stop", {"stop_price": "1"}, {}),
+    ("stop_limit", {"limit_price": "1", "stop_price": "1"}, {}),
+    ("stop_limit", {}, {"limit_price": "required when order_type is stop_limit",
+                        "stop_price": "required when order_type is stop_limit"}),
+    ("limit", {"limit_price": "1", "stop_price": "1"},
+     {"stop_price": "not allowed when order_type is limit"}),
+    ("stop", {"limit_price": "1", "stop_price": "1"},
+     {"limit_price": "not allowed when order_type is stop"}),
+    ("market", {"stop_price": "1"}, {"stop_price": "not allowed when order_type is market"}),
+])
+def test_which_prices_each_order_type_needs(order_type: str, prices: dict[str, str],
+                                           expected: dict[str, str]) -> None:
+    """limit needs limit_price, stop needs stop_price, stop_limit both, market neither."""
+    raw = body(order_type=order_type, **prices)
+    if expected:
+        assert errors(raw) == expected
+    else:
+        req = ok(raw)
+        assert (req.limit_price, req.stop_price) == (
+            Decimal(prices["limit_price"]) if "limit_price" in prices else None,
+            Decimal(prices["stop_price"]) if "stop_price" in prices else None)
+
+
+def test_a_bad_order_type_does_not_also_blame_the_prices() -> None:
+    """With order_type invalid, only order_type is reported."""
+    assert set(errors(body(order_type="iceberg", limit_price="1"))) == {"order_type"}
+
+
+# -- identifiers -------------------------------------------------------------------------------
+def test_identifier_lengths_at_their_limits() -> None:
+    """strategy_id 64, symbol 16 and request_id 64 characters pass; request_id may not be ''."""
+    req = ok(body(strategy_id="s" * 64, symbol="b" * 16, request_id="r" * 64))
+    assert (req.strategy_id, req.symbol, req.request_id) == ("s" * 64, "B" * 16, "r" * 64)
+    assert errors(body(request_id="")) == {"request_id": "String should have at least 1 character"}
+
+
+# -- cancel ------------------------------------------------------------------------------------
+def cancel(**fields: Any) -> bytes:
+    return json.dumps({"type": "cancel", **fields}).encode()
+
+
+def test_cancel_defaults() -> None:
+    """A bare cancel has no reason and does not cancel working orders."""
+    req = parse_request(cancel(parent_order_id="p-1"), CTX)
+    assert req == CancelRequest(type="cancel", parent_order_id="p-1")
+    assert isinstance(req, CancelRequest)
+    assert (req.reason, req.cancel_working_orders) == (None, False)
+
+
+def test_cancel_working_orders_must_be_a_real_boolean() -> None:
+    """true is taken; the string "true" is refused."""
+    req = parse_request(cancel(parent_order_id="p-1", cancel_working_orders=True), CTX)
+    assert isinstance(req, CancelRequest) and req.cancel_working_orders is True
+    found = errors(cancel(parent_order_id="p-1", cancel_working_orders="true"))
+    assert found == {"cancel_working_orders": "Input should be a valid boolean"}
+
+
+def test_cancel_field_lengths_at_their_limits() -> None:
+    """parent_order_id 1-64 and reason up to 256 characters; one more is refused."""
+    req = parse_request(cancel(parent_order_id="p" * 64, reason="r" * 256), CTX)
+    assert isinstance(req, CancelRequest)
+    assert (len(req.parent_order_id), len(req.reason or "")) == (64, 256)
+    assert errors(cancel(parent_order_id="p" * 65, reason="r" * 257)) == {
+        "parent_order_id": "String should have at most 64 characters",
+        "reason": "String should have at most 256 characters"}
+    assert errors(cancel(parent_order_id="")) == {
+        "parent_order_id": "String should have at least 1 character"}
+
+
+# -- configuration defaults and immutability ---------------------------------------------------
+def test_default_limits_and_context() -> None:
+    """Without configuration: 10,000,000 shares, 10,000 slices, 86,400 s; no clock, 60 s grace."""
+    limits = Limits()
+    assert (limits.max_qty, limits.max_slices, limits.max_duration_seconds) == (
+        10_000_000, 10_000, 86_400)
+    context = RequestContext()
+    assert (context.limits, context.now, context.misfire_grace) == (
+        Limits(), None, timedelta(seconds=60))
+
+
+def test_the_default_grace_is_sixty_seconds() -> None:
+    """With only a clock given, 60 s in the past passes and 61 s does not."""
+    clocked = RequestContext(now=NOW)
+    assert ok(body(start_at="2024-05-01T13:59:00Z"), clocked).start_at is not None
+    assert set(errors(body(start_at="2024-05-01T13:58:59Z"), clocked)) == {"start_at"}
+
+
+def test_limits_context_and_requests_are_immutable() -> None:
+    """Neither the configuration nor a validated request can be changed afterwards."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        CTX.limits.max_qty = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        CTX.now = None  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        ok(body()).qty = 1  # type: ignore[misc]
+    cancel_req = parse_request(cancel(parent_order_id="p-1"), CTX)
+    with pytest.raises(ValidationError, match="frozen"):
+        cancel_req.reason = "x"  # type: ignore[misc]
