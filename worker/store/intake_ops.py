@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.common import Outcome, ParentStatus, SliceStatus
@@ -36,13 +36,16 @@ class CancelResult:
     submitted: list[SliceRecord]  # slices at the broker, for cancel_working_orders
 
 
+# Built once: per call, `.in_(ids)` makes a reference cycle holding the ids (see outbox_ops).
+_EXISTING_PARENTS = select(parents.c.parent_order_id).where(
+    parents.c.parent_order_id.in_(bindparam("ids", expanding=True))
+)
+
+
 async def existing_parent_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        rows = await conn.execute(
-            select(parents.c.parent_order_id).where(parents.c.parent_order_id.in_(chunk))
-        )
+        rows = await conn.execute(_EXISTING_PARENTS, {"ids": ids[start : start + 500]})
         found.update(row[0] for row in rows)
     return found
 
