@@ -9,12 +9,12 @@ import json
 import sys
 from types import ModuleType
 
-from bench import cancel, capacity, dispatch, intake, recovery
+from bench import cancel, capacity, dispatch, intake, recovery, soak
 from bench.environment import services_from_environment
 from bench.report import Result, emit
 
 BENCHMARKS: dict[str, ModuleType] = {
-    m.NAME: m for m in (intake, capacity, dispatch, recovery, cancel)
+    m.NAME: m for m in (intake, capacity, dispatch, recovery, cancel, soak)
 }
 
 

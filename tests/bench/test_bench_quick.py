@@ -52,7 +52,7 @@ def run_quick(name: str, amqp_url: str, database_url: str | None) -> dict[str, A
     return dict(json.loads(lines[-1]))
 
 
-@pytest.mark.parametrize("name", ["intake", "capacity", "dispatch", "recovery", "cancel"])
+@pytest.mark.parametrize("name", ["intake", "capacity", "dispatch", "recovery", "cancel", "soak"])
 def test_quick_run_on_sqlite_prints_its_figures(name: str, amqp_url: str) -> None:
     """Each benchmark runs on the embedded default and ends with a JSON line of its figures."""
     figures = run_quick(name, amqp_url, None)
@@ -60,6 +60,8 @@ def test_quick_run_on_sqlite_prints_its_figures(name: str, amqp_url: str) -> Non
     assert (figures["name"], figures["database"], figures["quick"]) == (name, "sqlite", True)
     assert figures["counts"] and figures["targets"]
     assert figures["rss_mib"]["rss"] > 0
+    if name == "soak":  # its figure: RSS growth per 1,000 completed parents, fitted
+        assert "kib_per_1000_parents" in figures["rates"]
 
 
 def test_quick_dispatch_on_postgresql_prints_its_figures(amqp_url: str, pg_admin_url: str) -> None:
