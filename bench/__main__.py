@@ -12,12 +12,12 @@ import json
 import sys
 from types import ModuleType
 
-from bench import cancel, capacity, dispatch, intake, overload, recovery
+from bench import cancel, capacity, dispatch, intake, overload, recovery, soak
 from bench.environment import services_from_environment
 from bench.report import Result, emit
 
 BENCHMARKS: dict[str, ModuleType] = {
-    m.NAME: m for m in (intake, capacity, dispatch, overload, recovery, cancel)
+    m.NAME: m for m in (intake, capacity, dispatch, overload, recovery, cancel, soak)
 }
 
 

@@ -19,6 +19,7 @@ from worker.messaging.topology import Names
 from worker.observability.broker import TimedBroker
 from worker.observability.endpoints import build_http_server
 from worker.observability.gcpause import GcPauses
+from worker.observability.heap import pin_mmap_threshold
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock, utcnow
 from worker.runtime.control import ControlService
@@ -160,6 +161,7 @@ class Worker:
             # later passes, which would otherwise stop the loop for tens of milliseconds.
             pauses = GcPauses(self.metrics.gc_pauses)
             pauses.install()
+            pin_mmap_threshold()  # large buffers off the heap: RSS stays flat over weeks
             stack.callback(pauses.remove)
             gc.collect()
             self._log_stats()

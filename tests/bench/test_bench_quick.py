@@ -72,7 +72,7 @@ def assert_ratio_to_floor(figures: dict[str, Any], measured: float) -> None:
     assert figures["ratio_to_floor"] == pytest.approx(expected, rel=1e-3, abs=1e-4)
 
 
-@pytest.mark.parametrize("name", ["capacity", "recovery", "cancel"])
+@pytest.mark.parametrize("name", ["capacity", "recovery", "cancel", "soak"])
 def test_quick_run_on_sqlite_prints_its_figures(name: str, amqp_url: str) -> None:
     """Each benchmark with an absolute target runs on the embedded default, ends with a JSON
     line of its figures, and says why no floor applies."""
@@ -83,6 +83,8 @@ def test_quick_run_on_sqlite_prints_its_figures(name: str, amqp_url: str) -> Non
     assert figures["rss_mib"]["rss"] > 0
     assert figures["floor_per_s"] is None and figures["ratio_to_floor"] is None
     assert figures["floor"]["applies"] is False and figures["floor"]["why"]
+    if name == "soak":  # its figure: RSS growth per 1,000 completed parents, fitted
+        assert "kib_per_1000_parents" in figures["rates"]
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

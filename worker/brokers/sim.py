@@ -4,6 +4,10 @@ It behaves like a real broker where it matters to the worker: a repeated client_
 refused, orders can be found by client_order_id, open orders can be canceled. With a ledger
 file it remembers its orders across restarts (one JSON line per order, written before the
 submit returns), which the crash tests and benchmarks read as "what the broker received".
+
+Memory holds only the orders still open (resting limit and stop orders); every order it ever
+took, open or done, is in its book (`sim_orders.py`), on disk, so a worker that runs for weeks
+does not grow with the orders it sent.
 """
 
 from __future__ import annotations
@@ -14,32 +18,20 @@ import os
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from schemas.common import OrderType, Side, TimeInForce
+from schemas.common import OrderType
 from worker.brokers.base import BeforeSend, BrokerOrder, OrderRequest
+from worker.brokers.sim_orders import SimOrder, SimOrders
 from worker.core.retry import BrokerRejection, DuplicateOrder, TransientBrokerError
 
 SIM_FILL_PRICE = Decimal("100.00")
 
-
-@dataclass(slots=True)
-class SimOrder:
-    order: OrderRequest
-    broker_order_id: str
-    received_at: float  # wall clock, seconds since the epoch
-    status: str
-
-    def view(self) -> BrokerOrder:
-        return BrokerOrder(
-            broker_order_id=self.broker_order_id,
-            client_order_id=self.order.client_order_id,
-            status=self.status,
-            is_open=self.status in {"new", "accepted"},
-        )
+__all__ = ["SIM_FILL_PRICE", "ReceivedOrders", "SimBroker", "SimOrder", "read_ledger"]
 
 
 @dataclass
@@ -49,21 +41,28 @@ class SimBroker:
     ledger_path: Path | None = None
     latency: float = 0.0
     name: str = "sim"
-    orders: dict[str, SimOrder] = field(default_factory=dict)
     attempts: int = 0
+    open_orders: dict[str, SimOrder] = field(default_factory=dict)  # by broker_order_id
     _faults: deque[str] = field(default_factory=deque)
+    _book: SimOrders | None = None
     _ledger: int | None = None
-    _opened: bool = False
 
-    def _open(self) -> None:
+    def _open(self) -> SimOrders:
         """Read the ledger at first use, not at construction: a standby worker builds its broker
         long before it takes over, and must see what the worker it replaces sent."""
-        if self._opened:
-            return
-        self._opened = True
+        if self._book is not None:
+            return self._book
+        book = self._book = SimOrders()
         if self.ledger_path is not None:
-            self._load_ledger(self.ledger_path)
+            book.load(iter_ledger(self.ledger_path))
+            self.open_orders.update((o.broker_order_id, o) for o in book.open_orders())
             self._ledger = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return book
+
+    @property
+    def orders(self) -> ReceivedOrders:
+        """Every order received, by client_order_id, read from the book (for tests and tools)."""
+        return ReceivedOrders(self._open())
 
     def fail_next(self, *faults: str) -> None:
         """Queue faults for the next submits: 'transient', 'ambiguous', 'reject'.
@@ -75,7 +74,7 @@ class SimBroker:
     async def submit(
         self, order: OrderRequest, before_send: BeforeSend | None = None
     ) -> BrokerOrder:
-        self._open()
+        book = self._open()
         if before_send is not None:  # no limiter here: the order is "sent" right after
             await before_send()
         self.attempts += 1
@@ -86,78 +85,78 @@ class SimBroker:
             raise TransientBrokerError("sim: injected transient failure (503)")
         if fault == "reject":
             raise BrokerRejection("sim: injected rejection (insufficient buying power)")
-        if order.client_order_id in self.orders:
+        if book.has(order.client_order_id):
             raise DuplicateOrder(f"sim: client_order_id {order.client_order_id} must be unique")
-        booked = self._book(order)
+        booked = self._book_order(book, order)
         if fault == "ambiguous":
             raise TransientBrokerError("sim: booked, but the answer timed out", ambiguous=True)
         return booked.view()
 
     async def find(self, client_order_id: str) -> BrokerOrder | None:
-        self._open()
-        found = self.orders.get(client_order_id)
+        found = self._open().get(client_order_id)
         return found.view() if found else None
 
     async def cancel(self, broker_order_id: str) -> bool:
-        self._open()
-        for sim_order in self.orders.values():
-            if sim_order.broker_order_id == broker_order_id:
-                if sim_order.status in {"new", "accepted"}:
-                    sim_order.status = "canceled"
-                    return True
-                return False
-        return False
+        book = self._open()
+        working = self.open_orders.pop(broker_order_id, None)
+        if working is None:  # unknown, filled or already canceled
+            return False
+        working.status = "canceled"
+        book.set_status(working.order.client_order_id, working.status)
+        return True
 
     async def close(self) -> None:
+        # The book stays: like a broker's memory, it outlives one worker run in this process
+        # (in-process restarts in tests); it is dropped with the SimBroker.
         if self._ledger is not None:
             os.close(self._ledger)
             self._ledger = None
 
-    def _book(self, order: OrderRequest) -> SimOrder:
+    def _book_order(self, book: SimOrders, order: OrderRequest) -> SimOrder:
         # Market orders fill at once; priced orders rest, as they would at a real venue.
         status = "filled" if order.order_type is OrderType.MARKET else "new"
         sim_order = SimOrder(order, str(uuid.uuid4()), time.time(), status)
-        self.orders[order.client_order_id] = sim_order
+        line = sim_order.ledger_line()
         if self._ledger is not None:
-            line = {
-                "client_order_id": order.client_order_id,
-                "broker_order_id": sim_order.broker_order_id,
-                "symbol": order.symbol,
-                "side": order.side.value,
-                "qty": order.qty,
-                "order_type": order.order_type.value,
-                "time_in_force": order.time_in_force.value,
-                "limit_price": None if order.limit_price is None else str(order.limit_price),
-                "stop_price": None if order.stop_price is None else str(order.stop_price),
-                "status": status,
-                "received_at": sim_order.received_at,
-            }
             os.write(self._ledger, (json.dumps(line) + "\n").encode())
+        book.add(sim_order)
+        if sim_order.is_open:
+            self.open_orders[sim_order.broker_order_id] = sim_order
         return sim_order
 
-    def _load_ledger(self, path: Path) -> None:
-        for row in read_ledger(path):
-            order = OrderRequest(
-                client_order_id=row["client_order_id"],
-                symbol=row["symbol"],
-                side=Side(row["side"]),
-                qty=row["qty"],
-                order_type=OrderType(row["order_type"]),
-                time_in_force=TimeInForce(row.get("time_in_force", "day")),
-                limit_price=_price(row.get("limit_price")),
-                stop_price=_price(row.get("stop_price")),
-            )
-            self.orders[order.client_order_id] = SimOrder(
-                order, row["broker_order_id"], row["received_at"], row["status"]
-            )
+
+class ReceivedOrders(Mapping[str, SimOrder]):
+    """A read-only view of the sim's book: client_order_id → the order, in the order received."""
+
+    def __init__(self, book: SimOrders) -> None:
+        self._book = book
+
+    def __getitem__(self, client_order_id: str) -> SimOrder:
+        found = self._book.get(client_order_id)
+        if found is None:
+            raise KeyError(client_order_id)
+        return found
+
+    def __contains__(self, client_order_id: object) -> bool:
+        return isinstance(client_order_id, str) and self._book.has(client_order_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._book.client_order_ids())
+
+    def __len__(self) -> int:
+        return len(self._book)
 
 
-def _price(value: object) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
+def iter_ledger(path: Path) -> Iterator[dict[str, Any]]:
+    """The order lines of a sim ledger, one at a time (duplicates included, if any)."""
+    if not path.exists():
+        return
+    with path.open("rb") as f:
+        for raw in f:
+            if raw.strip():
+                yield json.loads(raw)
 
 
 def read_ledger(path: Path) -> list[dict[str, Any]]:
     """Every order line a sim ledger holds (duplicates included, if any were ever written)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return list(iter_ledger(path))

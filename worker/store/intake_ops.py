@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,13 +32,16 @@ from worker.store.slice_ops import write_outbox
 from worker.store.tables import parents, request_receipts, slices
 
 
+# Built once: per call, `.in_(ids)` makes a reference cycle holding the ids (see outbox_ops).
+_EXISTING_PARENTS = select(parents.c.parent_order_id).where(
+    parents.c.parent_order_id.in_(bindparam("ids", expanding=True))
+)
+
+
 async def existing_parent_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        rows = await conn.execute(
-            select(parents.c.parent_order_id).where(parents.c.parent_order_id.in_(chunk))
-        )
+        rows = await conn.execute(_EXISTING_PARENTS, {"ids": ids[start : start + 500]})
         found.update(row[0] for row in rows)
     return found
 
