@@ -39,11 +39,16 @@ def ok(raw: bytes, context: Any = CTX) -> SubmitRequest:
     return req
 
 
-def errors(raw: bytes, context: Any = CTX) -> dict[str, str]:
+def errors(raw: bytes, context: Any = CTX, kind: str = "schema") -> dict[str, str]:
     with pytest.raises(InvalidMessage) as exc:
         parse_request(raw, context)
-    assert exc.value.kind == "schema"
+    assert exc.value.kind == kind
     return {e.loc: e.msg for e in exc.value.errors}
+
+
+def plan_errors(raw: bytes, context: Any = CTX) -> dict[str, str]:
+    """The errors of a request the published schema accepts but the worker's rules refuse."""
+    return errors(raw, context, kind="plan")
 
 
 # -- message size ------------------------------------------------------------------------------
@@ -69,9 +74,65 @@ def test_one_byte_over_64_kib_is_too_large() -> None:
 
 # -- quantities and durations ------------------------------------------------------------------
 def test_qty_at_the_configured_maximum_is_accepted() -> None:
-    """qty == max_qty passes; one more names the maximum."""
+    """qty == max_qty passes; one more is refused with reason plan, naming the maximum."""
     assert ok(body(qty=1_000_000)).qty == 1_000_000
-    assert errors(body(qty=1_000_001)) == {"qty": "must be at most 1000000 (configured maximum)"}
+    assert plan_errors(body(qty=1_000_001)) == {
+        "qty": "must be at most 1000000 (configured maximum)"}
+
+
+def test_a_schema_error_beside_a_worker_rule_makes_the_reason_schema() -> None:
+    """Over the configured maximum and a bad side: reason schema, both errors listed."""
+    assert errors(body(qty=1_000_001, side="hold")) == {
+        "side": "Input should be 'buy' or 'sell'",
+        "qty": "must be at most 1000000 (configured maximum)"}
+
+
+def test_two_worker_rules_broken_are_still_reason_plan() -> None:
+    """Over the configured maximum and 31 days ahead: reason plan, both errors listed."""
+    assert plan_errors(body(qty=1_000_001, start_at="2024-06-01T00:00:00Z")) == {
+        "qty": "must be at most 1000000 (configured maximum)",
+        "start_at": "is more than 7 days ahead"}
+
+
+def test_integers_end_at_two_to_the_53_minus_one() -> None:
+    """Without a context qty 2^53-1 passes and 2^53 is refused by the contract's range."""
+    assert ok(body(qty=9_007_199_254_740_991), None).qty == 9_007_199_254_740_991
+    assert errors(body(qty=9_007_199_254_740_992), None) == {
+        "qty": "Input should be less than or equal to 9007199254740991"}
+
+
+def with_raw(raw_field: str, **overrides: Any) -> bytes:
+    """A submit with one more field written as raw JSON text (numbers json.dumps would not
+    write as such: 100.0, 1e2, 1e400)."""
+    return body(**overrides)[:-1] + b", " + raw_field.encode() + b"}"
+
+
+@pytest.mark.parametrize("text", ["100", "100.0", "1e2", "1.00E+2"])
+def test_an_integral_number_is_an_integer(text: str) -> None:
+    """100, 100.0, 1e2 and 1.00E+2 are all the int 100."""
+    req = ok(with_raw(f'"max_slice_qty": {text}'))
+    assert req.max_slice_qty == 100 and type(req.max_slice_qty) is int
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("100.5", "Input should be a valid integer"),
+    ('"100"', "Input should be a valid integer"),
+    ("true", "Input should be a valid integer"),
+    ("9007199254740991.0", None),
+    ("9007199254740992.0", "Input should be less than or equal to 9007199254740991"),
+    ("1e400", "Input should be less than or equal to 9007199254740991"),
+    ("-1e400", "Input should be greater than or equal to 1"),
+    ("1e999999999999999999", "Input should be less than or equal to 9007199254740991"),
+    ("9" * 5000, "number out of range"),
+])
+def test_integer_fields_at_their_range(text: str, message: str | None) -> None:
+    """Fractions, strings and booleans are not integers; integral numbers end at 2^53-1, however
+    they are written, and a number Python cannot hold is named on its field."""
+    raw = with_raw(f'"max_slice_qty": {text}')
+    if message is None:
+        assert ok(raw, None).max_slice_qty == 9_007_199_254_740_991
+    else:
+        assert errors(raw, None) == {"max_slice_qty": message}
 
 
 def test_qty_of_one_is_the_smallest() -> None:
@@ -87,8 +148,10 @@ def test_duration_seconds_at_the_configured_maximum_is_accepted() -> None:
 
 def test_duration_minutes_over_the_maximum_is_measured_in_seconds() -> None:
     """121 minutes is 7260 s, over a 7200 s maximum; 120 minutes is exactly the maximum."""
-    assert errors(body(duration_seconds=OMIT, duration_minutes=121)) == {
+    assert plan_errors(body(duration_seconds=OMIT, duration_minutes=121)) == {
         "duration_seconds": "duration 7260 s exceeds the configured maximum of 7200 s"}
+    assert plan_errors(body(duration_seconds=7201)) == {
+        "duration_seconds": "duration 7201 s exceeds the configured maximum of 7200 s"}
     req = ok(body(duration_seconds=OMIT, duration_minutes=120))
     assert (req.duration_minutes, req.duration_seconds, req.duration) == (120, None, 7200)
 
@@ -121,6 +184,13 @@ def test_interval_defaults_to_60_and_may_be_1() -> None:
     assert ok(body(interval_seconds=1)).interval_seconds == 1
 
 
+def test_interval_is_at_most_one_day() -> None:
+    """interval_seconds 86,400 passes; 86,401 is refused by the contract's range."""
+    assert ok(body(interval_seconds=86_400)).interval_seconds == 86_400
+    assert errors(body(interval_seconds=86_401)) == {
+        "interval_seconds": "Input should be less than or equal to 86400"}
+
+
 def test_max_slice_qty_of_one_is_allowed() -> None:
     """max_slice_qty has a floor of 1."""
     assert ok(body(max_slice_qty=1)).max_slice_qty == 1
@@ -129,7 +199,7 @@ def test_max_slice_qty_of_one_is_allowed() -> None:
 # -- the context -------------------------------------------------------------------------------
 def test_context_may_be_nested_under_request() -> None:
     """A dict context with the RequestContext under 'request' applies its limits."""
-    assert set(errors(body(qty=1_000_001), {"request": CTX})) == {"qty"}
+    assert set(plan_errors(body(qty=1_000_001), {"request": CTX})) == {"qty"}
     assert ok(body(qty=1_000_001), {"other": CTX}).qty == 1_000_001
 
 
@@ -149,13 +219,47 @@ def test_start_at_is_stored_in_utc_not_in_its_own_offset() -> None:
     assert req.start_at.isoformat() == "2024-05-01T14:30:00+00:00"
 
 
-@pytest.mark.parametrize("text", ["2024-05-01t14:30:00z", "2024-05-01 14:30:00Z",
-                                  "2024-05-01T14:30:00.250Z"])
-def test_rfc3339_spellings_are_accepted(text: str) -> None:
-    """Lower-case t/z, a space separator and fractional seconds are RFC 3339 too."""
-    req = ok(body(start_at=text))
-    assert req.start_at is not None
-    assert req.start_at.replace(microsecond=0) == datetime(2024, 5, 1, 14, 30, tzinfo=UTC)
+@pytest.mark.parametrize(("text", "micro"), [
+    ("2024-05-01T14:30:00Z", 0),
+    ("2024-05-01t14:30:00z", 0),
+    ("2024-05-01T14:30:00.250Z", 250_000),
+    ("2024-05-01T14:30:00.123456789Z", 123_456),
+    ("2024-05-01T16:30:00+02:00", 0),
+    ("2024-05-01T10:00:00-04:30", 0),
+    ("2024-05-01T14:30:00+00:00", 0),
+])
+def test_rfc3339_spellings_are_accepted(text: str, micro: int) -> None:
+    """T or t, Z or z or a +/-HH:MM offset, up to 9 fraction digits (kept to the microsecond)."""
+    assert ok(body(start_at=text)).start_at == datetime(2024, 5, 1, 14, 30, 0, micro, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", [
+    "2024-05-01 14:30:00Z",  # a space instead of T
+    "2024-05-01T14:30:00",  # no offset
+    "2024-05-01T14:30:00+0200",  # offset without its colon
+    "2024-05-01T14:30:00+02",  # offset without minutes
+    "2024-05-01T14:30Z",  # no seconds
+    "2024-05-01T14:30:00.1234567890Z",  # a tenth fraction digit
+    "2024-05-01T24:00:00Z",  # hour 24
+    "2024-05-01T14:30:00Z\n",  # a trailing newline
+    "20240501T143000Z",  # the basic (no dashes) form
+])
+def test_rfc3339_lookalikes_are_refused(text: str) -> None:
+    """start_at needs the T, seconds, and Z or a +/-HH:MM offset: other ISO 8601 forms fail."""
+    assert errors(body(start_at=text)) == {
+        "start_at": "must be an RFC 3339 timestamp with an offset, e.g. 2024-05-01T14:30:00Z"}
+
+
+def test_a_date_that_does_not_exist_is_named() -> None:
+    """30 February has the right shape but is no date: the error quotes it."""
+    assert errors(body(start_at="2024-02-30T14:30:00Z")) == {
+        "start_at": "is not a real date and time: 2024-02-30T14:30:00Z"}
+
+
+def test_a_start_before_the_first_utc_instant_is_outside_the_window() -> None:
+    """Year 1, midnight at +01:00 has no UTC instant: refused with reason plan, not a crash."""
+    assert plan_errors(body(start_at="0001-01-01T00:00:00+01:00")) == {
+        "start_at": "is outside the range of dates a start can have"}
 
 
 def test_explicit_null_start_at_means_now() -> None:
@@ -167,9 +271,9 @@ def test_start_at_window_edges() -> None:
     """Exactly the grace in the past and exactly 7 days ahead pass; a second more fails."""
     assert ok(body(start_at="2024-05-01T13:59:00Z")).start_at == NOW - timedelta(seconds=60)
     assert ok(body(start_at="2024-05-08T14:00:00Z")).start_at == NOW + timedelta(days=7)
-    assert errors(body(start_at="2024-05-01T13:58:59Z")) == {
+    assert plan_errors(body(start_at="2024-05-01T13:58:59Z")) == {
         "start_at": "is in the past by more than the misfire grace (60 s)"}
-    assert errors(body(start_at="2024-05-08T14:00:01Z")) == {
+    assert plan_errors(body(start_at="2024-05-08T14:00:01Z")) == {
         "start_at": "is more than 7 days ahead"}
 
 
@@ -208,29 +312,74 @@ def limit(price: Any) -> bytes:
     return body(order_type="limit", limit_price=price)
 
 
+PRICE_SHAPE = ("must be a decimal number or a string holding one, with at most 12 digits "
+               "before the point and 8 after, e.g. \"150.25\"")
+
+
+def limit_raw(text: str) -> bytes:
+    """A limit order whose limit_price is written as raw JSON text (a number, not a string)."""
+    return with_raw(f'"limit_price": {text}', order_type="limit")
+
+
 def test_price_with_eight_decimal_places_is_exact() -> None:
-    """0.00000001 is the smallest step; a ninth decimal place is refused."""
+    """0.00000001 is the smallest step, as a string or a number; a ninth decimal is refused."""
     assert ok(limit("0.00000001")).limit_price == Decimal("0.00000001")
-    assert errors(limit("0.000000001")) == {
+    assert ok(limit_raw("0.00000001")).limit_price == Decimal("0.00000001")
+    assert errors(limit("0.000000001")) == {"limit_price": PRICE_SHAPE}
+    assert errors(limit_raw("0.000000001")) == {
         "limit_price": "Decimal input should have no more than 8 decimal places"}
 
 
-def test_price_with_twenty_digits_is_the_longest() -> None:
-    """12 integer and 8 decimal digits pass; a 21st digit is refused."""
+def test_price_with_twelve_digits_before_the_point_is_the_longest() -> None:
+    """12 integer and 8 decimal digits pass, as a string or a number; a 13th is refused."""
     assert ok(limit("123456789012.12345678")).limit_price == Decimal("123456789012.12345678")
-    assert errors(limit("1234567890123.12345678")) == {
+    assert ok(limit_raw("123456789012.12345678")).limit_price == Decimal("123456789012.12345678")
+    assert errors(limit("1234567890123")) == {"limit_price": PRICE_SHAPE}
+    assert errors(limit("1234567890123.12345678")) == {"limit_price": PRICE_SHAPE}
+    assert errors(limit_raw("1234567890123")) == {
+        "limit_price": "Decimal input should have no more than 12 digits before the decimal point"}
+    assert errors(limit_raw("1234567890123.12345678")) == {
         "limit_price": "Decimal input should have no more than 20 digits in total"}
 
 
+@pytest.mark.parametrize("text", ["1", "150.25", "007", "0.5", "999999999999.99999999"])
+def test_price_strings_in_the_plain_decimal_form(text: str) -> None:
+    """Digits, optionally a point and 1-8 more digits: the value is that decimal exactly."""
+    assert ok(limit(text)).limit_price == Decimal(text)
+
+
+@pytest.mark.parametrize("text", [
+    "1.", ".5", "+1", "-1", "1e2", "1E2", " 1", "1 ", "1\n", "1,5", "NaN", "Infinity", "",
+    "\u0663",  # ARABIC-INDIC DIGIT THREE: a digit to Python's \\d, not to the contract
+])
+def test_price_strings_in_any_other_form_are_refused(text: str) -> None:
+    """No sign, exponent, blanks, bare point, non-ASCII digit or special value in a string."""
+    assert errors(limit(text)) == {"limit_price": PRICE_SHAPE}
+
+
 @pytest.mark.parametrize(("price", "message"), [
-    ("0", "Input should be greater than 0"),
-    ("NaN", "Input should be a finite number"),
-    ("Infinity", "Input should be a finite number"),
+    ("0", "must be greater than 0"),
+    ("00", "must be greater than 0"),
+    ("0.00000000", "must be greater than 0"),
+    (0, "Input should be greater than 0"),
+    (-1, "Input should be greater than 0"),
     (True, "must be a decimal number or a string holding one"),
 ])
-def test_prices_that_are_not_positive_finite_decimals(price: Any, message: str) -> None:
-    """Zero, NaN, infinity and booleans are refused with a reason."""
+def test_prices_that_are_not_positive_decimals(price: Any, message: str) -> None:
+    """Zero written any way, a negative number and a boolean are refused with a reason."""
     assert errors(limit(price)) == {"limit_price": message}
+
+
+@pytest.mark.parametrize("text", ["1e400", "1e999999999999999999"])
+def test_a_price_number_beyond_any_bound_is_refused(text: str) -> None:
+    """An exponent too large for the price is refused on limit_price, never a crash."""
+    assert set(errors(limit_raw(text))) == {"limit_price"}
+
+
+def test_an_integral_price_number_is_its_decimal() -> None:
+    """A JSON number price 150 or 1.5e2 is Decimal 150."""
+    assert ok(limit_raw("150")).limit_price == Decimal(150)
+    assert ok(limit_raw("1.5e2")).limit_price == Decimal(150)
 
 
 def test_python_float_price_keeps_its_short_form() -> None:
@@ -278,6 +427,7 @@ def test_identifier_lengths_at_their_limits() -> None:
     assert errors(body(request_id="")) == {"request_id": "String should have at least 1 character"}
 
 
+
 # -- cancel ------------------------------------------------------------------------------------
 def cancel(**fields: Any) -> bytes:
     return json.dumps({"type": "cancel", **fields}).encode()
@@ -300,15 +450,28 @@ def test_cancel_working_orders_must_be_a_real_boolean() -> None:
 
 
 def test_cancel_field_lengths_at_their_limits() -> None:
-    """parent_order_id 1-64 and reason up to 256 characters; one more is refused."""
-    req = parse_request(cancel(parent_order_id="p" * 64, reason="r" * 256), CTX)
+    """parent_order_id 1-24 (the length of every parent id) and reason up to 256 characters."""
+    req = parse_request(cancel(parent_order_id="p" * 24, reason="r" * 256), CTX)
     assert isinstance(req, CancelRequest)
-    assert (len(req.parent_order_id), len(req.reason or "")) == (64, 256)
-    assert errors(cancel(parent_order_id="p" * 65, reason="r" * 257)) == {
-        "parent_order_id": "String should have at most 64 characters",
+    assert (len(req.parent_order_id), len(req.reason or "")) == (24, 256)
+    assert errors(cancel(parent_order_id="p" * 25, reason="r" * 257)) == {
+        "parent_order_id": "String should have at most 24 characters",
         "reason": "String should have at most 256 characters"}
     assert errors(cancel(parent_order_id="")) == {
         "parent_order_id": "String should have at least 1 character"}
+
+
+NUL = "must not contain the NUL character (U+0000)"
+
+
+def test_nul_is_refused_in_free_text() -> None:
+    """request_id, parent_order_id and reason refuse NUL (no text column holds it), naming it."""
+    assert errors(body(request_id="a\x00b")) == {"request_id": NUL}
+    assert errors(cancel(parent_order_id="p\x00", reason="\x00")) == {
+        "parent_order_id": NUL, "reason": NUL}
+    req = parse_request(cancel(parent_order_id="p\x01", reason="\x7f é"), CTX)
+    assert isinstance(req, CancelRequest) and (req.parent_order_id, req.reason) == (
+        "p\x01", "\x7f é")
 
 
 # -- configuration defaults and immutability ---------------------------------------------------
@@ -326,7 +489,7 @@ def test_the_default_grace_is_sixty_seconds() -> None:
     """With only a clock given, 60 s in the past passes and 61 s does not."""
     clocked = RequestContext(now=NOW)
     assert ok(body(start_at="2024-05-01T13:59:00Z"), clocked).start_at is not None
-    assert set(errors(body(start_at="2024-05-01T13:58:59Z"), clocked)) == {"start_at"}
+    assert set(plan_errors(body(start_at="2024-05-01T13:58:59Z"), clocked)) == {"start_at"}
 
 
 def test_limits_context_and_requests_are_immutable() -> None:
