@@ -1,10 +1,14 @@
-"""Alpaca's order statuses mapped to the lifecycle; unknown strings never raise."""
+"""Alpaca's order statuses mapped to the lifecycle (unknown strings never raise), and the
+lifecycle itself."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import pytest
 
 from worker.brokers.alpaca_status import Lifecycle, close_reason, order_lifecycle
+from worker.brokers.orders import OrderView
 
 W, F, C = Lifecycle.WORKING, Lifecycle.FILLED, Lifecycle.CLOSED
 
@@ -61,3 +65,18 @@ def test_unknown_strings_are_unknown(status: str) -> None:
 def test_close_reasons(status: str, reason: str) -> None:
     """Every closing status has a reason a trader can read."""
     assert close_reason(status) == reason
+
+
+def test_lifecycle_names_print_as_written() -> None:
+    """Each lifecycle prints as its lower-case name (what logs and status lines show)."""
+    assert [str(m) for m in Lifecycle] == ["working", "filled", "closed", "unknown"]
+
+
+@pytest.mark.parametrize(
+    ("lifecycle", "ended"),
+    [(Lifecycle.WORKING, False), (F, True), (C, True), (Lifecycle.UNKNOWN, False)],
+)
+def test_only_filled_and_closed_orders_have_ended(lifecycle: Lifecycle, ended: bool) -> None:
+    """An order view has ended when filled or closed; working and unknown have not."""
+    view = OrderView("c0", "b0", lifecycle, 0, None, datetime(2026, 12, 1, tzinfo=UTC))
+    assert view.ended is ended

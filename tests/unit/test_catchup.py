@@ -88,10 +88,22 @@ def test_ratio_outside_one_to_ten_is_refused(ratio: D) -> None:
 
 def test_negative_figures_are_refused() -> None:
     """Filled or working qty below zero is a bug upstream."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^filled and working qty cannot be negative$"):
         slice_qty(PLAN, 0, total_qty=100, filled_qty=-1, working_qty=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^filled and working qty cannot be negative$"):
         slice_qty(PLAN, 0, total_qty=100, filled_qty=0, working_qty=-1)
+
+
+def test_without_catch_up_nothing_left_means_zero() -> None:
+    """catch_up false with everything filled or working: the slice sends 0."""
+    assert slice_qty(PLAN, 3, total_qty=100, filled_qty=70, working_qty=30, catch_up=False) == 0
+
+
+@pytest.mark.parametrize("catch_up", [True, False])
+def test_more_done_than_ordered_sends_zero_not_a_negative(catch_up: bool) -> None:
+    """70 filled and 40 working of 100 (left -10): the slice sends 0, never a negative qty."""
+    assert slice_qty(PLAN, 3, total_qty=100, filled_qty=70, working_qty=40,
+                     catch_up=catch_up) == 0
 
 
 plans = st.lists(st.integers(min_value=1, max_value=500), min_size=1, max_size=30)

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.core.fills import Execution, FillError, average, combine, increment
+from worker.core.fills import (
+    Execution,
+    FillError,
+    average,
+    combine,
+    increment,
+    notional_of,
+)
 
 
 def test_first_update_is_a_fill_of_everything_reported() -> None:
@@ -55,17 +62,44 @@ def test_filled_exactly_the_order_qty_is_accepted() -> None:
     assert fill is not None and fill.qty == 100
 
 
-@pytest.mark.parametrize("price", [None, D("0"), D("-1"), D("NaN"), D("Infinity")])
-def test_fill_without_a_positive_price_is_refused(price: D | None) -> None:
-    """A fill needs a finite positive average price."""
-    with pytest.raises(FillError):
+@pytest.mark.parametrize(
+    ("price", "shown"),
+    [(None, "None"), (D("0"), "0"), (D("-1"), "-1"), (D("NaN"), "NaN"),
+     (D("Infinity"), "Infinity")],
+)
+def test_fill_without_a_positive_price_is_refused(price: D | None, shown: str) -> None:
+    """A fill needs a finite positive average price; the error says which it got."""
+    with pytest.raises(FillError) as exc:
         increment(Execution(), 10, price, order_qty=100)
+    assert str(exc.value) == f"a fill of 10 shares needs a positive average price, got {shown}"
+
+
+def test_the_smallest_positive_average_is_a_fill() -> None:
+    """An average of 0.0000000001 (one step above zero) is a fill at that price."""
+    fill = increment(Execution(), 10, D("1E-10"), order_qty=100)
+    assert fill is not None and (fill.qty, fill.price) == (10, D("1E-10"))
 
 
 def test_implied_non_positive_price_is_refused() -> None:
     """10 @ 20 then cumulative 20 @ 9 would mean the last 10 cost -2: refused."""
-    with pytest.raises(FillError, match="non-positive"):
+    with pytest.raises(FillError) as exc:
         increment(Execution(10, D("200")), 20, D("9"), order_qty=100)
+    assert str(exc.value) == (
+        "average 9 over 20 shares implies a non-positive price for the last 10")
+
+
+def test_implied_price_of_exactly_zero_is_refused() -> None:
+    """10 @ 20 then cumulative 20 @ 10 would mean the last 10 were free: refused."""
+    with pytest.raises(FillError, match="implies a non-positive price for the last 10"):
+        increment(Execution(10, D("200")), 20, D("10"), order_qty=100)
+
+
+def test_notionals_keep_sixty_significant_digits() -> None:
+    """A 60-digit product is exact; a 61-digit one is rounded half-even at the 60th digit."""
+    # 7 x (10^59 - 1) = 7 x 10^59 - 7: a 6, 58 nines, a 3.
+    assert notional_of(7, D("9" * 59)) == D("6" + "9" * 58 + "3")
+    # 7 x (10^60 - 1): a 6, 59 nines, a 3; the 3 is rounded away.
+    assert notional_of(7, D("9" * 60)) == D("6" + "9" * 59 + "0")
 
 
 def test_non_terminating_average_is_rounded_half_even_to_ten_places() -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from schemas.common import ParentStatus, SliceStatus
-from worker.core.guards import stop_reason
+from worker.core.guards import Stop, stop_reason
 from worker.core.records import SwitchState
 
 GRACE = timedelta(seconds=60)
@@ -30,17 +30,21 @@ def test_nothing_stops_an_active_parent_on_time_with_switches_clear() -> None:
          SliceStatus.BLOCKED_KILL_SWITCH, "kill switch engaged"),
         (ParentStatus.ACTIVE, SwitchState(False, None, True, "trip"), GRACE * 2,
          SliceStatus.BLOCKED_CIRCUIT_BREAKER, "trip"),
+        (ParentStatus.ACTIVE, SwitchState(False, None, True, None), timedelta(0),
+         SliceStatus.BLOCKED_CIRCUIT_BREAKER, "circuit breaker tripped"),
         (ParentStatus.ACTIVE, CLEAR, GRACE + timedelta(milliseconds=1),
-         SliceStatus.EXPIRED, "more than the grace (60 s) late"),
+         SliceStatus.EXPIRED, "more than the grace (60 s) late to be sent"),
+        (ParentStatus.COMPLETED, CLEAR, GRACE, None, None),
     ],
 )
 def test_first_guard_that_applies_decides(
-    parent: ParentStatus, switches: SwitchState, late: timedelta, status: SliceStatus,
-    reason: str,
+    parent: ParentStatus, switches: SwitchState, late: timedelta, status: SliceStatus | None,
+    reason: str | None,
 ) -> None:
-    """Cancel, then kill switch, then breaker, then the grace: the first that applies wins."""
+    """Cancel, then kill switch, then breaker, then the grace: the first that applies wins,
+    with the operator's reason when there is one and a fixed one when there is not."""
     stop = stop_reason(parent, switches, late_by=late, grace=GRACE)
-    assert stop is not None and stop.status is status and reason in stop.reason
+    assert stop == (None if status is None else Stop(status, reason or ""))
 
 
 def test_unreadable_switches_stop_the_slice() -> None:

@@ -1,4 +1,5 @@
-"""The core's record types are frozen (a plan cannot change in flight) and slotted (many live)."""
+"""The core's record types and the brokers' order views are frozen (a plan cannot change in
+flight) and slotted (many live)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,20 @@ from decimal import Decimal
 import pytest
 
 from schemas import CancelRequest
-from schemas.common import Distribution, OrderType, Side, TimeInForce
+from schemas.common import (
+    Distribution,
+    OrderType,
+    ParentStatus,
+    Side,
+    SliceStatus,
+    TimeInForce,
+)
+from schemas.numbers import Unrepresentable
+from worker.brokers.orders import Lifecycle, OrderView
+from worker.brokers.sim_market import Market, Quote, Step
 from worker.core.events import EventParent
+from worker.core.fills import Execution, Fill
+from worker.core.guards import GuardState, Stop
 from worker.core.intake import CancelOrder, Inbound, Invalid, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
 from worker.core.slicing import SlicePlan
@@ -35,6 +48,14 @@ RECORDS = [
     PlannedSubmit(INBOUND, PARENT, []),
     CancelOrder(INBOUND, CancelRequest(type="cancel", parent_order_id="p1")),
     Invalid(INBOUND, "schema", []),
+    GuardState(ParentStatus.ACTIVE, SliceStatus.SUBMITTING, SwitchState(False, None, False, None)),
+    Stop(SliceStatus.CANCELED, "parent canceled"),
+    Execution(1, Decimal("1")),
+    Fill(1, Decimal("1"), Decimal("1"), Execution(1, Decimal("1"))),
+    Quote(Decimal("1"), Decimal("1"), Decimal("1")),
+    Step(),
+    OrderView("c0", "b0", Lifecycle.WORKING, 0, None, NOW),
+    Unrepresentable("1e99999999999999999999"),
 ]
 
 
@@ -50,6 +71,11 @@ def test_records_cannot_be_changed(record: object) -> None:
 def test_records_carry_no_instance_dict(record: object) -> None:
     """Records use __slots__: thousands of slices and messages are held at once."""
     assert not hasattr(record, "__dict__")
+
+
+def test_the_sim_market_carries_no_instance_dict() -> None:
+    """The sim market is slotted too (it changes: it keeps one random walk per symbol)."""
+    assert not hasattr(Market(), "__dict__")
 
 
 def test_invalid_has_no_strategy_unless_told() -> None:

@@ -19,6 +19,8 @@ from schemas import (
     SubmitRequest,
     parse_request,
 )
+from schemas.json_schema import DECIMAL
+from schemas.numbers import Unrepresentable
 
 NOW = datetime(2024, 5, 1, 14, 0, tzinfo=UTC)
 CTX = RequestContext(limits=Limits(max_qty=1_000_000, max_slices=1000, max_duration_seconds=7200),
@@ -380,6 +382,26 @@ def test_an_integral_price_number_is_its_decimal() -> None:
     """A JSON number price 150 or 1.5e2 is Decimal 150."""
     assert ok(limit_raw("150")).limit_price == Decimal(150)
     assert ok(limit_raw("1.5e2")).limit_price == Decimal(150)
+
+
+def test_the_published_price_schema_states_the_same_bounds() -> None:
+    """The JSON Schema's price is a number in (0, 10^12) in steps of 1e-8, or the plain string
+    of at most 12 + 8 digits that is not zero, and says so in words."""
+    assert DECIMAL["anyOf"] == [
+        {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1_000_000_000_000,
+         "multipleOf": 1e-8},
+        {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,8})?$",
+         "not": {"pattern": r"^0+(\.0+)?$"}},
+    ]
+    assert DECIMAL["description"].startswith(
+        "A decimal greater than 0 with at most 12 digits before the point and 8 after,")
+
+
+def test_an_unrepresentable_number_shows_its_first_twenty_characters() -> None:
+    """Its repr is the number's text, cut after 20 characters with '...'."""
+    assert repr(Unrepresentable("1e99999999999999999")) == "<number 1e99999999999999999>"
+    assert repr(Unrepresentable("9" * 20)) == f"<number {'9' * 20}>"
+    assert repr(Unrepresentable("9" * 21)) == f"<number {'9' * 20}...>"
 
 
 def test_python_float_price_keeps_its_short_form() -> None:

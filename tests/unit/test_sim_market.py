@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
 
 from schemas.common import OrderType, Side, TimeInForce
-from worker.brokers.sim_market import Market, Quote, Step, name_price, parse_prices, step
+from worker.brokers.sim_market import (
+    Market,
+    Quote,
+    Step,
+    _Walk,
+    name_price,
+    parse_prices,
+    step,
+)
 
 T0 = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 Q = Quote(bid=D("99.99"), ask=D("100.01"), last=D("100"))
@@ -35,6 +44,21 @@ def test_unlisted_symbol_gets_a_stable_price_from_its_name() -> None:
     assert name_price("AAAA") != name_price("AAAB")
 
 
+def test_a_spread_of_ten_thousand_bps_is_the_whole_price() -> None:
+    """10,000 bps is 100%: ref 1000 quotes bid 500.00 (half below) and ask 1500.00 (half above)."""
+    q = Market(prices={"X": D("1000")}, spread_bps=D(10_000)).quote("X", T0)
+    assert (q.bid, q.ask, q.last) == (D("500.00"), D("1500.00"), D("1000"))
+
+
+@pytest.mark.parametrize(
+    ("symbol", "price"), [("AAPL", "472.14"), ("ZZZZ", "389.14"), ("X", "76.41")]
+)
+def test_name_prices_are_fixed(symbol: str, price: str) -> None:
+    """Golden values: 10.00 + (the first 8 bytes of SHA-256 of the name, big-endian, mod
+    49,001) cents, so an unlisted symbol costs the same in every run and on every machine."""
+    assert name_price(symbol) == D(price)
+
+
 def test_no_volatility_means_the_price_never_moves() -> None:
     """Volatility 0: the same quote a day later."""
     m = Market(prices={"X": D("50")})
@@ -52,6 +76,50 @@ def test_random_walk_is_deterministic_and_moves() -> None:
         assert a.reference("X", at) == b.reference("X", at)
 
 
+MIDNIGHT = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def test_random_walk_golden_values() -> None:
+    """Golden values of ref 100 at 100 bps: the walk starts at the reference at midnight UTC
+    and adds one standard normal step a second (seed: SHA-256 of "X|2026-12-01")."""
+    m = Market(prices={"X": D("100")}, volatility_bps=D(100))
+    seen = [m.reference("X", MIDNIGHT + timedelta(seconds=s)) for s in (0, 1, 2, 3, 60)]
+    assert seen == [D("100.00"), D("99.92"), D("99.34"), D("97.68"), D("91.83")]
+
+
+def test_one_bps_of_volatility_already_moves_the_price() -> None:
+    """The smallest volatility, 1 bps, walks too: ref 100 is 99.91 one minute after midnight."""
+    m = Market(prices={"X": D("100")}, volatility_bps=D(1))
+    assert m.reference("X", MIDNIGHT + timedelta(seconds=60)) == D("99.91")
+
+
+def test_without_volatility_no_walk_is_drawn() -> None:
+    """Volatility 0 returns the configured price as given and keeps no random walk."""
+    m = Market(prices={"X": D("190.255")})
+    assert m.reference("X", MIDNIGHT + timedelta(hours=5)) == D("190.255")
+    assert m._walks == {}
+
+
+def test_walks_are_kept_per_symbol_for_the_day_only() -> None:
+    """One walk per symbol and day, reused by every read that day (not drawn again from
+    midnight); the first read of a later day drops the earlier day's walks."""
+    m = Market(prices={"X": D("50"), "Y": D("60")}, volatility_bps=D(10))
+    m.reference("X", MIDNIGHT + timedelta(seconds=10))
+    x_walk = m._walks[("X", MIDNIGHT.date())]
+    m.reference("Y", MIDNIGHT + timedelta(seconds=20))
+    m.reference("X", MIDNIGHT + timedelta(seconds=30))
+    assert set(m._walks) == {("X", MIDNIGHT.date()), ("Y", MIDNIGHT.date())}
+    assert m._walks[("X", MIDNIGHT.date())] is x_walk
+    next_day = MIDNIGHT + timedelta(days=1)
+    m.reference("Y", next_day)
+    assert set(m._walks) == {("Y", next_day.date())}
+
+
+def test_a_walk_carries_no_instance_dict() -> None:
+    """A walk is slotted: one is kept per symbol and day."""
+    assert not hasattr(_Walk(random.Random(0)), "__dict__")
+
+
 def test_random_walk_is_seeded_by_trade_date() -> None:
     """The same second of two different days follows two different walks."""
     m = Market(prices={"X": D("50")}, volatility_bps=D(100))
@@ -61,9 +129,10 @@ def test_random_walk_is_seeded_by_trade_date() -> None:
 
 
 def test_parse_prices() -> None:
-    """`AAPL=190.25,msft=410` gives both, symbols upper-cased."""
+    """`AAPL=190.25,msft=410` gives both, symbols upper-cased; a cent is a price."""
     assert parse_prices("AAPL=190.25, msft=410") == {"AAPL": D("190.25"), "MSFT": D("410")}
     assert parse_prices("") == {}
+    assert parse_prices("PENNY=0.01") == {"PENNY": D("0.01")}
 
 
 @pytest.mark.parametrize("bad", ["AAPL", "AAPL=", "AAPL=x", "AAPL=0", "AAPL=-1", "=5"])
@@ -98,6 +167,11 @@ def go(
         chunk=chunk,
         quote=quote,
     )
+
+
+def test_an_empty_step_does_nothing() -> None:
+    """A step's defaults: nothing filled, no price, not triggered, the order not ended."""
+    assert (Step().fill_qty, Step().price, Step().triggered, Step().done) == (0, None, False, None)
 
 
 def test_market_buy_fills_at_the_ask() -> None:
