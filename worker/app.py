@@ -220,7 +220,9 @@ class Worker:
             pass
 
     def _log_stats(self) -> None:
-        log.info("scheduler.stats", extra=self.scheduler.stats())
+        gate = self.executor.gate
+        log.info("scheduler.stats", extra={**self.scheduler.stats(), "claimed": gate.in_use,
+                                           "waiting": gate.waiting})
 
     async def _periodic_stats(self) -> None:
         self._log_stats()

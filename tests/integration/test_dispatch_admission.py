@@ -14,12 +14,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from schemas import RequestContext, SubmitRequest, parse_request
 from schemas.common import SliceStatus
+from worker.brokers.base import OrderRequest
 from worker.brokers.sim import SimBroker
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord, SwitchState
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.admission import AdmissionGate
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor
+from worker.runtime.recovery import settle_orphans
+from worker.runtime.scheduling import SliceScheduler
 from worker.settings import Settings
 from worker.store.repository import Store
 
@@ -130,3 +133,26 @@ async def test_slices_whose_grace_runs_out_at_the_gate_end_expired_with_a_reason
     assert (metrics.registry.get_sample_value("twap_slices_expired_waiting_total") or 0) >= 1
     events = [m for _, m in await store.outbox_fetch(100) if m.type == "slice.expired"]
     assert len(events) == sum(r.status is SliceStatus.EXPIRED for r in rows)
+
+
+async def test_one_sweep_settles_a_burst_of_orphans_through_the_gate(store: Store) -> None:
+    """150 slices left `submitting` (sent, outcome never written): one sweeper pass settles
+    them all, a few at a time, each found at the broker and recorded once."""
+    start = datetime.now(UTC) - timedelta(seconds=SLICES)
+    made = await due_parents(store, start, 15)
+    broker = SimBroker()
+    for parent, plan in made:
+        for r in plan:
+            assert await store.claim(parent.parent_order_id, r.slice_num, start) is not None
+            await broker.submit(OrderRequest(r.client_order_id, "AAPL", parent.side, r.qty))
+    gate = AdmissionGate(3)
+    executor = SliceExecutor(store, broker, ExecutionPolicy(grace=timedelta(seconds=60)),
+                             lambda: datetime.now(UTC), gate=gate)
+    scheduler = SliceScheduler(executor.run, lambda: datetime.now(UTC))
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    assert await settle_orphans(store, executor, scheduler, now=later,
+                                older_than=timedelta(seconds=10)) == 150
+    await scheduler.shutdown(60)
+    rows = [r for p, _ in made for r in await store.get_slices(p.parent_order_id)]
+    assert [r.status for r in rows] == [SliceStatus.SUBMITTED] * 150
+    assert broker.attempts == 150 and gate.in_use == 0
