@@ -21,6 +21,7 @@ from worker.observability.endpoints import build_http_server
 from worker.observability.gcpause import GcPauses
 from worker.observability.heap import pin_mmap_threshold
 from worker.observability.metrics import WorkerMetrics
+from worker.runtime.admission import AdmissionGate
 from worker.runtime.clock import Clock, utcnow
 from worker.runtime.control import ControlService
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor
@@ -63,7 +64,7 @@ class Worker:
         self.clock = clock
         self.names = Names(settings.namespace)
         db_url = settings.database_url.get_secret_value()
-        self.store = Store.from_url(db_url)
+        self.store = Store.from_url(db_url, pool_size=settings.db_pool_size)
         self.broker = broker or build_broker(settings)
         self.leadership = Leadership(db_url, settings.namespace)
         self.relay = OutboxRelay(self.store, batch=settings.outbox_batch,
@@ -81,7 +82,8 @@ class Worker:
         self.executor = SliceExecutor(self.store, timed_broker, policy, clock, self.relay.notify,
                                       metrics=self.metrics,
                                       leading=self.leadership.leading,
-                                      landed=self.working.landed)
+                                      landed=self.working.landed,
+                                      gate=AdmissionGate(settings.in_flight_limit))
         self.scheduler = SliceScheduler(self.executor.run, clock)
         self.intake = IntakeService(self.store, self.scheduler, self.working, settings,
                                     self.names.requests, clock, self.relay.notify_now,
@@ -139,7 +141,8 @@ class Worker:
             stack.push_async_callback(_cancel, watch_task)
             log.info("worker.active", extra={"namespace": self.names.namespace,
                                               "broker": self.broker.name,
-                                              "database": self.store.dialect})
+                                              "database": self.store.dialect,
+                                              "in_flight_limit": self.executor.gate.limit})
             self.scheduler.start()
             # Pushed so that they run in reverse on the way out: in-flight slices finish,
             # then the outbox drains, then the AMQP link closes.
@@ -148,6 +151,7 @@ class Worker:
             stack.push_async_callback(self._finish_relay, relay_task)
             stack.push_async_callback(self.working.shutdown,
                                       self.settings.shutdown_timeout_seconds)
+            stack.push_async_callback(self.executor.drain)
             stack.push_async_callback(self.scheduler.shutdown,
                                       self.settings.shutdown_timeout_seconds)
             await self.working.resume()  # before recovery settles slices that may land
@@ -218,7 +222,9 @@ class Worker:
             pass
 
     def _log_stats(self) -> None:
-        log.info("scheduler.stats", extra=self.scheduler.stats())
+        gate = self.executor.gate
+        log.info("scheduler.stats", extra={**self.scheduler.stats(), "claimed": gate.in_use,
+                                           "waiting": gate.waiting})
 
     async def _periodic_stats(self) -> None:
         self._log_stats()

@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     broker_max_concurrency: int = Field(
         default=4, ge=1, description="broker calls in flight at once (worker threads)"
     )
+    max_in_flight: int = Field(
+        default=0, ge=0,
+        description="slices between claim and outcome at once (the rest wait in order of due "
+        "time); 0: the database pool plus the broker's concurrency",
+    )
+    db_pool_size: int = Field(
+        default=10, ge=1, description="PostgreSQL connections kept in the pool (SQLite: one)"
+    )
 
     retry_attempts: int = Field(default=3, ge=1, le=10, description="broker attempts per slice")
     retry_wait_seconds: float = Field(default=2.0, ge=0, description="first backoff wait")
@@ -87,7 +95,9 @@ class Settings(BaseSettings):
     )
     sim_latency_ms: float = Field(default=0.0, ge=0, description="sim broker: answer delay")
 
-    http_host: str = Field(default="127.0.0.1", description="address of /metrics, /healthz, /readyz")
+    http_host: str = Field(
+        default="127.0.0.1", description="address of /metrics, /healthz, /readyz"
+    )
     http_port: int = Field(default=9464, ge=0, le=65535, description="0 turns the HTTP server off")
 
     log_level: str = Field(default="INFO")
@@ -104,6 +114,14 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.get_secret_value().startswith("sqlite")
+
+    @property
+    def in_flight_limit(self) -> int:
+        """`max_in_flight`, or derived: a slice in flight holds at most one database connection
+        (SQLite has one) or one broker call at a time."""
+        if self.max_in_flight:
+            return self.max_in_flight
+        return (1 if self.is_sqlite else self.db_pool_size) + self.broker_max_concurrency
 
 
 def mask_url(url: str) -> str:

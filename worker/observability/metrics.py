@@ -64,7 +64,28 @@ class WorkerMetrics:
             "twap_active_parents", "Parents with a slice still to fire in this worker", registry=r
         )
         self.in_flight = Gauge(
-            "twap_slices_in_flight", "Slices being executed right now", registry=r
+            "twap_slices_in_flight", "Slices between their claim and their outcome", registry=r
+        )
+        self.in_flight_limit = Gauge(
+            "twap_slices_in_flight_limit",
+            "Most slices allowed between claim and outcome (TWAP_MAX_IN_FLIGHT or derived)",
+            registry=r,
+        )
+        self.waiting = Gauge(
+            "twap_slices_waiting",
+            "Slices due and waiting for an in-flight slot, served in order of due time",
+            registry=r,
+        )
+        self.expired_waiting = Counter(
+            "twap_slices_expired_waiting",
+            "Slices whose grace ran out while they waited for an in-flight slot (never sent)",
+            registry=r,
+        )
+        self.errors = Counter(
+            "twap_errors",
+            "Unexpected errors on the slice path, by log event and exception class",
+            ["event", "error"],
+            registry=r,
         )
         self.unresolved = Gauge(
             "twap_slices_unresolved",
@@ -136,6 +157,9 @@ class WorkerMetrics:
             self.retries.inc(attempts - 1)
         if status is SliceStatus.SUBMITTED and sent_at is not None:
             self.lateness.observe(max(0.0, (sent_at - due).total_seconds()))
+
+    def error(self, event: str, error: str) -> None:
+        self.errors.labels(event, error).inc()
 
     def broker_call(self, operation: str, result: str, seconds: float) -> None:
         self.broker_calls.labels(operation, result).observe(seconds)

@@ -40,7 +40,8 @@ class StateSampler:
         w, m = self.worker, self.metrics
         m.leader.set(1 if w.active.is_set() else 0)
         m.active_parents.set(w.scheduler.active_parents)
-        m.in_flight.set(w.scheduler.in_flight)
+        m.in_flight.set(w.executor.gate.in_use)
+        m.waiting.set(w.executor.gate.waiting)
         m.amqp_connected.set(1 if w.link.connected else 0)
         m.amqp_consuming.set(1 if w.link.connected and w.requests_consumer.attached else 0)
         published = w.relay.published

@@ -1,6 +1,9 @@
 """Guarded execution of one slice: claim, guards, submit with retries, record.
 
 Every slice passes the same path, in this order:
+0. a slot at the admission gate (`admission.py`): at most `limit` slices between claim and
+   outcome, the others waiting in order of due time; one whose grace runs out while it waits is
+   never claimed, and the store's batch expiry ends it `expired`, with its event;
 1. claim: scheduled → submitting, compare-and-set (anything else is skipped, nothing written);
 2. the guards (`core.guards`: cancel, kill switch, breaker, grace) on what the claim read;
 3. submit through the broker, retrying transient failures (tenacity). The guards are read
@@ -35,14 +38,20 @@ from worker.core.retry import (
     is_retryable,
 )
 from worker.observability.metrics import WorkerMetrics
+from worker.runtime.admission import AdmissionGate
 from worker.runtime.clock import Clock
 from worker.runtime.dbretry import DatabaseUnavailable, NotLeading, with_db_retry
+from worker.runtime.errorlog import ErrorLog
 from worker.store.repository import Store
 
 log = logging.getLogger(__name__)
 
 # The shortest wait between two lookups of an unresolved order (the policy's first wait may be 0).
 MIN_LOOKUP_WAIT = 0.01
+# Rows the store's expire_overdue handles per statement (its default limit).
+EXPIRE_BATCH = 1000
+# Slices in flight when nothing says otherwise: the default pool (10) + broker concurrency (4).
+DEFAULT_IN_FLIGHT = 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +110,7 @@ class SliceExecutor:
         metrics: WorkerMetrics | None = None,
         leading: Callable[[], bool] = lambda: True,
         landed: Callable[[SliceRecord, str], None] = lambda record, broker_order_id: None,
+        gate: AdmissionGate | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -111,6 +121,11 @@ class SliceExecutor:
         self.leading = leading
         self.landed = landed  # told of every order recorded `submitted` (working_orders.py)
         self._held: set[SliceKey] = set()
+        self.gate = gate if gate is not None else AdmissionGate(DEFAULT_IN_FLIGHT)
+        self.metrics.in_flight_limit.set(self.gate.limit)
+        self.errors = ErrorLog(log, self.metrics)
+        self._expiry: asyncio.Task[None] | None = None
+        self._expiry_wanted = False
 
     def held(self) -> frozenset[SliceKey]:
         """Slices this process is working on right now (the sweeper leaves them alone)."""
@@ -126,11 +141,51 @@ class SliceExecutor:
             return
         self._held.add(key)
         try:
-            await self._run(parent_id, slice_num, due, ids)
-        except Exception:
-            log.exception("slice.execute_error", extra=ids)
+            # Past the grace a slice is never sent: waiting longer for a slot is pointless.
+            left = (due + self.policy.grace - self.clock()).total_seconds()
+            async with self.gate.slot(due, within=left) as admitted:
+                if not admitted:
+                    self._expired_waiting(ids)
+                    return
+                await self._run(parent_id, slice_num, due, ids)
+        except Exception as exc:
+            self.errors.error("slice.execute_error", exc, ids)
         finally:
             self._held.discard(key)
+
+    def _expired_waiting(self, ids: dict[str, object]) -> None:
+        """A slice's grace ran out at the gate: it is still `scheduled`, never claimed. One
+        batch statement (the sweeper's) expires it with its event, and every other such slice
+        with it, instead of a claim and a write per slice when the database is the bottleneck."""
+        self.metrics.expired_waiting.inc()
+        log.debug("slice.expired_waiting", extra=ids)
+        self._expiry_wanted = True
+        if self._expiry is None or self._expiry.done():
+            self._expiry = asyncio.create_task(self._expire_missed())
+
+    async def _expire_missed(self) -> None:
+        while self._expiry_wanted:
+            self._expiry_wanted = False
+            if not self.leading():
+                return  # the sweeper of whoever leads expires them
+            try:
+                while True:
+                    expired = await self.store.expire_overdue(self.clock(), self.policy.grace,
+                                                             limit=EXPIRE_BATCH)
+                    self.metrics.slices_ended(SliceStatus.EXPIRED, expired)
+                    if expired:
+                        self.notify()
+                    if expired < EXPIRE_BATCH:
+                        break
+            except Exception as exc:  # the sweeper tries again within seconds
+                self.errors.error("slice.expire_error", exc, {})
+                return
+
+    async def drain(self) -> None:
+        """Wait for the batch expiry, if one is running (shutdown)."""
+        if self._expiry is not None:
+            await asyncio.gather(self._expiry, return_exceptions=True)
+        self.errors.close()
 
     async def _run(self, parent_id: str, slice_num: int, due: datetime,
                    ids: dict[str, object]) -> None:
@@ -151,8 +206,8 @@ class SliceExecutor:
             # Left scheduled: the sweeper expires it, with its event, once the database is back.
             log.error("slice.claim_abandoned", extra=ids)
             return
-        except Exception:
-            log.exception("slice.claim_error", extra=ids)
+        except Exception as exc:
+            self.errors.error("slice.claim_error", exc, ids)
             return
         if claimed is None:
             log.debug("slice.skipped", extra=ids)
@@ -176,23 +231,28 @@ class SliceExecutor:
         # A note an earlier lookup left in the reason must not outlive the slice's settling.
         record = replace(record, reason=None)
         try:
-            found = await self._resolve(record)
-            if found is not None:
-                outcome: Outcome | None = Outcome(
-                    SliceStatus.SUBMITTED, max(record.attempts, 1), found.broker_order_id,
-                    sent_at=record.sent_at,
-                )
-            elif self.clock() - record.scheduled_time > self.policy.grace:
-                outcome = Outcome(SliceStatus.EXPIRED, record.attempts,
-                                  reason="interrupted and past the grace; not at the broker")
-            else:
-                # Sent only if the guards allow it right before the send (cancel included).
-                outcome = await self._submit(parent, record)
-            await self._record(parent, record, outcome)
-        except Exception:
-            log.exception("slice.resume_error", extra=_ids(record))
+            async with self.gate.slot(record.scheduled_time):  # no timeout: it may have gone out
+                await self._settle(parent, record)
+        except Exception as exc:
+            self.errors.error("slice.resume_error", exc, _ids(record))
         finally:
             self._held.discard(key)
+
+    async def _settle(self, parent: ParentRecord, record: SliceRecord) -> None:
+        """Look the slice's order up; record it found, expired, or sent now."""
+        found = await self._resolve(record)
+        if found is not None:
+            outcome: Outcome | None = Outcome(
+                SliceStatus.SUBMITTED, max(record.attempts, 1), found.broker_order_id,
+                sent_at=record.sent_at,
+            )
+        elif self.clock() - record.scheduled_time > self.policy.grace:
+            outcome = Outcome(SliceStatus.EXPIRED, record.attempts,
+                              reason="interrupted and past the grace; not at the broker")
+        else:
+            # Sent only if the guards allow it right before the send (cancel included).
+            outcome = await self._submit(parent, record)
+        await self._record(parent, record, outcome)
 
     async def _submit(self, parent: ParentRecord, record: SliceRecord,
                       looked_at: float | None = None) -> Outcome | None:
@@ -259,7 +319,7 @@ class SliceExecutor:
             return Outcome(SliceStatus.FAILED, sends.attempts,
                            reason=f"retries exhausted after {sends.attempts} attempts: {exc}")
         except Exception as exc:
-            log.exception("slice.submit_error", extra=_ids(record))
+            self.errors.error("slice.submit_error", exc, _ids(record))
             if sends.attempts > record.attempts:  # it may have gone out: ask before deciding
                 found = await self._resolve(record)
                 if found is not None:
@@ -355,9 +415,9 @@ class SliceExecutor:
                 deadline=None if went_out else record.scheduled_time + self.policy.grace * 10,
                 what="record", ids=ids,
             )
-        except Exception:
-            # Left `submitting`: recovery looks the order up at the broker and settles it.
-            log.exception("slice.record_failed", extra={**ids, "status": outcome.status.value})
+        except Exception as exc:
+            # Left `submitting`: the sweeper looks the order up at the broker and settles it.
+            self.errors.error("slice.record_failed", exc, {**ids, "status": outcome.status.value})
             return
         self.notify()
         if updated is not None:

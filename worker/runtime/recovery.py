@@ -48,12 +48,14 @@ async def recover(
 
 async def settle_orphans(
     store: Store, executor: SliceExecutor, scheduler: SliceScheduler, *, now: datetime,
-    older_than: timedelta, limit: int = 100,
+    older_than: timedelta, limit: int = 1000,
 ) -> int:
     """Slices left `submitting` while this worker runs (a claim whose answer was lost in an
     outage, an outcome that could not be written, an unexpected error) are settled as at
     start-up, by a lookup at the broker, without waiting for a restart. Slices this process is
-    working on are left alone, and so is any slice written within `older_than`."""
+    working on are left alone, and so is any slice written within `older_than`. Up to `limit`
+    per pass: the executor's admission gate bounds how many are settled at once, oldest first
+    (a burst of orphans after an overload is settled in one or two passes, not 100 per pass)."""
     # Read before the query: a slice claimed after this moment is younger than the bound.
     held = executor.held()
     found = await store.claimed_slices(untouched_since=now - older_than, limit=limit)

@@ -64,12 +64,12 @@ class SliceScheduler:
     def running(self) -> bool:
         return bool(self._aps.running)
 
-    async def shutdown(self, timeout: float) -> None:
-        """Stop firing, then let slices already in flight finish (up to `timeout`)."""
+    async def shutdown(self, within: float) -> None:
+        """Stop firing, then let slices already in flight finish (up to `within` seconds)."""
         if self._aps.running:
             self._aps.shutdown(wait=False)
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=within)
             for task in pending:
                 task.cancel()
             if pending:
@@ -126,7 +126,7 @@ class SliceScheduler:
         return len(self._tasks)
 
     def stats(self) -> dict[str, int]:
-        """Counts for the `scheduler.stats` log line: parents, APScheduler jobs, slices in flight."""
+        """Counts for the `scheduler.stats` log line: parents, APScheduler jobs, slice tasks."""
         jobs = self._aps.get_jobs()
         periodic = sum(1 for job in jobs if job.id.startswith(PERIODIC_PREFIX))
         return {"active_parents": len(self._timelines), "job_count": len(jobs),
