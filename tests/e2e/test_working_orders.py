@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.harness import Harness, submit_body, worker_settings
-from worker.brokers.base import BrokerOrder, OrderRequest
+from worker.brokers.base import BeforeSend, BrokerOrder, OrderRequest
 from worker.brokers.sim import SimBroker
 
 
@@ -29,7 +29,10 @@ class GatedSim(SimBroker):
     canceled: list[str] = field(default_factory=list)
     canceled_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def submit(self, order: OrderRequest) -> BrokerOrder:
+    async def submit(self, order: OrderRequest, before_send: BeforeSend | None = None
+                     ) -> BrokerOrder:
+        if before_send is not None:  # the guards pass first: a held submit is on its way
+            await before_send()
         if self.hold_submits:
             self.submit_waiting.set()
             await self.submits_open.wait()
