@@ -98,11 +98,13 @@ def _slice_tuple_maker(names: tuple[str, ...]) -> SliceTuple:
 slice_tuple = _slice_tuple_maker(SLICE_COLUMNS)
 _planned_tuple = _slice_tuple_maker(PLANNED_SLICE_COLUMNS)
 _UNPLANNED = tuple(name for name in SLICE_FIELDS if name not in PLANNED_SLICE_COLUMNS)
+_unplanned = operator.attrgetter(*_UNPLANNED)
+_NOTHING_MORE = (None,) * len(_UNPLANNED)
 
 
 def planned_slice_tuple(record: SliceRecord, now: datetime) -> tuple[Any, ...] | None:
     """A slice's row in PLANNED_SLICE_COLUMNS order; None if it has more to say."""
-    if any(getattr(record, name) is not None for name in _UNPLANNED):
+    if _unplanned(record) != _NOTHING_MORE:
         return None
     return _planned_tuple(record, now)
 
