@@ -10,10 +10,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.common import Outcome
-from schemas.errors import ErrorDetail
-from schemas.replies import Reply
-from worker.core import events
+from worker.core import admission
 from worker.core.intake import CancelOrder, IntakeItem, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 from worker.store import outbox
@@ -91,82 +88,37 @@ async def apply_intake(
     conn: AsyncConnection, items: list[IntakeItem], now: datetime, requests_queue: str,
     redate: Redate | None = None,
 ) -> list[IntakeResult]:
-    """Apply a batch of classified requests in order, in the caller's one transaction."""
+    """Apply a batch of classified requests in order, in the caller's one transaction: what
+    each becomes is decided by core.admission; this writes it."""
     items = await date_by_receipts(conn, items, redate)
     submit_ids = [i.parent.parent_order_id for i in items if isinstance(i, PlannedSubmit)]
     known = await parent_rows.existing_ids(conn, submit_ids) if submit_ids else set()
     pending: list[tuple[ParentRecord, list[SliceRecord]]] = []
     messages: list[OutboxMessage] = []
     results: list[IntakeResult] = []
-
-    async def flush() -> None:
+    for decision in admission.decide(items, frozenset(known), now, requests_queue):
+        item = decision.item
+        if not isinstance(item, CancelOrder):
+            if decision.accepted is not None:
+                pending.append(decision.accepted)
+            messages.extend(decision.messages)
+            results.append(IntakeResult(decision.outcome, decision.parent_order_id,
+                                        accepted=decision.accepted))
+            continue
+        # A cancel may follow its own submit in the same batch: what came before goes in
+        # first, rows and events, so the outbox keeps the order of the requests.
         await parent_rows.insert_many(conn, pending, now)
+        await outbox.write(conn, messages, now)
         pending.clear()
-
-    for item in items:
-        meta = item.inbound
-        reply: Reply | None = None
-        if isinstance(item, PlannedSubmit):
-            pid = item.parent.parent_order_id
-            if pid in known:
-                messages.append(
-                    events.request_duplicate(
-                        pid, item.parent.strategy_id,
-                        message_id=meta.message_id, correlation_id=meta.correlation_id, at=now
-                    )
-                )
-                reply = Reply(outcome=Outcome.DUPLICATE, type="submit", parent_order_id=pid)
-                results.append(IntakeResult("duplicate", pid))
-            else:
-                known.add(pid)
-                pending.append((item.parent, item.slices))
-                messages.append(events.parent_accepted(item.parent, item.slices, at=now))
-                if meta.reply_to:  # the plan is long: build it only when someone listens
-                    reply = events.accepted_reply(item.parent, item.slices)
-                results.append(IntakeResult("accepted", pid, accepted=(item.parent, item.slices)))
-        elif isinstance(item, CancelOrder):
-            # A cancel may follow its own submit in the same batch: what came before goes in
-            # first, rows and events, so the outbox keeps the order of the requests.
-            await flush()
-            await outbox.write(conn, messages, now)
-            messages.clear()
-            pid = item.request.parent_order_id
-            cancel = await parent_rows.cancel(conn, pid, item.request.reason, now,
+        messages.clear()
+        pid = item.request.parent_order_id
+        cancel = await parent_rows.cancel(conn, pid, item.request.reason, now,
                                           working_orders=item.request.cancel_working_orders)
-            if cancel.parent is None:
-                errors = [ErrorDetail(loc="parent_order_id", msg=f"unknown parent {pid!r}")]
-                messages.append(
-                    events.request_rejected(
-                        errors, message_id=meta.message_id, correlation_id=meta.correlation_id,
-                        parent_order_id=pid, at=now
-                    )
-                )
-                reply = Reply(outcome=Outcome.REJECTED, type="cancel", parent_order_id=pid,
-                              errors=errors)
-                results.append(IntakeResult("rejected", pid))
-            else:
-                reply = Reply(
-                    outcome=Outcome.ACCEPTED, type="cancel", parent_order_id=pid,
-                    canceled_slices=cancel.canceled_slices, in_flight_slices=cancel.in_flight,
-                )
-                results.append(IntakeResult("canceled", pid, cancel=cancel))
-        else:
-            messages.append(
-                events.dead_letter(
-                    meta.body, item.kind, item.errors, requests_queue,
-                    meta.message_id, meta.correlation_id,
-                )
-            )
-            messages.append(
-                events.request_rejected(
-                    item.errors, message_id=meta.message_id,
-                    correlation_id=meta.correlation_id, strategy_id=item.strategy_id, at=now
-                )
-            )
-            reply = Reply(outcome=Outcome.REJECTED, errors=item.errors)
-            results.append(IntakeResult("rejected"))
-        if meta.reply_to and reply is not None:
-            messages.append(events.reply(meta.reply_to, meta.correlation_id, reply))
-    await flush()
+        outcome, owed = admission.answer_cancel(item, cancel.parent is not None,
+                                                cancel.canceled_slices, cancel.in_flight, now)
+        messages.extend(owed)
+        results.append(IntakeResult(outcome, pid,
+                                    cancel=cancel if cancel.parent is not None else None))
+    await parent_rows.insert_many(conn, pending, now)
     await outbox.write(conn, messages, now)
     return results
