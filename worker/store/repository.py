@@ -8,24 +8,23 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from schemas.common import ParentStatus, SliceStatus
+from schemas.common import SliceStatus
 from worker.core.guards import GuardState
 from worker.core.intake import IntakeItem
 from worker.core.outcomes import Outcome
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
-from worker.store import intake, operator_reads, outbox, outcomes, switches
+from worker.store import intake, outbox, outcomes, switches
 from worker.store import parents as parent_rows
 from worker.store import slices as slice_rows
 from worker.store.dialects import dialect_for
 from worker.store.engine import make_engine
 from worker.store.intake import IntakeResult, Redate
+from worker.store.operator_reads import OperatorReads
 from worker.store.parents import CancelResult
-from worker.store.rows import to_parent
 from worker.store.slices import Claimed
-from worker.store.tables import parents, slices
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,7 @@ class Store:
         self.engine = engine
         self.db = dialect_for(engine)  # chosen once: nothing below asks which database
         self._single = self.db.single(engine)
+        self.reads = OperatorReads(engine)  # the `twap` commands' reads, not the runtime's
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10) -> Store:
@@ -222,51 +222,6 @@ class Store:
     async def write_messages(self, messages: list[OutboxMessage], now: datetime) -> None:
         async with self.transaction() as conn:
             await outbox.write(conn, messages, now)
-
-    # -- reads for operators -----------------------------------------------------------------
-    async def list_parents(
-        self, *, active: bool = False, strategy: str | None = None, symbol: str | None = None,
-        since: datetime | None = None, limit: int = 50,
-    ) -> list[tuple[ParentRecord, dict[str, tuple[int, int]]]]:
-        """Parents, newest first, each with (count, qty) per slice status."""
-        query = select(parents).order_by(parents.c.created_at.desc()).limit(limit)
-        if active:
-            query = query.where(parents.c.status == ParentStatus.ACTIVE.value)
-        if strategy:
-            query = query.where(parents.c.strategy_id == strategy)
-        if symbol:
-            query = query.where(parents.c.symbol == symbol.upper())
-        if since:
-            query = query.where(parents.c.created_at >= since)
-        async with self.engine.connect() as conn:
-            found = [to_parent(row) for row in await conn.execute(query)]
-            ids = [p.parent_order_id for p in found]
-            tallies: dict[str, dict[str, tuple[int, int]]] = {i: {} for i in ids}
-            if ids:
-                rows = await conn.execute(
-                    select(slices.c.parent_order_id, slices.c.status, func.count(),
-                           func.sum(slices.c.qty))
-                    .where(slices.c.parent_order_id.in_(ids))
-                    .group_by(slices.c.parent_order_id, slices.c.status)
-                )
-                for pid, status, count, qty in rows:
-                    tallies[pid][status] = (int(count), int(qty))
-        return [(p, tallies[p.parent_order_id]) for p in found]
-
-    async def switch_details(self) -> dict[str, operator_reads.SwitchDetail]:
-        """Both switches with who set them and when; raises when unreadable (no fail-closed
-        default here: an operator must see that the state cannot be read)."""
-        async with self.engine.connect() as conn:
-            return await operator_reads.switch_details(conn)
-
-    async def parent_notes(self, parent_id: str) -> operator_reads.ParentNotes | None:
-        async with self.engine.connect() as conn:
-            return await operator_reads.parent_notes(conn, parent_id)
-
-    async def parent_ids(self, prefix: str = "", limit: int = 50) -> list[str]:
-        """Parent ids starting with `prefix`, newest first (shell completion)."""
-        async with self.engine.connect() as conn:
-            return await operator_reads.parent_ids(conn, prefix, limit)
 
     async def apply_intake(
         self, items: list[IntakeItem], now: datetime, requests_queue: str,
