@@ -68,6 +68,7 @@ class Worker:
         self.store = Store.from_url(db_url)
         self.broker = broker or build_broker(settings)
         self.leadership = Leadership(db_url, settings.namespace)
+        self.store.fence_claims(lambda: self.leadership.session_pid)  # README, Guarantees
         self.relay = OutboxRelay(self.store, batch=settings.outbox_batch,
                                  gather=settings.outbox_gather_ms / 1000)
         self.metrics = WorkerMetrics()

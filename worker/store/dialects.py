@@ -24,6 +24,9 @@ class Dialect(Protocol):
     # An outcome other than `failed` may be written as one statement without a transaction
     # (data-modifying CTEs: slices.finish_alone); `failed` moves the breaker and needs one.
     one_statement_outcomes: bool
+    # Claims can require, in their own statement, that the leadership session still holds
+    # its lock (slices.FENCED_CLAIM); SQLite's lock is the process's own file lock.
+    fences_claims: bool
 
     def single(self, engine: AsyncEngine) -> AsyncEngine:
         """The engine to run a one-statement transaction on (no BEGIN/COMMIT if it can)."""
@@ -43,6 +46,7 @@ class Dialect(Protocol):
 class PostgreSQL:
     name = "postgresql"
     one_statement_outcomes = True
+    fences_claims = True
 
     def single(self, engine: AsyncEngine) -> AsyncEngine:
         # One statement needs no BEGIN/COMMIT round trips.
@@ -67,6 +71,7 @@ class PostgreSQL:
 class SQLite:
     name = "sqlite"
     one_statement_outcomes = False
+    fences_claims = False
 
     def single(self, engine: AsyncEngine) -> AsyncEngine:
         return engine  # BEGIN IMMEDIATE (the engine's begin hook) either way

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,6 +47,21 @@ class Store:
         self.db = dialect_for(engine)  # chosen once: nothing below asks which database
         self._single = self.db.single(engine)
         self.reads = OperatorReads(engine)  # the `twap` commands' reads, not the runtime's
+        self._fence: Callable[[], int | None] | None = None
+
+    def fence_claims(self, lock_pid: Callable[[], int | None]) -> None:
+        """From now on a claim goes through only while the session `lock_pid()` names holds
+        its advisory lock, checked by the claim's own statement; with no session, nothing is
+        claimed. Only where the database can (PostgreSQL); a no-op on SQLite."""
+        if self.db.fences_claims:
+            self._fence = lock_pid
+
+    def _lock_pid(self) -> tuple[bool, int | None]:
+        """(may claim at all, the session to fence on)."""
+        if self._fence is None:
+            return True, None
+        pid = self._fence()
+        return pid is not None, pid
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10) -> Store:
@@ -93,17 +108,21 @@ class Store:
     async def claim(self, parent_id: str, slice_num: int, now: datetime) -> Claimed | None:
         """scheduled → submitting, returning the slice, its parent and the switches as that
         statement read them; None: the slice was not scheduled (nothing written)."""
+        may, lock_pid = self._lock_pid()
+        if not may:
+            return None
         async with self._single.begin() as conn:
-            return await slice_rows.claim(conn, parent_id, slice_num, now)
+            return await slice_rows.claim(conn, parent_id, slice_num, now, lock_pid)
 
     async def claim_many(self, keys: list[tuple[str, int]],
                          now: datetime) -> dict[tuple[str, int], Claimed]:
         """`claim` for slices due in the same moment, in one transaction (one statement per
         slices.CLAIM_SIZES chunk); the keys missing from the answer were not scheduled."""
-        if not keys:
+        may, lock_pid = self._lock_pid()
+        if not keys or not may:
             return {}
         async with self._single.begin() as conn:
-            return await slice_rows.claim_many(conn, keys, now)
+            return await slice_rows.claim_many(conn, keys, now, lock_pid)
 
     async def guard_state(self, parent_id: str, slice_num: int) -> GuardState | None:
         """Parent, slice and switches as they are now: the read right before a send."""

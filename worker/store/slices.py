@@ -13,13 +13,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Integer,
     String,
     and_,
     bindparam,
+    column,
+    exists,
     func,
     literal_column,
     select,
+    table,
     tuple_,
     update,
 )
@@ -71,6 +75,21 @@ def _parent_by_id(column: Any) -> Any:
     )
 
 
+# PostgreSQL's lock table, enough of it to ask whether a session still holds its advisory lock.
+_pg_locks = table("pg_locks", column("locktype", String()), column("pid", Integer()),
+                  column("granted", Boolean()))
+
+# The fence of a claim: the leadership session (`b_lock_pid`) still holds its advisory lock,
+# read by the claim's own statement. A worker whose session ended (the server dropped it, an
+# administrator ended it) claims nothing more, even before it notices.
+LOCK_HELD = exists(
+    select(literal_column("1"))
+    .select_from(_pg_locks)
+    .where(_pg_locks.c.locktype == "advisory")
+    .where(_pg_locks.c.pid == bindparam("b_lock_pid", type_=Integer()))
+    .where(_pg_locks.c.granted)
+)
+
 # scheduled → submitting in one statement, returning the claimed slice, its parent (p_*) and
 # both switches as they are now (NULL: a switch row is missing). No row: not scheduled.
 CLAIM = (
@@ -97,9 +116,12 @@ def _claim_many(count: int) -> Any:
     )
 
 
+FENCED_CLAIM = CLAIM.where(LOCK_HELD)
+
 # Batches are cut into these sizes, each one statement built once (and cached compiled).
 CLAIM_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 _CLAIM_MANY = {size: _claim_many(size) for size in CLAIM_SIZES}
+_FENCED_CLAIM_MANY = {size: statement.where(LOCK_HELD) for size, statement in _CLAIM_MANY.items()}
 
 # The guards' read right before a send, one statement: the parent's status, the slice's own
 # status (someone else may have settled it) and both switches (NULL: a switch row is missing).
@@ -155,22 +177,27 @@ async def compare_and_set(conn: AsyncConnection, record: SliceRecord, updated: S
     return bool(result.rowcount == 1)
 
 
-async def claim(conn: AsyncConnection, parent_id: str, slice_num: int,
-                now: datetime) -> Claimed | None:
-    """scheduled → submitting; None (and no write) when the slice is anything but scheduled.
-    One statement: the claim returns the parent and the switches as they are now."""
-    row = (await conn.execute(CLAIM, {"b_pid": parent_id, "b_num": slice_num, "b_now": now})
-           ).first()
+async def claim(conn: AsyncConnection, parent_id: str, slice_num: int, now: datetime,
+                lock_pid: int | None = None) -> Claimed | None:
+    """scheduled → submitting; None (and no write) when the slice is anything but scheduled,
+    or (`lock_pid` given) when that session no longer holds its advisory lock. One statement:
+    the claim returns the parent and the switches as they are now."""
+    params = {"b_pid": parent_id, "b_num": slice_num, "b_now": now}
+    if lock_pid is None:
+        row = (await conn.execute(CLAIM, params)).first()
+    else:
+        row = (await conn.execute(FENCED_CLAIM, {**params, "b_lock_pid": lock_pid})).first()
     if row is None:
         return None
     return to_parent(row, PARENT_PREFIX), to_slice(row), switches.from_row(row)
 
 
-async def claim_many(conn: AsyncConnection, keys: list[tuple[str, int]],
-                     now: datetime) -> dict[tuple[str, int], Claimed]:
+async def claim_many(conn: AsyncConnection, keys: list[tuple[str, int]], now: datetime,
+                     lock_pid: int | None = None) -> dict[tuple[str, int], Claimed]:
     """Each of `keys` scheduled → submitting, by one statement per CLAIM_SIZES chunk: a
     compare-and-set per slice, with the switches read in the same statement (one snapshot per
-    statement, as a single claim has). Only the slices this call claimed are returned."""
+    statement, as a single claim has), fenced as `claim` is when `lock_pid` is given. Only the
+    slices this call claimed are returned."""
     out: dict[tuple[str, int], Claimed] = {}
     keys = list(dict.fromkeys(keys))
     start = 0
@@ -181,7 +208,10 @@ async def claim_many(conn: AsyncConnection, keys: list[tuple[str, int]],
         params: dict[str, Any] = {"b_now": now}
         for i, (pid, num) in enumerate(chunk):
             params[f"k_pid_{i}"], params[f"k_num_{i}"] = pid, num
-        for row in await conn.execute(_CLAIM_MANY[size], params):
+        statement = _CLAIM_MANY[size]
+        if lock_pid is not None:
+            statement, params["b_lock_pid"] = _FENCED_CLAIM_MANY[size], lock_pid
+        for row in await conn.execute(statement, params):
             record = to_slice(row)
             out[(record.parent_order_id, record.slice_num)] = (
                 to_parent(row, PARENT_PREFIX), record, switches.from_row(row))
