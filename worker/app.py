@@ -13,6 +13,7 @@ from worker.brokers.base import Broker
 from worker.brokers.factory import build_broker
 from worker.core.intake import Inbound
 from worker.messaging.consumer import BatchingConsumer, ControlConsumer
+from worker.messaging.dispositions import Disposition
 from worker.messaging.link import AmqpLink
 from worker.messaging.relay import OutboxRelay
 from worker.messaging.topology import Names
@@ -22,14 +23,16 @@ from worker.observability.gcpause import GcPauses
 from worker.observability.heap import pin_mmap_threshold
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.admission import AdmissionGate
+from worker.observability.snapshot import Snapshot
 from worker.runtime.clock import Clock, utcnow
 from worker.runtime.control import ControlService
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor
-from worker.runtime.intake import Disposition, IntakeService, Prepared
+from worker.runtime.intake import IntakeService, Prepared
 from worker.runtime.recovery import recover, settle_orphans
 from worker.runtime.scheduling import SliceScheduler
 from worker.runtime.working_orders import WorkingOrders
 from worker.settings import Settings, mask_url
+from worker.store.gauge_ops import StoreGauges, read_gauges
 from worker.store.leadership import CHECK_EVERY, Leadership
 from worker.store.migrations import current_revision, head_revision
 from worker.store.repository import Store
@@ -67,6 +70,7 @@ class Worker:
         self.store = Store.from_url(db_url, pool_size=settings.db_pool_size)
         self.broker = broker or build_broker(settings)
         self.leadership = Leadership(db_url, settings.namespace)
+        self.store.fence_claims(lambda: self.leadership.session_pid)  # README, Guarantees
         self.relay = OutboxRelay(self.store, batch=settings.outbox_batch,
                                  gather=settings.outbox_gather_ms / 1000)
         self.metrics = WorkerMetrics()
@@ -105,7 +109,8 @@ class Worker:
         self._receipts_pruned_at: datetime | None = None
         self.active = asyncio.Event()
         self.recovered = asyncio.Event()
-        self.http = build_http_server(self)  # /metrics, /healthz, /readyz; None when port 0
+        # /metrics, /healthz, /readyz; None when the port is 0
+        self.http = build_http_server(self, settings.http_host, settings.http_port)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -113,6 +118,28 @@ class Worker:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    # -- what observability reads (observability.snapshot.Observed) ------------------------
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            stopping=self.stopping,
+            leading=self.active.is_set(),
+            amqp_connected=self.link.connected,
+            consuming=self.requests_consumer.attached,
+            requests_queue=self.names.requests,
+            scheduler_running=self.scheduler.running,
+            active_parents=self.scheduler.active_parents,
+            in_flight=self.executor.gate.in_use,
+            waiting=self.executor.gate.waiting,
+            published=self.relay.published,
+        )
+
+    async def ping_database(self) -> str:
+        await self.store.ping()
+        return self.store.dialect
+
+    async def read_gauges(self) -> StoreGauges:
+        return await read_gauges(self.store)
 
     async def check_schema(self) -> None:
         url = self.settings.database_url.get_secret_value()

@@ -113,9 +113,9 @@ def written_messages() -> list[tuple[str, bytes]]:
     request = SubmitRequest.model_validate({**SUBMIT, "order_type": "limit", "limit_price": "1.5"})
     parent, slices = build_plan(request, now=datetime.now(UTC))
     out = [
-        events.parent_accepted(parent, slices),
-        events.parent_canceled(parent, 2, 1, "enough"),
-        events.parent_completed(parent, {SliceStatus.SUBMITTED: (5, 103)}),
+        events.parent_accepted(parent, slices, at=NOW),
+        events.parent_canceled(parent, 2, 1, "enough", at=NOW),
+        events.parent_completed(parent, {SliceStatus.SUBMITTED: (5, 103)}, at=NOW),
     ]
     sent = dataclasses.replace(
         slices[0],
@@ -124,22 +124,24 @@ def written_messages() -> list[tuple[str, bytes]]:
         attempts=1,
         sent_at=datetime.now(UTC),
     )
-    out.append(events.slice_event(parent, sent))
+    out.append(events.slice_event(parent, sent, at=NOW))
     for status in sorted(TERMINAL - {SliceStatus.SUBMITTED}):
         out.append(
-            events.slice_event(parent, dataclasses.replace(slices[1], status=status), reason="why")
+            events.slice_event(parent, dataclasses.replace(slices[1], status=status), reason="why",
+                               at=NOW)
         )
     errors = [ErrorDetail(loc="qty", msg="must be at least 1")]
-    out.append(events.request_rejected(errors, message_id="m", correlation_id=None))
+    out.append(events.request_rejected(errors, message_id="m", correlation_id=None, at=NOW))
     out.append(
         events.request_duplicate(
-            parent.parent_order_id, "alpha_1", message_id=None, correlation_id="c"
+            parent.parent_order_id, "alpha_1", message_id=None, correlation_id="c", at=NOW
         )
     )
     for switch in ("kill_switch", "breaker"):
         for engaged in (True, False):
             out.append(
-                events.control_changed(switch, engaged, reason="r", operator=None, automatic=False)
+                events.control_changed(switch, engaged, reason="r", operator=None, automatic=False,
+                                       at=NOW)
             )
     messages = [(m.type or "", m.body) for m in out]
     for reply in (

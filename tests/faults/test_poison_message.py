@@ -14,7 +14,7 @@ from tests.support.harness import Harness, submit_body
 from tests.support.harness import worker_settings as harness_settings
 from worker.core.intake import IntakeItem
 from worker.messaging.topology import DELIVERY_LIMIT
-from worker.store.intake_ops import IntakeResult
+from worker.store.intake import IntakeResult
 from worker.store.repository import Store
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]

@@ -17,7 +17,7 @@ from tests.support.fault_rig import Rig, rigged
 from tests.support.harness import submit_body
 from tests.support.tcp_proxy import TcpProxy
 from worker.core.intake import Inbound
-from worker.runtime.intake import Disposition
+from worker.messaging.dispositions import Disposition
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(90)]
 

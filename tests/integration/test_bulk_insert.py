@@ -14,10 +14,11 @@ from schemas.common import SliceStatus
 from schemas.requests import SubmitRequest
 from worker.core.planning import build_plan
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
-from worker.store import bulk, intake_ops
+from worker.store import bulk
+from worker.store import outbox as outbox_rows
+from worker.store import parents as parent_rows
 from worker.store.repository import Store
 from worker.store.rows import outbox_values
-from worker.store.slice_ops import write_outbox
 from worker.store.tables import outbox, slices
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,7 @@ async def test_parents_and_slices_read_back_unchanged(store: Store) -> None:
     """Parents (decimal prices, NULLs) and their slices (times to the microsecond) round-trip."""
     plans = _plans(ROWS)
     async with store.transaction() as conn:
-        await intake_ops.insert_parents(conn, plans, datetime.now(UTC))
+        await parent_rows.insert_many(conn, plans, datetime.now(UTC))
     for parent, records in plans[:3]:
         assert await store.get_parent(parent.parent_order_id) == parent
         assert await store.get_slices(parent.parent_order_id) == records
@@ -80,7 +81,7 @@ async def test_outbox_rows_keep_their_order_and_fields(store: Store) -> None:
         for n in range(ROWS)
     ]
     async with store.transaction() as conn:
-        await write_outbox(conn, messages, datetime.now(UTC))
+        await outbox_rows.write(conn, messages, datetime.now(UTC))
     assert [m for _, m in await store.outbox_fetch(1000)] == messages
 
 
@@ -110,5 +111,5 @@ async def test_slices_with_more_than_a_plan_keep_every_column(store: Store) -> N
     records[2] = replace(records[2], status=SliceStatus.FAILED, reason="broker down",
                          attempts=3)
     async with store.transaction() as conn:
-        await intake_ops.insert_parents(conn, [(parent, records)], datetime.now(UTC))
+        await parent_rows.insert_many(conn, [(parent, records)], datetime.now(UTC))
     assert await store.get_slices(parent.parent_order_id) == records

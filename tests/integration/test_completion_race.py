@@ -11,8 +11,9 @@ from sqlalchemy import text
 
 from schemas.common import ParentStatus, SliceStatus
 from schemas.requests import SubmitRequest
+from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
-from worker.store import slice_ops
+from worker.store import outcomes
 from worker.store.repository import Store
 
 pytestmark = pytest.mark.integration
@@ -52,25 +53,14 @@ async def test_concurrent_last_slices_complete_the_parent(pg_db: str) -> None:
         assert all(c is not None for c in claimed)
         (p0, r0, _), (p1, r1, _) = claimed  # type: ignore[misc]
         async with store.transaction() as conn:
-            await slice_ops.finish(
-                conn,
-                p0,
-                r0,
-                SliceStatus.SUBMITTED,
-                now,
-                max_failures=5,
-                broker_order_id="b0",
-                attempts=1,
+            await outcomes.finish(conn, p0, r0,
+                Outcome(SliceStatus.SUBMITTED, 1, broker_order_id="b0"),
+                now, max_failures=5
             )
             second = asyncio.create_task(
-                store.finish(
-                    p1,
-                    r1,
-                    SliceStatus.SUBMITTED,
-                    now,
-                    max_failures=5,
-                    broker_order_id="b1",
-                    attempts=1,
+                store.finish(p1, r1,
+                    Outcome(SliceStatus.SUBMITTED, 1, broker_order_id="b1"),
+                    now, max_failures=5
                 )
             )
             await _until_a_lock_waits(store)  # the second waits behind the first

@@ -18,7 +18,7 @@ from sqlalchemy.sql import ClauseElement
 
 from tests.integration.test_store import make_plan
 from worker.core import events
-from worker.store import intake_ops
+from worker.store import parents
 from worker.store.repository import Store
 
 pytestmark = pytest.mark.integration
@@ -68,7 +68,7 @@ async def test_duplicate_check_of_a_batch_leaves_no_cyclic_statement(store: Stor
 
     async def check() -> set[str]:
         async with store.transaction() as conn:
-            return await intake_ops.existing_parent_ids(conn, ids)
+            return await parents.existing_ids(conn, ids)
 
     assert await check() == {parent.parent_order_id}
     with unreachable_expressions() as found:

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from schemas.common import ParentStatus, SliceStatus
 from tests.integration.test_store import NOW, make_plan
-from worker.store import slice_ops
+from worker.core.outcomes import Outcome
+from worker.store import outcomes
 from worker.store.repository import Store
 from worker.store.tables import parents, slices
 
@@ -45,14 +46,18 @@ async def test_every_path_keeps_the_open_count(store: Store) -> None:
     claimed = await store.claim(pid, 0, NOW)
     assert claimed is not None
     assert await _open_and_pending(store, pid) == (6, 6)  # submitting is still open
-    await store.finish(parent, claimed[1], SliceStatus.SUBMITTED, NOW, max_failures=5,
-                       broker_order_id="b0", attempts=1, sent_at=NOW)
+    await store.finish(parent, claimed[1],
+        Outcome(SliceStatus.SUBMITTED, 1, broker_order_id="b0", sent_at=NOW),
+        NOW, max_failures=5
+    )
     assert await _open_and_pending(store, pid) == (5, 5)
 
     claimed = await store.claim(pid, 1, NOW)
     assert claimed is not None
-    await store.finish(parent, claimed[1], SliceStatus.FAILED, NOW, max_failures=5,
-                       reason="boom", attempts=3)
+    await store.finish(parent, claimed[1],
+        Outcome(SliceStatus.FAILED, 3, reason="boom"),
+        NOW, max_failures=5
+    )
     assert await _open_and_pending(store, pid) == (4, 4)
 
     # Slice 2 is due two minutes after the start: with a grace of 10 s it is overdue later on.
@@ -82,8 +87,10 @@ async def test_many_slices_finishing_at_once_complete_the_parent_once(pg_db: str
             claimed = [await store.claim(parent.parent_order_id, n, NOW) for n in range(20)]
             assert all(c is not None for c in claimed)
             await asyncio.gather(*(
-                store.finish(parent, c[1], SliceStatus.SUBMITTED, NOW, max_failures=5,  # type: ignore[index]
-                             broker_order_id=f"b{i}", attempts=1, sent_at=NOW)
+                store.finish(parent, c[1],
+                    Outcome(SliceStatus.SUBMITTED, 1, broker_order_id=f"b{i}", sent_at=NOW),
+                    NOW, max_failures=5
+                )
                 for i, c in enumerate(claimed)
             ))
             found = await store.get_parent(parent.parent_order_id)
@@ -105,9 +112,9 @@ async def test_a_completion_left_undone_is_finished_by_the_sweeper(pg_db: str) -
         claimed = await store.claim(parent.parent_order_id, 0, NOW)
         assert claimed is not None
         async with store._single.begin() as conn:
-            updated, last = await slice_ops.finish_alone(
-                conn, parent, claimed[1], SliceStatus.SUBMITTED, NOW,
-                broker_order_id="b0", attempts=1, sent_at=NOW,
+            updated, last = await outcomes.finish_alone(conn, parent, claimed[1],
+                Outcome(SliceStatus.SUBMITTED, 1, broker_order_id="b0", sent_at=NOW),
+                NOW
             )
         assert updated is not None and last
         found = await store.get_parent(parent.parent_order_id)

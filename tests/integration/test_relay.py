@@ -63,10 +63,11 @@ async def test_rows_go_out_in_commit_order_with_batches_expanded(
     parent, plan = make_plan()
     await store.create_parent(parent, plan, now)
     canceled = [replace(s, status=SliceStatus.CANCELED) for s in plan]
-    batch = events.slice_events_batch(parent, canceled, "stop")
-    await store.write_messages([events.parent_canceled(parent, len(canceled), 0, "stop"), batch,
+    batch = events.slice_events_batch(parent, canceled, "stop", at=now)
+    await store.write_messages([events.parent_canceled(parent, len(canceled), 0, "stop", at=now),
+                                batch,
                                 events.control_changed("kill_switch", True, reason="r",
-                                                       operator="o", automatic=False)], now)
+                                                       operator="o", automatic=False, at=now)], now)
     assert await relay.relay_once() == 3
     got = await _received(tap, 2 + len(canceled))
     assert [m.type for m in got] == ["parent.canceled", *["slice.canceled"] * len(canceled),
@@ -83,9 +84,10 @@ async def test_an_unreadable_row_stays_and_holds_the_rows_after_it(
     relay, tap = wired
     now = datetime.now(UTC)
     parent, plan = make_plan()
-    first = events.parent_canceled(parent, 0, 0, None)
-    broken = replace(events.slice_events_batch(parent, plan, None), body=b"{not json")
-    after = events.control_changed("breaker", True, reason="r", operator=None, automatic=True)
+    first = events.parent_canceled(parent, 0, 0, None, at=now)
+    broken = replace(events.slice_events_batch(parent, plan, None, at=now), body=b"{not json")
+    after = events.control_changed("breaker", True, reason="r", operator=None, automatic=True,
+                                   at=now)
     await store.write_messages([first, broken, after], now)
     with pytest.raises(ConnectionError):
         await relay.relay_once()

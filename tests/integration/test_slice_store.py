@@ -10,6 +10,7 @@ from sqlalchemy import delete, select, update
 
 from schemas.common import ParentStatus, SliceStatus
 from schemas.requests import SubmitRequest
+from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord
 from worker.store.repository import Store
@@ -71,19 +72,14 @@ async def test_finish_is_a_compare_and_set(store: Store) -> None:
     assert claimed is not None
     p, record, _ = claimed
     now = datetime.now(UTC)
-    done = await store.finish(
-        p,
-        record,
-        SliceStatus.SUBMITTED,
-        now,
-        max_failures=5,
-        broker_order_id="b-1",
-        attempts=1,
-        sent_at=now,
+    done = await store.finish(p, record,
+        Outcome(SliceStatus.SUBMITTED, 1, broker_order_id="b-1", sent_at=now),
+        now, max_failures=5
     )
     assert done is not None and done.broker_order_id == "b-1"
-    again = await store.finish(
-        p, record, SliceStatus.FAILED, now, max_failures=5, reason="late", attempts=2
+    again = await store.finish(p, record,
+        Outcome(SliceStatus.FAILED, 2, reason="late"),
+        now, max_failures=5
     )
     assert again is None
     assert await _types(store) == ["slice.submitted"]
@@ -107,15 +103,9 @@ async def test_last_finish_completes_and_success_resets_the_failure_count(store:
         claimed = await store.claim(parent.parent_order_id, num, datetime.now(UTC))
         assert claimed is not None
         now = datetime.now(UTC)
-        await store.finish(
-            claimed[0],
-            claimed[1],
-            SliceStatus.SUBMITTED,
-            now,
-            max_failures=5,
-            broker_order_id=f"b-{num}",
-            attempts=1,
-            sent_at=now,
+        await store.finish(claimed[0], claimed[1],
+            Outcome(SliceStatus.SUBMITTED, 1, broker_order_id=f"b-{num}", sent_at=now),
+            now, max_failures=5
         )
     assert (await store.switches()).consecutive_failures == 0
     found = await store.get_parent(parent.parent_order_id)
@@ -129,14 +119,9 @@ async def test_failed_slices_trip_the_breaker(store: Store) -> None:
     for num in (0, 1):
         claimed = await store.claim(parent.parent_order_id, num, datetime.now(UTC))
         assert claimed is not None
-        await store.finish(
-            claimed[0],
-            claimed[1],
-            SliceStatus.FAILED,
-            datetime.now(UTC),
-            max_failures=2,
-            reason="503",
-            attempts=3,
+        await store.finish(claimed[0], claimed[1],
+            Outcome(SliceStatus.FAILED, 3, reason="503"),
+            datetime.now(UTC), max_failures=2
         )
     sw = await store.switches()
     assert sw.breaker_tripped and sw.consecutive_failures == 2

@@ -16,10 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from schemas import RequestContext, SubmitRequest, parse_request
 from schemas.common import ParentStatus, SliceStatus
 from worker.core import events
+from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
 from worker.store.repository import Store
-from worker.store.switch_ops import BREAKER, KILL_SWITCH
+from worker.store.switches import BREAKER, KILL_SWITCH
 from worker.store.tables import outbox, request_receipts, slices, switches
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -92,7 +93,9 @@ async def test_late_writer_cannot_overwrite_a_canceled_slice(store: Store) -> No
     await store.cancel(parent.parent_order_id, None, NOW)
     assert await store.claim(parent.parent_order_id, 1, NOW) is None
     stale = plan[1]  # still says `scheduled`
-    assert await store.finish(parent, stale, SliceStatus.EXPIRED, NOW, max_failures=5) is None
+    assert await store.finish(parent, stale,
+        Outcome(SliceStatus.EXPIRED, stale.attempts),
+        NOW, max_failures=5) is None
     rows = await store.get_slices(parent.parent_order_id)
     assert rows[1].status is SliceStatus.CANCELED
 
@@ -104,8 +107,10 @@ async def test_completion_when_every_slice_is_terminal(store: Store) -> None:
     for num in range(2):
         claimed = await store.claim(parent.parent_order_id, num, NOW)
         assert claimed is not None
-        await store.finish(parent, claimed[1], SliceStatus.SUBMITTED, NOW, max_failures=5,
-                           broker_order_id=f"b{num}", attempts=1, sent_at=NOW)
+        await store.finish(parent, claimed[1],
+            Outcome(SliceStatus.SUBMITTED, 1, broker_order_id=f"b{num}", sent_at=NOW),
+            NOW, max_failures=5
+        )
     got = await store.get_parent(parent.parent_order_id)
     assert got is not None and got.status is ParentStatus.COMPLETED
     types = [m.type for _, m in await store.outbox_fetch(100)]
@@ -154,15 +159,19 @@ async def test_breaker_trips_after_consecutive_failures(store: Store) -> None:
     async def fail(num: int) -> None:
         claimed = await store.claim(parent.parent_order_id, num, NOW)
         assert claimed is not None
-        await store.finish(parent, claimed[1], SliceStatus.FAILED, NOW, max_failures=3,
-                           reason="boom", attempts=3)
+        await store.finish(parent, claimed[1],
+            Outcome(SliceStatus.FAILED, 3, reason="boom"),
+            NOW, max_failures=3
+        )
 
     await fail(0)
     await fail(1)
     ok = await store.claim(parent.parent_order_id, 2, NOW)
     assert ok is not None
-    await store.finish(parent, ok[1], SliceStatus.SUBMITTED, NOW, max_failures=3,
-                       broker_order_id="b", attempts=1)
+    await store.finish(parent, ok[1],
+        Outcome(SliceStatus.SUBMITTED, 1, broker_order_id="b"),
+        NOW, max_failures=3
+    )
     await fail(3)
     await fail(4)
     assert not (await store.switches()).breaker_tripped
@@ -196,7 +205,7 @@ async def test_outbox_keeps_commit_order_and_removes_sent(store: Store) -> None:
     await store.cancel(parent.parent_order_id, "x", NOW)
     await store.cancel(parent.parent_order_id, "again", NOW)  # nothing left: no slice events
     await store.write_messages([events.control_changed("kill_switch", True, reason="r",
-                                                       operator="o", automatic=False)], NOW)
+                                                       operator="o", automatic=False, at=NOW)], NOW)
     rows = await store.outbox_fetch(100)
     # The five slice.canceled events travel as one row, which the relay expands.
     assert [m.type for _, m in rows] == ["parent.canceled", events.SLICE_BATCH,

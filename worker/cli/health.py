@@ -64,7 +64,7 @@ async def _database(settings: Settings) -> list[Check]:
 
     try:
         async with database(settings) as store:
-            switches = await store.switch_details()
+            switches = await store.reads.switch_details()
     except DatabaseUnavailable as exc:
         return [Check("database", False, str(exc), UNREACHABLE)]
     notes = [

@@ -40,7 +40,7 @@ async def _status(settings: Settings, parent_id: str, as_json: bool) -> None:
         if parent is None:
             raise CliError(f"unknown parent {parent_id!r}", NOT_FOUND)
         records = await store.get_slices(parent_id)
-        notes = await store.parent_notes(parent_id)
+        notes = await store.reads.parent_notes(parent_id)
     tallies: dict[str, tuple[int, int]] = {}
     for record in records:
         count, qty = tallies.get(record.status.value, (0, 0))
@@ -130,7 +130,7 @@ async def _list(
 ) -> None:
     after = flag_since(since, "--since", datetime.now(UTC)) if since else None
     async with database(settings) as store:
-        found = await store.list_parents(
+        found = await store.reads.list_parents(
             active=active, strategy=strategy, symbol=symbol, since=after, limit=limit
         )
     if as_json:

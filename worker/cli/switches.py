@@ -87,7 +87,7 @@ def state_of(switch: Switch, detail: Any) -> dict[str, Any]:
 
 async def _status(settings: Settings, switch: Switch, as_json: bool) -> None:
     async with database(settings) as store:
-        state = state_of(switch, (await store.switch_details()).get(switch.name))
+        state = state_of(switch, (await store.reads.switch_details()).get(switch.name))
     if as_json:
         output.print_json(state)
         return
@@ -162,7 +162,7 @@ async def _change(
     deadline = time.monotonic() + wait
     async with database(settings) as store:
         while True:
-            detail = (await store.switch_details()).get(switch.name)
+            detail = (await store.reads.switch_details()).get(switch.name)
             if detail is not None and detail.engaged == engage:
                 break
             if time.monotonic() > deadline:

@@ -136,7 +136,7 @@ def complete_parent_id(incomplete: str) -> list[str]:
 
     async def ids() -> list[str]:
         async with database(Settings()) as store:
-            return await store.parent_ids(incomplete, 20)
+            return await store.reads.parent_ids(incomplete, 20)
 
     try:
         return asyncio.run(asyncio.wait_for(ids(), 3))

@@ -1,4 +1,5 @@
-"""Build the contract's events and replies as outbox messages, from plain records."""
+"""Build the contract's events and replies as outbox messages, from plain records. Each event
+builder takes the time it happened (`at`, the caller's clock): nothing here reads the wall clock."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -16,10 +17,6 @@ from schemas.common import Outcome, Side, SliceStatus
 from schemas.errors import ErrorDetail
 from schemas.replies import Reply
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _event(model: BaseModel, strategy_id: str | None, parent_order_id: str | None) -> OutboxMessage:
@@ -55,11 +52,10 @@ class EventParent:
     side: Side
 
 
-def _base(parent: ParentIds, event_id: str | None = None,
-          occurred_at: datetime | None = None) -> dict[str, Any]:
+def _base(parent: ParentIds, at: datetime, event_id: str | None = None) -> dict[str, Any]:
     return {
         "event_id": event_id or str(uuid.uuid4()),
-        "occurred_at": occurred_at or _now(),
+        "occurred_at": at,
         "parent_order_id": parent.parent_order_id,
         "strategy_id": parent.strategy_id,
         "symbol": parent.symbol,
@@ -81,9 +77,10 @@ def planned(slices: Iterable[SliceRecord]) -> list[dict[str, Any]]:
     ]
 
 
-def parent_accepted(parent: ParentRecord, slices: list[SliceRecord]) -> OutboxMessage:
+def parent_accepted(parent: ParentRecord, slices: list[SliceRecord], *,
+                    at: datetime) -> OutboxMessage:
     model = ev.ParentAccepted(
-        **_base(parent),
+        **_base(parent, at),
         total_qty=parent.qty,
         total_slices=parent.total_slices,
         interval_seconds=parent.interval_seconds,
@@ -99,10 +96,11 @@ def parent_accepted(parent: ParentRecord, slices: list[SliceRecord]) -> OutboxMe
 
 
 def parent_canceled(
-    parent: ParentRecord, canceled: int, in_flight: int, reason: str | None, working: int = 0
+    parent: ParentRecord, canceled: int, in_flight: int, reason: str | None, working: int = 0,
+    *, at: datetime,
 ) -> OutboxMessage:
     model = ev.ParentCanceled(
-        **_base(parent),
+        **_base(parent, at),
         canceled_slices=canceled,
         in_flight_slices=in_flight,
         reason=reason,
@@ -111,12 +109,13 @@ def parent_canceled(
     return _event(model, parent.strategy_id, parent.parent_order_id)
 
 
-def parent_completed(parent: ParentRecord, tallies: dict[SliceStatus, tuple[int, int]]) -> OutboxMessage:
+def parent_completed(parent: ParentRecord, tallies: dict[SliceStatus, tuple[int, int]], *,
+                     at: datetime) -> OutboxMessage:
     """`tallies` maps each slice status to (count, qty)."""
     by_status = {st: ev.StatusTally(count=c, qty=q) for st, (c, q) in tallies.items()}
     submitted = tallies.get(SliceStatus.SUBMITTED, (0, 0))[1]
     model = ev.ParentCompleted(
-        **_base(parent),
+        **_base(parent, at),
         total_qty=parent.qty,
         total_slices=parent.total_slices,
         submitted_qty=submitted,
@@ -126,13 +125,13 @@ def parent_completed(parent: ParentRecord, tallies: dict[SliceStatus, tuple[int,
 
 
 def slice_event(
-    parent: ParentIds, record: SliceRecord, *, reason: str | None = None,
-    event_id: str | None = None, occurred_at: datetime | None = None,
+    parent: ParentIds, record: SliceRecord, *, at: datetime, reason: str | None = None,
+    event_id: str | None = None,
 ) -> OutboxMessage:
     """The event of a slice that reached a terminal status (the record's status)."""
     model_type = ev.SLICE_EVENTS[record.status]
     fields: dict[str, Any] = {
-        **_base(parent, event_id, occurred_at),
+        **_base(parent, at, event_id),
         "slice_num": record.slice_num,
         "client_order_id": record.client_order_id,
         "qty": record.qty,
@@ -165,13 +164,12 @@ SLICE_BATCH = "slice-batch"
 
 
 def slice_events_batch(parent: ParentRecord, records: list[SliceRecord],
-                       reason: str | None) -> OutboxMessage:
+                       reason: str | None, *, at: datetime) -> OutboxMessage:
     """One outbox row for the terminal events of `records` (same parent, same status)."""
-    occurred_at = _now()
     body = {
         "parent": [parent.parent_order_id, parent.strategy_id, parent.symbol, parent.side.value],
         "reason": reason,
-        "occurred_at": occurred_at.isoformat(),
+        "occurred_at": at.isoformat(),
         "slices": [
             [s.slice_num, s.client_order_id, s.qty, s.scheduled_time.isoformat(), s.status.value]
             for s in records
@@ -203,7 +201,7 @@ def expand(message: OutboxMessage) -> list[OutboxMessage]:
                              status=SliceStatus(status))
         event_id = str(uuid.uuid5(seed, str(record.slice_num)))
         out.append(slice_event(parent, record, reason=body["reason"], event_id=event_id,
-                               occurred_at=occurred_at))
+                               at=occurred_at))
     return out
 
 
@@ -214,10 +212,11 @@ def request_rejected(
     correlation_id: str | None,
     strategy_id: str | None = None,
     parent_order_id: str | None = None,
+    at: datetime,
 ) -> OutboxMessage:
     model = ev.RequestRejected(
         event_id=str(uuid.uuid4()),
-        occurred_at=_now(),
+        occurred_at=at,
         errors=errors,
         message_id=message_id,
         correlation_id=correlation_id,
@@ -228,11 +227,12 @@ def request_rejected(
 
 
 def request_duplicate(
-    parent_order_id: str, strategy_id: str, *, message_id: str | None, correlation_id: str | None
+    parent_order_id: str, strategy_id: str, *, message_id: str | None, correlation_id: str | None,
+    at: datetime,
 ) -> OutboxMessage:
     model = ev.RequestDuplicate(
         event_id=str(uuid.uuid4()),
-        occurred_at=_now(),
+        occurred_at=at,
         parent_order_id=parent_order_id,
         strategy_id=strategy_id,
         message_id=message_id,
@@ -250,11 +250,12 @@ CONTROL_EVENTS: dict[tuple[str, bool], Callable[..., ev.ControlEvent]] = {
 
 
 def control_changed(
-    switch: str, engaged: bool, *, reason: str | None, operator: str | None, automatic: bool
+    switch: str, engaged: bool, *, reason: str | None, operator: str | None, automatic: bool,
+    at: datetime,
 ) -> OutboxMessage:
     model = CONTROL_EVENTS[(switch, engaged)](
         event_id=str(uuid.uuid4()),
-        occurred_at=_now(),
+        occurred_at=at,
         reason=reason,
         operator=operator,
         automatic=automatic,

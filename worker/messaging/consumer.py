@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from worker.core.intake import Inbound
-from worker.runtime.intake import Disposition
+from worker.messaging.dispositions import Disposition
 
 log = logging.getLogger(__name__)
 

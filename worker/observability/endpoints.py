@@ -3,37 +3,34 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from worker.observability.health import readiness
 from worker.observability.http import HttpServer, Response
 from worker.observability.sampler import StateSampler
-
-if TYPE_CHECKING:
-    from worker.app import Worker
+from worker.observability.snapshot import Observed
 
 JSON = "application/json"
 
 
 class Endpoints:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.sampler = StateSampler(worker, worker.metrics)
+    def __init__(self, observed: Observed) -> None:
+        self.observed = observed
+        self.sampler = StateSampler(observed, observed.metrics)
 
     async def metrics(self) -> Response:
         await self.sampler.refresh()
-        return Response(200, generate_latest(self.worker.metrics.registry), CONTENT_TYPE_LATEST)
+        return Response(200, generate_latest(self.observed.metrics.registry), CONTENT_TYPE_LATEST)
 
     async def healthz(self) -> Response:
         return Response(200, b'{"status": "alive"}\n', JSON)
 
     async def readyz(self) -> Response:
-        checks = await readiness(self.worker)
+        checks = await readiness(self.observed)
         failing = [c.part for c in checks if not c.ok]
         database = next(c for c in checks if c.part == "database")
-        self.worker.metrics.database_up.set(1 if database.ok else 0)
+        self.observed.metrics.database_up.set(1 if database.ok else 0)
         body = {
             "status": "not_ready" if failing else "ready",
             "failing": failing,
@@ -42,15 +39,14 @@ class Endpoints:
         return Response(503 if failing else 200, json.dumps(body).encode() + b"\n", JSON)
 
 
-def build_http_server(worker: Worker) -> HttpServer | None:
+def build_http_server(observed: Observed, host: str, port: int) -> HttpServer | None:
     """The server on TWAP_HTTP_HOST:TWAP_HTTP_PORT, or None when the port is 0 (off)."""
-    settings = worker.settings
-    if settings.http_port == 0:
+    if port == 0:
         return None
-    endpoints = Endpoints(worker)
+    endpoints = Endpoints(observed)
     routes = {
         "/metrics": endpoints.metrics,
         "/healthz": endpoints.healthz,
         "/readyz": endpoints.readyz,
     }
-    return HttpServer(settings.http_host, settings.http_port, routes)
+    return HttpServer(host, port, routes)

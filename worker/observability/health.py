@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from worker.app import Worker
+from worker.observability.snapshot import Observed, Snapshot
 
 DB_PING_TIMEOUT = 2.0
 
@@ -22,39 +20,40 @@ class Check:
     detail: str
 
 
-async def readiness(worker: Worker, db_wait: float = DB_PING_TIMEOUT) -> list[Check]:
+async def readiness(observed: Observed, db_wait: float = DB_PING_TIMEOUT) -> list[Check]:
     """Every part, checked now; the database with a short timeout."""
-    if worker.stopping:
+    now = observed.snapshot()
+    if now.stopping:
         leadership = Check("leadership", False, "draining: the worker is stopping")
-    elif worker.active.is_set():
+    elif now.leading:
         leadership = Check("leadership", True, "active")
     else:
         leadership = Check("leadership", False, "standby: another worker holds the database")
     return [
         leadership,
-        _amqp(worker),
-        await _database(worker, db_wait),
+        _amqp(now),
+        await _database(observed, db_wait),
         Check(
             "scheduler",
-            worker.scheduler.running,
-            "running" if worker.scheduler.running else "not running",
+            now.scheduler_running,
+            "running" if now.scheduler_running else "not running",
         ),
     ]
 
 
-def _amqp(worker: Worker) -> Check:
-    if not worker.link.connected:
+def _amqp(now: Snapshot) -> Check:
+    if not now.amqp_connected:
         return Check("amqp", False, "not connected to RabbitMQ")
-    if not worker.requests_consumer.attached:
-        return Check("amqp", False, f"no consumer on {worker.names.requests}")
-    return Check("amqp", True, f"consuming {worker.names.requests}")
+    if not now.consuming:
+        return Check("amqp", False, f"no consumer on {now.requests_queue}")
+    return Check("amqp", True, f"consuming {now.requests_queue}")
 
 
-async def _database(worker: Worker, wait: float) -> Check:
+async def _database(observed: Observed, wait: float) -> Check:
     try:
-        await asyncio.wait_for(worker.store.ping(), wait)
+        name = await asyncio.wait_for(observed.ping_database(), wait)
     except TimeoutError:
         return Check("database", False, f"no answer within {wait:g} s")
     except Exception as exc:
         return Check("database", False, f"{type(exc).__name__}: {str(exc)[:200]}")
-    return Check("database", True, f"{worker.store.dialect} answers")
+    return Check("database", True, f"{name} answers")

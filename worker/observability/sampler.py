@@ -7,13 +7,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from worker.observability.metrics import WorkerMetrics
-from worker.store.gauge_ops import read_gauges
-
-if TYPE_CHECKING:
-    from worker.app import Worker
+from worker.observability.snapshot import Observed
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +17,14 @@ log = logging.getLogger(__name__)
 class StateSampler:
     def __init__(
         self,
-        worker: Worker,
+        observed: Observed,
         metrics: WorkerMetrics,
         *,
         db_every: float = 5.0,
         db_timeout: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.worker = worker
+        self.observed = observed
         self.metrics = metrics
         self.db_every = db_every
         self.db_timeout = db_timeout
@@ -37,14 +33,14 @@ class StateSampler:
         self._published = 0
 
     async def refresh(self) -> None:
-        w, m = self.worker, self.metrics
-        m.leader.set(1 if w.active.is_set() else 0)
-        m.active_parents.set(w.scheduler.active_parents)
-        m.in_flight.set(w.executor.gate.in_use)
-        m.waiting.set(w.executor.gate.waiting)
-        m.amqp_connected.set(1 if w.link.connected else 0)
-        m.amqp_consuming.set(1 if w.link.connected and w.requests_consumer.attached else 0)
-        published = w.relay.published
+        w, m = self.observed.snapshot(), self.metrics
+        m.leader.set(1 if w.leading else 0)
+        m.active_parents.set(w.active_parents)
+        m.in_flight.set(w.in_flight)
+        m.waiting.set(w.waiting)
+        m.amqp_connected.set(1 if w.amqp_connected else 0)
+        m.amqp_consuming.set(1 if w.amqp_connected and w.consuming else 0)
+        published = w.published
         if published > self._published:
             m.outbox_published.inc(published - self._published)
             self._published = published
@@ -57,7 +53,7 @@ class StateSampler:
         self._db_read_at = now  # before the await: a concurrent scrape uses the cached values
         m = self.metrics
         try:
-            gauges = await asyncio.wait_for(read_gauges(self.worker.store), self.db_timeout)
+            gauges = await asyncio.wait_for(self.observed.read_gauges(), self.db_timeout)
         except Exception as exc:
             m.database_up.set(0)
             log.debug("metrics.database_read_failed", extra={"error": repr(exc)[:200]})

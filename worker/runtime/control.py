@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 from schemas.parse import InvalidMessage, parse_control
 from worker.core import events
+from worker.messaging.dispositions import Disposition
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock
-from worker.runtime.intake import Disposition
 from worker.store.engine import is_outage
 from worker.store.repository import Store
-from worker.store.switch_ops import BREAKER, KILL_SWITCH
+from worker.store.switches import BREAKER, KILL_SWITCH
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,14 @@ class ControlService:
             command = parse_control(body)
         except InvalidMessage as exc:
             log.warning("control.rejected", extra={"message_id": message_id, "kind": exc.kind})
+            now = self.clock()
             messages = [
                 events.dead_letter(body, exc.kind, exc.errors, self.control_queue, message_id,
                                    correlation_id),
                 events.request_rejected(exc.errors, message_id=message_id,
-                                        correlation_id=correlation_id),
+                                        correlation_id=correlation_id, at=now),
             ]
-            return await self._write(lambda: self.store.write_messages(messages, self.clock()))
+            return await self._write(lambda: self.store.write_messages(messages, now))
         switch, engaged = COMMANDS[command.type]
 
         async def apply() -> None:

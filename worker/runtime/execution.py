@@ -29,6 +29,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from schemas.common import SliceStatus
 from worker.brokers.base import Broker, BrokerOrder, NotSent, OrderRequest
 from worker.core.guards import stop_reason
+from worker.core.outcomes import Outcome
 from worker.core.records import ParentRecord, SliceRecord, SwitchState
 from worker.core.retry import (
     BrokerRejection,
@@ -42,7 +43,7 @@ from worker.runtime.admission import AdmissionGate
 from worker.runtime.clock import Clock
 from worker.runtime.dbretry import DatabaseUnavailable, NotLeading, with_db_retry
 from worker.runtime.errorlog import ErrorLog
-from worker.store.repository import Store
+from worker.runtime.ports import SliceStore
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +66,6 @@ class ExecutionPolicy:
     # repeated before the first send: nothing waited in between. A wait in the rate limiter,
     # for a connection or a backoff takes longer, and a retry or a resume always reads again.
     guard_fresh: float = 0.002
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    status: SliceStatus
-    attempts: int
-    broker_order_id: str | None = None
-    reason: str | None = None
-    sent_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -101,7 +93,7 @@ SliceKey = tuple[str, int]
 class SliceExecutor:
     def __init__(
         self,
-        store: Store,
+        store: SliceStore,
         broker: Broker,
         policy: ExecutionPolicy,
         clock: Clock,
@@ -405,12 +397,8 @@ class SliceExecutor:
         went_out = outcome.status is SliceStatus.SUBMITTED
         try:
             updated = await with_db_retry(
-                lambda: self.store.finish(
-                    parent, record, outcome.status, self.clock(),
-                    max_failures=self.policy.breaker_max_failures, reason=outcome.reason,
-                    broker_order_id=outcome.broker_order_id, attempts=outcome.attempts,
-                    sent_at=outcome.sent_at,
-                ),
+                lambda: self.store.finish(parent, record, outcome, self.clock(),
+                                          max_failures=self.policy.breaker_max_failures),
                 clock=self.clock,
                 deadline=None if went_out else record.scheduled_time + self.policy.grace * 10,
                 what="record", ids=ids,

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
 
 from schemas.common import SliceStatus
 from schemas.requests import RequestContext
@@ -24,13 +23,14 @@ from worker.core.intake import (
     PlannedSubmit,
     classify,
 )
+from worker.messaging.dispositions import Disposition
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock
 from worker.runtime.scheduling import SliceScheduler
 from worker.runtime.working_orders import WorkingOrders
 from worker.settings import Settings
 from worker.store.engine import is_outage
-from worker.store.intake_ops import IntakeResult
+from worker.store.intake import IntakeResult
 from worker.store.repository import Store
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,6 @@ log = logging.getLogger(__name__)
 # A batch planned longer ago than this when its transaction starts is planned again: its
 # slices would otherwise be due from a stale "now", the first ones already late (or expired).
 REPLAN_AFTER = timedelta(seconds=1)
-
-
-class Disposition(Enum):
-    ACK = "ack"
-    REQUEUE = "requeue"  # back to the queue; counts towards the delivery limit (poison)
-    RETRY = "retry"  # the database is away: hold the message and try again, it is not at fault
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from schemas.common import SliceStatus
 from worker.core.records import SwitchState
-from worker.store import outbox_ops, switch_ops
+from worker.store import outbox, switches
 from worker.store.repository import Store
 from worker.store.tables import slices, status_is
 
@@ -32,7 +32,7 @@ PENDING_COUNT = select(_count(SliceStatus.SCHEDULED) + _count(SliceStatus.SUBMIT
 async def read_gauges(store: Store) -> StoreGauges:
     """One connection, three small queries (the pending count reads the partial indexes)."""
     async with store.engine.connect() as conn:
-        switches = await switch_ops.read_switches(conn)
-        backlog = await outbox_ops.backlog(conn)
+        state = await switches.read(conn)
+        backlog = await outbox.backlog(conn)
         pending = (await conn.execute(PENDING_COUNT)).scalar_one()
-    return StoreGauges(switches, backlog, int(pending))
+    return StoreGauges(state, backlog, int(pending))

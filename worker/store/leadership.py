@@ -62,6 +62,9 @@ class Leadership:
         self._fd: int | None = None
         self._lease_until = 0.0
         self.held = False
+        # PostgreSQL: the server process of the session holding the lock; claims are fenced
+        # on it (Store.fence): once that session ends, no claim of this worker goes through.
+        self.session_pid: int | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -159,6 +162,7 @@ class Leadership:
         got = bool(result.scalar_one())
         if got:
             self._lease_until = sent + LEASE
+            self.session_pid = int(self._driver.get_server_pid())
         return got
 
     async def _bounded(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
@@ -186,6 +190,7 @@ class Leadership:
         """Close the lock's connection. Not graceful (after a loss): abort the socket without
         a goodbye, which a silent network would never deliver."""
         driver, self._driver = self._driver, None
+        self.session_pid = None
         if driver is not None and not graceful:
             with suppress(Exception):
                 driver.terminate()

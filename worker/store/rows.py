@@ -1,142 +1,141 @@
-"""Conversions between table rows and the core's records."""
+"""Conversions between table rows and the core's records, derived from both definitions.
+
+A record field and a column of the same name carry the same value: an enum field is stored
+as its value, a date as ISO text. Column lists come from the tables, so a new column needs
+only the table, its migration, the record field and the code that sets it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import operator
+import typing
+from collections.abc import Callable
 from datetime import date, datetime
+from enum import Enum
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Row, Table
 
-from schemas.common import Distribution, OrderType, ParentStatus, Side, SliceStatus, TimeInForce
+from schemas.common import ParentStatus
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
+from worker.store.tables import outbox, parents, slices
+
+
+def _readers(record_type: type) -> dict[str, Callable[[Any], Any]]:
+    """Per field, how a column value becomes the field's value (identity when it is one)."""
+    hints = typing.get_type_hints(record_type)
+    out: dict[str, Callable[[Any], Any]] = {}
+    for field in dataclasses.fields(record_type):
+        kind = hints[field.name]
+        base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+        if isinstance(base, type) and issubclass(base, Enum):
+            out[field.name] = base
+        elif base is date:
+            out[field.name] = date.fromisoformat
+        else:
+            out[field.name] = _same
+    return out
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _to_column(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _shared(table: Table, record_type: type) -> tuple[str, ...]:
+    names = {field.name for field in dataclasses.fields(record_type)}
+    return tuple(column.name for column in table.columns if column.name in names)
+
+
+_PARENT_READERS = _readers(ParentRecord)
+_SLICE_READERS = _readers(SliceRecord)
+_OUTBOX_READERS = _readers(OutboxMessage)
+PARENT_FIELDS = _shared(parents, ParentRecord)
+SLICE_FIELDS = _shared(slices, SliceRecord)
+
+SLICE_COLUMNS = tuple(column.name for column in slices.columns)
+# A slice as planned has no broker id, reason or send time yet: those nullable columns stay
+# NULL and out of the COPY (a third less for the driver to encode on the intake's hot path).
+PLANNED_SLICE_COLUMNS = tuple(column.name for column in slices.columns if not column.nullable)
+OUTBOX_COLUMNS = tuple(column.name for column in outbox.columns if not column.primary_key)
 
 
 def parent_values(parent: ParentRecord, now: datetime) -> dict[str, Any]:
-    return {
-        "parent_order_id": parent.parent_order_id,
-        "strategy_id": parent.strategy_id,
-        "symbol": parent.symbol,
-        "side": parent.side.value,
-        "qty": parent.qty,
-        "order_type": parent.order_type.value,
-        "limit_price": parent.limit_price,
-        "stop_price": parent.stop_price,
-        "time_in_force": parent.time_in_force.value,
-        "duration_seconds": parent.duration_seconds,
-        "interval_seconds": parent.interval_seconds,
-        "max_slice_qty": parent.max_slice_qty,
-        "distribution": parent.distribution.value,
-        "start_at": parent.start_at,
-        "trade_date": parent.trade_date.isoformat(),
-        "request_id": parent.request_id,
-        "submitted_by": parent.submitted_by,
-        "total_slices": parent.total_slices,
-        "open_slices": parent.total_slices if parent.status is ParentStatus.ACTIVE else 0,
-        "status": parent.status.value,
-        "created_at": parent.created_at or now,
-        "updated_at": now,
-    }
+    values = {name: _to_column(getattr(parent, name)) for name in PARENT_FIELDS}
+    values["open_slices"] = parent.total_slices if parent.status is ParentStatus.ACTIVE else 0
+    values["created_at"] = parent.created_at or now
+    values["updated_at"] = now
+    return values
 
 
-SLICE_COLUMNS = (
-    "parent_order_id", "slice_num", "client_order_id", "qty", "scheduled_time", "status",
-    "broker_order_id", "attempts", "reason", "sent_at", "updated_at",
-)
+SliceTuple = Callable[[SliceRecord, datetime], tuple[Any, ...]]
 
 
-# A slice as planned has no broker id, reason or send time yet: those columns stay NULL and
-# out of the COPY (a third less for the driver to encode on the intake's hot path).
-PLANNED_SLICE_COLUMNS = (
-    "parent_order_id", "slice_num", "client_order_id", "qty", "scheduled_time", "status",
-    "attempts", "updated_at",
-)
+def _slice_tuple_maker(names: tuple[str, ...]) -> SliceTuple:
+    """A function: (record, now) → its row as a tuple in `names` order; `updated_at` is now."""
+    fields = [name for name in names if name != "updated_at"]
+    at = names.index("updated_at")
+    status_at = fields.index("status")
+    pick = operator.attrgetter(*fields)
+
+    def make(record: SliceRecord, now: datetime) -> tuple[Any, ...]:
+        values = list(pick(record))
+        values[status_at] = record.status.value
+        values.insert(at, now)
+        return tuple(values)
+
+    return make
+
+
+slice_tuple = _slice_tuple_maker(SLICE_COLUMNS)
+_planned_tuple = _slice_tuple_maker(PLANNED_SLICE_COLUMNS)
+_UNPLANNED = tuple(name for name in SLICE_FIELDS if name not in PLANNED_SLICE_COLUMNS)
+_unplanned = operator.attrgetter(*_UNPLANNED)
+_NOTHING_MORE = (None,) * len(_UNPLANNED)
 
 
 def planned_slice_tuple(record: SliceRecord, now: datetime) -> tuple[Any, ...] | None:
     """A slice's row in PLANNED_SLICE_COLUMNS order; None if it has more to say."""
-    if record.broker_order_id is not None or record.reason is not None or record.sent_at:
+    if _unplanned(record) != _NOTHING_MORE:
         return None
-    return (
-        record.parent_order_id, record.slice_num, record.client_order_id, record.qty,
-        record.scheduled_time, record.status.value, record.attempts, now,
-    )
-
-
-def slice_tuple(record: SliceRecord, now: datetime) -> tuple[Any, ...]:
-    """A slice's row as values in SLICE_COLUMNS order (bulk inserts take these)."""
-    return (
-        record.parent_order_id, record.slice_num, record.client_order_id, record.qty,
-        record.scheduled_time, record.status.value, record.broker_order_id, record.attempts,
-        record.reason, record.sent_at, now,
-    )
+    return _planned_tuple(record, now)
 
 
 def outbox_values(message: OutboxMessage, now: datetime) -> dict[str, Any]:
-    return {
-        "exchange": message.exchange,
-        "routing_key": message.routing_key,
-        "message_id": message.message_id,
-        "type": message.type,
-        "correlation_id": message.correlation_id,
-        "parent_order_id": message.parent_order_id,
-        "headers": message.headers or None,
-        "body": message.body,
-        "created_at": now,
-    }
+    values = {name: getattr(message, name) for name in OUTBOX_COLUMNS if name != "created_at"}
+    values["headers"] = message.headers or None
+    values["created_at"] = now
+    return values
+
+
+def _record(readers: dict[str, Callable[[Any], Any]], record_type: type, m: Any) -> Any:
+    return record_type(**{name: read(m[name]) for name, read in readers.items()})
 
 
 def to_parent(row: Row[Any] | Any, prefix: str = "") -> ParentRecord:
     m = _Prefixed(row._mapping, prefix) if prefix else row._mapping
-    return ParentRecord(
-        parent_order_id=m["parent_order_id"],
-        strategy_id=m["strategy_id"],
-        symbol=m["symbol"],
-        side=Side(m["side"]),
-        qty=m["qty"],
-        order_type=OrderType(m["order_type"]),
-        limit_price=m["limit_price"],
-        stop_price=m["stop_price"],
-        time_in_force=TimeInForce(m["time_in_force"]),
-        duration_seconds=m["duration_seconds"],
-        interval_seconds=m["interval_seconds"],
-        max_slice_qty=m["max_slice_qty"],
-        distribution=Distribution(m["distribution"]),
-        start_at=m["start_at"],
-        trade_date=date.fromisoformat(m["trade_date"]),
-        request_id=m["request_id"],
-        submitted_by=m["submitted_by"],
-        total_slices=m["total_slices"],
-        status=ParentStatus(m["status"]),
-        created_at=m["created_at"],
-    )
+    parent: ParentRecord = _record(_PARENT_READERS, ParentRecord, m)
+    return parent
 
 
 def to_slice(row: Row[Any] | Any) -> SliceRecord:
-    m = row._mapping
-    return SliceRecord(
-        parent_order_id=m["parent_order_id"],
-        slice_num=m["slice_num"],
-        client_order_id=m["client_order_id"],
-        qty=m["qty"],
-        scheduled_time=m["scheduled_time"],
-        status=SliceStatus(m["status"]),
-        broker_order_id=m["broker_order_id"],
-        attempts=m["attempts"],
-        reason=m["reason"],
-        sent_at=m["sent_at"],
-    )
+    record: SliceRecord = _record(_SLICE_READERS, SliceRecord, row._mapping)
+    return record
 
 
 def to_outbox(row: Row[Any] | Any) -> OutboxMessage:
     m = row._mapping
     return OutboxMessage(
-        exchange=m["exchange"],
-        routing_key=m["routing_key"],
+        **{name: m[name] for name in _OUTBOX_READERS if name not in {"body", "headers"}},
         body=bytes(m["body"]),
-        message_id=m["message_id"],
-        type=m["type"],
-        correlation_id=m["correlation_id"],
-        parent_order_id=m["parent_order_id"],
         headers=dict(m["headers"] or {}),
     )
 

@@ -1,0 +1,142 @@
+"""An in-memory SliceStore (worker.runtime.ports) for unit tests of the runtime: the same
+compare-and-sets, open counts, completion and breaker policy as the database store, in dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from schemas.common import ParentStatus, SliceStatus
+from worker.core import events
+from worker.core.guards import GuardState
+from worker.core.outcomes import Outcome, applied, breaker_after
+from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
+from worker.core.states import PENDING, check_transition
+from worker.runtime.ports import Claimed, Finished, SliceKey
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.parents: dict[str, ParentRecord] = {}
+        self.slices: dict[SliceKey, SliceRecord] = {}
+        self.switches = SwitchState(False, None, False, None, 0)
+        self.outbox: list[OutboxMessage] = []
+        # Called right after a claim is written, before it returns: a test steps in there.
+        self.after_claim: Callable[[SliceKey], None] = lambda key: None
+
+    # -- set-up and test-side changes ---------------------------------------------------------
+    def add(self, parent: ParentRecord, records: list[SliceRecord]) -> None:
+        self.parents[parent.parent_order_id] = parent
+        for record in records:
+            self.slices[(record.parent_order_id, record.slice_num)] = record
+
+    def cancel(self, parent_id: str) -> list[SliceRecord]:
+        """The parent canceled, its scheduled slices with it (as the database store does)."""
+        self.parents[parent_id] = replace(self.parents[parent_id], status=ParentStatus.CANCELED)
+        canceled = []
+        for key, record in self.slices.items():
+            if key[0] == parent_id and record.status is SliceStatus.SCHEDULED:
+                self.slices[key] = replace(record, status=SliceStatus.CANCELED)
+                canceled.append(self.slices[key])
+        return canceled
+
+    def engage_kill_switch(self, reason: str) -> None:
+        self.switches = replace(self.switches, kill_switch_engaged=True, kill_switch_reason=reason)
+
+    def types(self) -> list[str | None]:
+        return [m.type for m in self.outbox]
+
+    # -- SliceStore ---------------------------------------------------------------------------
+    async def claim(self, parent_id: str, slice_num: int, now: datetime) -> Claimed | None:
+        key = (parent_id, slice_num)
+        record = self.slices.get(key)
+        if record is None or record.status is not SliceStatus.SCHEDULED:
+            return None
+        claimed = replace(record, status=SliceStatus.SUBMITTING)
+        self.slices[key] = claimed
+        switches = self.switches
+        self.after_claim(key)
+        return self.parents[parent_id], claimed, switches
+
+    async def claim_many(self, keys: list[SliceKey], now: datetime) -> dict[SliceKey, Claimed]:
+        out = {}
+        for pid, num in dict.fromkeys(keys):
+            claimed = await self.claim(pid, num, now)
+            if claimed is not None:
+                out[(pid, num)] = claimed
+        return out
+
+    async def guard_state(self, parent_id: str, slice_num: int) -> GuardState | None:
+        record = self.slices.get((parent_id, slice_num))
+        if record is None:
+            return None
+        return GuardState(self.parents[parent_id].status, record.status, self.switches)
+
+    async def note_claimed(self, parent_id: str, slice_num: int, reason: str,
+                           now: datetime) -> bool:
+        key = (parent_id, slice_num)
+        record = self.slices.get(key)
+        if record is None or record.status is not SliceStatus.SUBMITTING:
+            return False
+        self.slices[key] = replace(record, reason=reason)
+        return True
+
+    async def finish(self, parent: ParentRecord, record: SliceRecord, outcome: Outcome,
+                     now: datetime, *, max_failures: int) -> SliceRecord | None:
+        return (await self.finish_many([(parent, record, outcome)], now,
+                                       max_failures=max_failures))[0]
+
+    async def finish_many(self, items: list[Finished], now: datetime, *,
+                          max_failures: int) -> list[SliceRecord | None]:
+        written: list[SliceRecord | None] = []
+        moved: list[tuple[SliceStatus, str | None]] = []
+        for parent, record, outcome in items:
+            check_transition(record.status, outcome.status)
+            key = (record.parent_order_id, record.slice_num)
+            if self.slices[key].status is not record.status:
+                written.append(None)
+                continue
+            updated = applied(record, outcome)
+            self.slices[key] = updated
+            written.append(updated)
+            moved.append((outcome.status, outcome.reason))
+            if outcome.status not in PENDING:
+                event = events.slice_event(parent, updated, reason=outcome.reason, at=now)
+                self.outbox.append(event)
+                self._complete_if_done(parent.parent_order_id, now)
+        step = breaker_after(moved, self.switches.consecutive_failures,
+                             self.switches.breaker_tripped, max_failures)
+        self.switches = replace(self.switches, consecutive_failures=step.consecutive_failures)
+        if step.trip_reason is not None:
+            self.switches = replace(self.switches, breaker_tripped=True,
+                                    breaker_reason=step.trip_reason)
+            self.outbox.append(events.control_changed(
+                "breaker", True, reason=step.trip_reason, operator="worker", automatic=True,
+                at=now))
+        return written
+
+    async def expire_overdue(self, now: datetime, grace: timedelta, limit: int = 1000) -> int:
+        overdue = sorted(
+            (r for r in self.slices.values()
+             if r.status is SliceStatus.SCHEDULED and r.scheduled_time < now - grace),
+            key=lambda r: r.scheduled_time,
+        )[:limit]
+        reason = f"missed its due time by more than the grace ({grace.total_seconds():.0f} s)"
+        for record in overdue:
+            parent = self.parents[record.parent_order_id]
+            await self.finish(parent, record, Outcome(SliceStatus.EXPIRED, record.attempts,
+                                                      reason=reason), now, max_failures=10**9)
+        return len(overdue)
+
+    def _complete_if_done(self, parent_id: str, now: datetime) -> None:
+        parent = self.parents[parent_id]
+        mine = [r for (pid, _), r in self.slices.items() if pid == parent_id]
+        if parent.status is not ParentStatus.ACTIVE or any(r.status in PENDING for r in mine):
+            return
+        tallies: dict[SliceStatus, tuple[int, int]] = {}
+        for r in mine:
+            count, qty = tallies.get(r.status, (0, 0))
+            tallies[r.status] = (count + 1, qty + r.qty)
+        self.parents[parent_id] = replace(parent, status=ParentStatus.COMPLETED)
+        self.outbox.append(events.parent_completed(parent, tallies, at=now))

@@ -1,0 +1,80 @@
+"""SliceExecutor's decisions on the in-memory SliceStore: no database needed to pin what the
+runtime does with a claim, a guard and an outcome."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from schemas.common import ParentStatus, SliceStatus
+from schemas.requests import SubmitRequest
+from tests.support.memory_store import MemoryStore
+from worker.brokers.sim import SimBroker
+from worker.core.planning import build_plan
+from worker.core.records import ParentRecord, SliceRecord
+from worker.runtime.execution import ExecutionPolicy, SliceExecutor
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+
+
+def _setup(slices: int = 2) -> tuple[MemoryStore, SimBroker, ParentRecord, list[SliceRecord]]:
+    request = SubmitRequest(type="submit", strategy_id="mem", symbol="AAPL", side="buy",
+                            qty=slices, duration_seconds=slices, interval_seconds=1,
+                            request_id=uuid.uuid4().hex, start_at=NOW)
+    parent, records = build_plan(request, now=NOW)
+    store = MemoryStore()
+    store.add(parent, records)
+    return store, SimBroker(), parent, records
+
+
+def _executor(store: MemoryStore, broker: SimBroker, **policy: object) -> SliceExecutor:
+    return SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0, **policy),  # type: ignore[arg-type]
+                         lambda: NOW)
+
+
+async def test_every_slice_is_sent_once_and_the_parent_completes() -> None:
+    """Both slices sent once each, recorded submitted; a second run of a slice sends nothing."""
+    store, broker, parent, records = _setup()
+    executor = _executor(store, broker)
+    for record in records:
+        await executor.run(parent.parent_order_id, record.slice_num, record.scheduled_time)
+    await executor.run(parent.parent_order_id, 0, records[0].scheduled_time)
+    assert broker.attempts == 2
+    assert {r.status for r in store.slices.values()} == {SliceStatus.SUBMITTED}
+    assert store.parents[parent.parent_order_id].status is ParentStatus.COMPLETED
+    assert store.types() == ["slice.submitted", "slice.submitted", "parent.completed"]
+
+
+async def test_an_engaged_kill_switch_blocks_the_slice_unsent() -> None:
+    """The kill switch read with the claim: the slice ends blocked and nothing is sent."""
+    store, broker, parent, records = _setup()
+    store.engage_kill_switch("halt")
+    await _executor(store, broker).run(parent.parent_order_id, 0, records[0].scheduled_time)
+    assert broker.attempts == 0
+    assert store.slices[(parent.parent_order_id, 0)].status is SliceStatus.BLOCKED_KILL_SWITCH
+
+
+async def test_a_cancel_after_the_claim_is_seen_by_the_pre_send_guard() -> None:
+    """The parent canceled right after the slice's claim: the guard read before the send sees
+    it; the slice ends canceled, unsent."""
+    store, broker, parent, records = _setup()
+    store.after_claim = lambda key: store.cancel(key[0]) and None
+    executor = _executor(store, broker, guard_fresh=0.0)
+    await executor.run(parent.parent_order_id, 0, records[0].scheduled_time)
+    assert broker.attempts == 0
+    assert store.slices[(parent.parent_order_id, 0)].status is SliceStatus.CANCELED
+
+
+async def test_failures_trip_the_breaker_and_block_the_next_slice() -> None:
+    """Two rejected-by-retries slices with breaker_max_failures=2 trip the breaker; the third
+    slice is blocked by it, unsent."""
+    store, broker, parent, records = _setup(3)
+    broker.fail_next(*["transient"] * 6)
+    executor = _executor(store, broker, attempts=3, breaker_max_failures=2)
+    for record in records:
+        await executor.run(parent.parent_order_id, record.slice_num, record.scheduled_time)
+    statuses = [store.slices[(parent.parent_order_id, n)].status for n in range(3)]
+    assert statuses == [SliceStatus.FAILED, SliceStatus.FAILED,
+                        SliceStatus.BLOCKED_CIRCUIT_BREAKER]
+    assert broker.attempts == 6
+    assert store.switches.breaker_tripped

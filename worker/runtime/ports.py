@@ -1,0 +1,54 @@
+"""What the runtime needs of the store, as Protocols: the database store implements them
+(worker.store.repository.Store), and an in-memory one does for unit tests of the runtime."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from worker.core.guards import GuardState
+from worker.core.outcomes import Outcome
+from worker.core.records import ParentRecord, SliceRecord, SwitchState
+
+Claimed = tuple[ParentRecord, SliceRecord, SwitchState]
+SliceKey = tuple[str, int]
+Finished = tuple[ParentRecord, SliceRecord, Outcome]
+
+
+class SliceStore(Protocol):
+    """A slice's life on the execution path: claim, the guards' read, note, outcome.
+
+    Every status change is a compare-and-set: a claim returns nothing for a slice that is not
+    scheduled, an outcome returns None for a slice no longer in the status it was read in.
+    """
+
+    async def claim(self, parent_id: str, slice_num: int, now: datetime) -> Claimed | None:
+        """scheduled → submitting, with the parent and both switches read by the same step."""
+        ...
+
+    async def claim_many(self, keys: list[SliceKey], now: datetime) -> dict[SliceKey, Claimed]:
+        """`claim` of each key; only the slices claimed here are in the answer."""
+        ...
+
+    async def guard_state(self, parent_id: str, slice_num: int) -> GuardState | None:
+        """Parent, slice and switches as they are now; None: no such slice."""
+        ...
+
+    async def note_claimed(self, parent_id: str, slice_num: int, reason: str,
+                           now: datetime) -> bool:
+        """Write why a `submitting` slice is unsettled; False when it no longer is."""
+        ...
+
+    async def finish(self, parent: ParentRecord, record: SliceRecord, outcome: Outcome,
+                     now: datetime, *, max_failures: int) -> SliceRecord | None:
+        """The outcome with its event, the parent's completion and the breaker's count."""
+        ...
+
+    async def finish_many(self, items: list[Finished], now: datetime, *,
+                          max_failures: int) -> list[SliceRecord | None]:
+        """`finish` of each item, in one step."""
+        ...
+
+    async def expire_overdue(self, now: datetime, grace: timedelta, limit: int = 1000) -> int:
+        """Scheduled slices missed beyond the grace → expired, with events; how many."""
+        ...

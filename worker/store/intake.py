@@ -1,0 +1,124 @@
+"""Request intake: apply a batch of classified requests, date submits by their first delivery
+(the request receipts, intake's own table)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from worker.core import admission
+from worker.core.intake import CancelOrder, IntakeItem, PlannedSubmit
+from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
+from worker.store import outbox
+from worker.store import parents as parent_rows
+from worker.store.dialects import dialect_for
+from worker.store.parents import CancelResult
+from worker.store.tables import request_receipts
+
+Redate = Callable[[PlannedSubmit, datetime], IntakeItem]
+
+
+async def date_by_receipts(
+    conn: AsyncConnection, items: list[IntakeItem], redate: Redate | None
+) -> list[IntakeItem]:
+    """Submits dated by the worker's clock take the date of their first delivery, kept by
+    message id: a redelivery after midnight plans the same parent. First deliveries are kept."""
+    dated = {
+        i: item for i, item in enumerate(items)
+        if isinstance(item, PlannedSubmit) and item.dated_at is not None
+        and item.inbound.message_id is not None
+    }
+    if not dated:
+        return items
+    ids = list({item.inbound.message_id: None for item in dated.values()})
+    seen = {
+        row[0]: row[1]
+        for row in await conn.execute(
+            select(request_receipts.c.message_id, request_receipts.c.first_seen_at)
+            .where(request_receipts.c.message_id.in_(ids))
+        )
+    }
+    out = list(items)
+    new: dict[str, datetime] = {}
+    for i, item in dated.items():
+        mid, at = item.inbound.message_id, item.dated_at
+        assert mid is not None and at is not None
+        first = seen.get(mid)
+        if first is None:
+            new.setdefault(mid, at)
+        elif redate is not None and first.date() != item.parent.trade_date:
+            out[i] = redate(item, first)
+    if new:
+        await conn.execute(
+            dialect_for(conn).insert_ignoring_conflicts(request_receipts),
+            [{"message_id": mid, "first_seen_at": at} for mid, at in new.items()],
+        )
+    return out
+
+
+async def prune_receipts(conn: AsyncConnection, before: datetime, limit: int) -> int:
+    """Forget first deliveries older than `before` (a redelivery comes long before)."""
+    oldest = (
+        select(request_receipts.c.message_id)
+        .where(request_receipts.c.first_seen_at < before)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    result = await conn.execute(
+        delete(request_receipts).where(request_receipts.c.message_id.in_(oldest))
+    )
+    return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    """What happened to one request: the outcome and what the scheduler must do about it."""
+
+    outcome: str  # accepted | duplicate | rejected | canceled
+    parent_order_id: str | None = None
+    accepted: tuple[ParentRecord, list[SliceRecord]] | None = None
+    cancel: CancelResult | None = None
+
+
+async def apply_intake(
+    conn: AsyncConnection, items: list[IntakeItem], now: datetime, requests_queue: str,
+    redate: Redate | None = None,
+) -> list[IntakeResult]:
+    """Apply a batch of classified requests in order, in the caller's one transaction: what
+    each becomes is decided by core.admission; this writes it."""
+    items = await date_by_receipts(conn, items, redate)
+    submit_ids = [i.parent.parent_order_id for i in items if isinstance(i, PlannedSubmit)]
+    known = await parent_rows.existing_ids(conn, submit_ids) if submit_ids else set()
+    pending: list[tuple[ParentRecord, list[SliceRecord]]] = []
+    messages: list[OutboxMessage] = []
+    results: list[IntakeResult] = []
+    for decision in admission.decide(items, frozenset(known), now, requests_queue):
+        item = decision.item
+        if not isinstance(item, CancelOrder):
+            if decision.accepted is not None:
+                pending.append(decision.accepted)
+            messages.extend(decision.messages)
+            results.append(IntakeResult(decision.outcome, decision.parent_order_id,
+                                        accepted=decision.accepted))
+            continue
+        # A cancel may follow its own submit in the same batch: what came before goes in
+        # first, rows and events, so the outbox keeps the order of the requests.
+        await parent_rows.insert_many(conn, pending, now)
+        await outbox.write(conn, messages, now)
+        pending.clear()
+        messages.clear()
+        pid = item.request.parent_order_id
+        cancel = await parent_rows.cancel(conn, pid, item.request.reason, now,
+                                          working_orders=item.request.cancel_working_orders)
+        outcome, owed = admission.answer_cancel(item, cancel.parent is not None,
+                                                cancel.canceled_slices, cancel.in_flight, now)
+        messages.extend(owed)
+        results.append(IntakeResult(outcome, pid,
+                                    cancel=cancel if cancel.parent is not None else None))
+    await parent_rows.insert_many(conn, pending, now)
+    await outbox.write(conn, messages, now)
+    return results
