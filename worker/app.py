@@ -22,8 +22,8 @@ from worker.observability.endpoints import build_http_server
 from worker.observability.gcpause import GcPauses
 from worker.observability.heap import pin_mmap_threshold
 from worker.observability.metrics import WorkerMetrics
-from worker.runtime.admission import AdmissionGate
 from worker.observability.snapshot import Snapshot
+from worker.runtime.admission import AdmissionGate
 from worker.runtime.clock import Clock, utcnow
 from worker.runtime.control import ControlService
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor

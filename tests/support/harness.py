@@ -21,7 +21,6 @@ from worker.messaging.topology import Names, declare, delete_all
 from worker.runtime.clock import Clock, utcnow
 from worker.settings import Settings
 
-
 # What every test worker starts with, in-process (worker_settings) or as a child process
 # (worker_process.worker_env): short waits, JSON log lines, no HTTP server.
 FAST_TIMINGS: Mapping[str, Any] = MappingProxyType(

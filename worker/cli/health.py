@@ -11,8 +11,8 @@ import typer
 from worker.cli import output
 from worker.cli.app import app
 from worker.cli.exits import CODES_HELP, FAILED, OK, UNREACHABLE
-from worker.observability.probe import http_get
 from worker.cli.runner import amqp, database, die, load_settings, run
+from worker.observability.probe import http_get
 from worker.settings import Settings
 
 
