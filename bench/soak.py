@@ -106,6 +106,10 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
         result.rss_mib[f"round_{number}"] = rss
     result.rates = {"kib_per_1000_parents": round(slope, 2) if slope is not None else 0.0}
     result.timings_s = {"rounds": round(elapsed, 1)}
+    result.no_floor(
+        "absolute: RSS growth per 1,000 completed parents, a slope that should be flat whatever "
+        "the machine; no I/O rate sets it"
+    )
     shown = "n/a" if slope is None else f"{slope:+.1f}"
     result.lines = [
         f"{params.rounds} rounds of {params.parents:,} parents of {params.slices} slices "
