@@ -26,6 +26,7 @@ from worker.core import events
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
 
 START = datetime(2024, 5, 1, 14, 0, tzinfo=UTC)
+AT = datetime(2024, 5, 1, 15, 0, tzinfo=UTC)  # when the events happen: the builders take the clock
 PARENT = ParentRecord(
     parent_order_id="p1", strategy_id="alpha", symbol="AAPL", side=Side.BUY, qty=10,
     order_type=OrderType.LIMIT, limit_price=Decimal("150.25"), stop_price=None,
@@ -78,7 +79,7 @@ def test_switch_state_fails_closed() -> None:
 # -- parent events -----------------------------------------------------------------------------
 def test_parent_accepted_carries_the_whole_plan() -> None:
     """parent.accepted on events, keyed by strategy, with prices exact and every slice."""
-    message = events.parent_accepted(PARENT, SLICES)
+    message = events.parent_accepted(PARENT, SLICES, at=AT)
     assert envelope(message) == ("events", "parent.accepted.alpha", "parent.accepted", "p1",
                                  None, {})
     assert fields(message) == {
@@ -90,23 +91,23 @@ def test_parent_accepted_carries_the_whole_plan() -> None:
 
 def test_parent_canceled_counts() -> None:
     """parent.canceled says what was canceled, what was in flight and at the broker."""
-    message = events.parent_canceled(PARENT, 3, 1, "stop", working=2)
+    message = events.parent_canceled(PARENT, 3, 1, "stop", working=2, at=AT)
     assert envelope(message)[:3] == ("events", "parent.canceled.alpha", "parent.canceled")
     assert fields(message) == {**PARENT_FIELDS, "event_type": "parent.canceled",
                                "canceled_slices": 3, "in_flight_slices": 1, "reason": "stop",
                                "working_orders_canceled": 2}
-    assert fields(events.parent_canceled(PARENT, 0, 0, None))["working_orders_canceled"] == 0
+    assert fields(events.parent_canceled(PARENT, 0, 0, None, at=AT))["working_orders_canceled"] == 0
 
 
 def test_parent_completed_tallies_by_status() -> None:
     """submitted_qty is the submitted tally's quantity, 0 when none went out."""
     tallies = {SliceStatus.SUBMITTED: (1, 5), SliceStatus.REJECTED: (1, 5)}
-    body = fields(events.parent_completed(PARENT, tallies))
+    body = fields(events.parent_completed(PARENT, tallies, at=AT))
     assert body == {**PARENT_FIELDS, "event_type": "parent.completed", "total_qty": 10,
                     "total_slices": 2, "submitted_qty": 5,
                     "by_status": {"submitted": {"count": 1, "qty": 5},
                                   "rejected": {"count": 1, "qty": 5}}}
-    none_sent = fields(events.parent_completed(PARENT, {SliceStatus.CANCELED: (2, 10)}))
+    none_sent = fields(events.parent_completed(PARENT, {SliceStatus.CANCELED: (2, 10)}, at=AT))
     assert none_sent["submitted_qty"] == 0
 
 
@@ -119,7 +120,7 @@ def test_submitted_slice_reports_attempts_and_lateness() -> None:
     """slice.submitted: broker id, attempts, sent_at and lateness in ms to the microsecond."""
     record = replace(SLICES[1], status=SliceStatus.SUBMITTED, broker_order_id="b1", attempts=2,
                      sent_at=SLICES[1].scheduled_time + timedelta(microseconds=1500))
-    message = events.slice_event(PARENT, record)
+    message = events.slice_event(PARENT, record, at=AT)
     assert envelope(message)[:4] == ("events", "slice.submitted.alpha", "slice.submitted", "p1")
     assert fields(message) == {**slice_fields(1, "submitted"), "broker_order_id": "b1",
                                "attempts": 2, "sent_at": "2024-05-01T14:01:00.001500Z",
@@ -130,13 +131,13 @@ def test_submitted_slice_lateness_is_rounded_to_the_microsecond() -> None:
     """1234.5678 ms late is reported as 1234.568 ms."""
     record = replace(SLICES[0], status=SliceStatus.SUBMITTED, attempts=1,
                      sent_at=START + timedelta(microseconds=1_234_568))
-    assert fields(events.slice_event(PARENT, record))["lateness_ms"] == 1234.568
+    assert fields(events.slice_event(PARENT, record, at=AT))["lateness_ms"] == 1234.568
 
 
 def test_submitted_slice_without_sent_at_has_no_lateness() -> None:
     """A submitted slice found at the broker after a crash has no send time to measure from."""
     record = replace(SLICES[0], status=SliceStatus.SUBMITTED, attempts=1)
-    assert fields(events.slice_event(PARENT, record)) == {
+    assert fields(events.slice_event(PARENT, record, at=AT)) == {
         **slice_fields(0, "submitted"), "broker_order_id": None, "attempts": 1,
         "sent_at": None, "lateness_ms": None}
 
@@ -145,12 +146,12 @@ def test_submitted_slice_without_sent_at_has_no_lateness() -> None:
 def test_unsent_slices_say_why_and_how_often_tried(status: str) -> None:
     """rejected/failed/expired: the given reason, else the record's, else the status itself."""
     record = replace(SLICES[0], status=SliceStatus(status), attempts=3, reason="stored")
-    given = fields(events.slice_event(PARENT, record, reason="given"))
+    given = fields(events.slice_event(PARENT, record, reason="given", at=AT))
     assert given == {**slice_fields(0, status), "broker_order_id": None, "attempts": 3,
                      "reason": "given"}
-    assert fields(events.slice_event(PARENT, record))["reason"] == "stored"
+    assert fields(events.slice_event(PARENT, record, at=AT))["reason"] == "stored"
     bare = replace(record, reason=None)
-    assert fields(events.slice_event(PARENT, bare))["reason"] == status
+    assert fields(events.slice_event(PARENT, bare, at=AT))["reason"] == status
 
 
 @pytest.mark.parametrize("status", ["blocked_kill_switch", "blocked_circuit_breaker",
@@ -158,17 +159,17 @@ def test_unsent_slices_say_why_and_how_often_tried(status: str) -> None:
 def test_blocked_and_canceled_slices_carry_an_optional_reason(status: str) -> None:
     """These carry the given reason, else the record's, else none; no attempt count."""
     record = replace(SLICES[0], status=SliceStatus(status), attempts=4)
-    assert fields(events.slice_event(PARENT, record, reason="why")) == {
+    assert fields(events.slice_event(PARENT, record, reason="why", at=AT)) == {
         **slice_fields(0, status), "broker_order_id": None, "reason": "why"}
-    assert fields(events.slice_event(PARENT, replace(record, reason="kept")))["reason"] == "kept"
-    assert fields(events.slice_event(PARENT, record))["reason"] is None
+    assert fields(events.slice_event(PARENT, replace(record, reason="kept"), at=AT))["reason"] == "kept"
+    assert fields(events.slice_event(PARENT, record, at=AT))["reason"] is None
 
 
 def test_slice_event_may_be_given_its_id_and_time() -> None:
     """An explicit event id and occurrence time are used as given."""
     record = replace(SLICES[0], status=SliceStatus.CANCELED)
     at = datetime(2024, 5, 1, 15, 0, tzinfo=UTC)
-    message = events.slice_event(PARENT, record, event_id="e-1", occurred_at=at)
+    message = events.slice_event(PARENT, record, event_id="e-1", at=at)
     body = json.loads(message.body)
     assert (message.message_id, body["event_id"], body["occurred_at"]) == (
         "e-1", "e-1", "2024-05-01T15:00:00Z")
@@ -178,7 +179,7 @@ def test_slice_event_may_be_given_its_id_and_time() -> None:
 def test_slice_batch_row_layout() -> None:
     """One row on the logical 'slice-batch' key: parent ids, reason, time, one list per slice."""
     canceled = [replace(s, status=SliceStatus.CANCELED) for s in SLICES]
-    row = events.slice_events_batch(PARENT, canceled, "stop")
+    row = events.slice_events_batch(PARENT, canceled, "stop", at=AT)
     assert (row.exchange, row.routing_key, row.type, row.parent_order_id) == (
         "events", "slice-batch", "slice-batch", "p1")
     assert str(uuid.UUID(row.message_id or ""))
@@ -213,21 +214,21 @@ def test_request_rejected_lists_the_errors() -> None:
     """request.rejected keys by strategy (or _unknown) and carries the message's ids."""
     errors = [ErrorDetail(loc="qty", msg="bad")]
     message = events.request_rejected(errors, message_id="m", correlation_id="c",
-                                      strategy_id="alpha", parent_order_id="p1")
+                                      strategy_id="alpha", parent_order_id="p1", at=AT)
     assert envelope(message)[:4] == ("events", "request.rejected.alpha", "request.rejected",
                                      "p1")
     assert fields(message) == {"schema_version": 1, "event_type": "request.rejected",
                                "errors": [{"loc": "qty", "msg": "bad"}], "message_id": "m",
                                "correlation_id": "c", "strategy_id": "alpha",
                                "parent_order_id": "p1"}
-    anonymous = events.request_rejected(errors, message_id=None, correlation_id=None)
+    anonymous = events.request_rejected(errors, message_id=None, correlation_id=None, at=AT)
     assert (anonymous.routing_key, anonymous.parent_order_id) == ("request.rejected._unknown",
                                                                   None)
 
 
 def test_request_duplicate_names_the_existing_parent() -> None:
     """request.duplicate carries the parent id the request hashed to."""
-    message = events.request_duplicate("p1", "alpha", message_id="m", correlation_id="c")
+    message = events.request_duplicate("p1", "alpha", message_id="m", correlation_id="c", at=AT)
     assert envelope(message)[:4] == ("events", "request.duplicate.alpha", "request.duplicate",
                                      "p1")
     assert fields(message) == {"schema_version": 1, "event_type": "request.duplicate",
@@ -244,7 +245,7 @@ def test_request_duplicate_names_the_existing_parent() -> None:
 def test_control_events_by_switch_and_direction(switch: str, engaged: bool,
                                                 event_type: str) -> None:
     """Each switch and direction has its event, routed by its own type."""
-    message = events.control_changed(switch, engaged, reason="r", operator="o", automatic=True)
+    message = events.control_changed(switch, engaged, reason="r", operator="o", automatic=True, at=AT)
     assert envelope(message)[:4] == ("events", event_type, event_type, None)
     assert fields(message) == {"schema_version": 1, "event_type": event_type, "reason": "r",
                                "operator": "o", "automatic": True}
