@@ -161,7 +161,8 @@ def test_blocked_and_canceled_slices_carry_an_optional_reason(status: str) -> No
     record = replace(SLICES[0], status=SliceStatus(status), attempts=4)
     assert fields(events.slice_event(PARENT, record, reason="why", at=AT)) == {
         **slice_fields(0, status), "broker_order_id": None, "reason": "why"}
-    assert fields(events.slice_event(PARENT, replace(record, reason="kept"), at=AT))["reason"] == "kept"
+    kept = events.slice_event(PARENT, replace(record, reason="kept"), at=AT)
+    assert fields(kept)["reason"] == "kept"
     assert fields(events.slice_event(PARENT, record, at=AT))["reason"] is None
 
 
@@ -245,7 +246,8 @@ def test_request_duplicate_names_the_existing_parent() -> None:
 def test_control_events_by_switch_and_direction(switch: str, engaged: bool,
                                                 event_type: str) -> None:
     """Each switch and direction has its event, routed by its own type."""
-    message = events.control_changed(switch, engaged, reason="r", operator="o", automatic=True, at=AT)
+    message = events.control_changed(switch, engaged, reason="r", operator="o", automatic=True,
+                                     at=AT)
     assert envelope(message)[:4] == ("events", event_type, event_type, None)
     assert fields(message) == {"schema_version": 1, "event_type": event_type, "reason": "r",
                                "operator": "o", "automatic": True}
