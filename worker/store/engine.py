@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from worker.store.sqlite_inline import INLINE_BUSY_TIMEOUT_MS, InlineConnection, inline_creator
@@ -100,6 +101,8 @@ def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 def is_outage(exc: BaseException) -> bool:
     """True when the database could not be reached or dropped us: worth retrying later."""
     if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, PoolTimeout):  # no connection free in time: nothing ran, retry is safe
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
