@@ -79,18 +79,26 @@ def parent_values(parent: ParentRecord, now: datetime) -> dict[str, Any]:
 SliceTuple = Callable[[SliceRecord, datetime], tuple[Any, ...]]
 
 
+def _tuple_of(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """attrgetter that always returns a tuple (it returns a bare value for one name)."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda record: (getattr(record, name),)
+    if not names:
+        return lambda record: ()
+    return operator.attrgetter(*names)
+
+
 def _slice_tuple_maker(names: tuple[str, ...]) -> SliceTuple:
-    """A function: (record, now) → its row as a tuple in `names` order; `updated_at` is now."""
-    fields = [name for name in names if name != "updated_at"]
-    at = names.index("updated_at")
-    status_at = fields.index("status")
-    pick = operator.attrgetter(*fields)
+    """A function: (record, now) → its row as a tuple in `names` order; `updated_at` is now.
+    The intake's hot path (thirty per request): two attrgetters and one tuple, no list."""
+    if names[-1] != "updated_at":
+        raise ValueError("expected `updated_at` last")
+    status_at = names.index("status")
+    before, after = _tuple_of(names[:status_at]), _tuple_of(names[status_at + 1 : -1])
 
     def make(record: SliceRecord, now: datetime) -> tuple[Any, ...]:
-        values = list(pick(record))
-        values[status_at] = record.status.value
-        values.insert(at, now)
-        return tuple(values)
+        return (*before(record), record.status.value, *after(record), now)
 
     return make
 
