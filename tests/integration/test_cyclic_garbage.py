@@ -45,7 +45,8 @@ async def test_outbox_remove_leaves_no_cyclic_statement(store: Store) -> None:
     """Deleting relayed outbox rows by id creates no expression garbage in a cycle."""
     switches = [n % 2 == 0 for n in range(4)]
     messages = [
-        events.control_changed("breaker", on, reason="r", operator=None, automatic=False)
+        events.control_changed("breaker", on, reason="r", operator=None, automatic=False,
+                               at=datetime.now(UTC))
         for on in switches
     ]
     await store.write_messages(messages, datetime.now(UTC))
