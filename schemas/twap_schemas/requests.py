@@ -37,7 +37,7 @@ from schemas.numbers import (
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_START_AHEAD = timedelta(days=7)
-# The published JSON Schema carries these very patterns (schemas/json_schema.py): `[0-9]`, not
+# The published JSON Schema carries these very patterns (json_schema.py): `[0-9]`, not
 # `\d` (which matches every Unicode digit in Python), and fullmatch, so a trailing newline never
 # passes.
 RFC3339_PATTERN = (
