@@ -1,7 +1,7 @@
 """Write (or check) the published interface: schemas/json/*.json and docs/asyncapi.json.
 
-    python -m schemas.export           # regenerate every file
-    python -m schemas.export --check   # exit 1, naming each file that is out of date
+    python -m twap_schemas.export           # regenerate every file
+    python -m twap_schemas.export --check   # exit 1, naming each file that is out of date
 
 Both are generated from the pydantic models, so they change only when the models do; a test
 fails when a checked-in file no longer matches what the models generate. The files belong to the
@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from schemas.asyncapi import asyncapi_document
-from schemas.json_schema import message_schemas
+from twap_schemas.asyncapi import asyncapi_document
+from twap_schemas.json_schema import message_schemas
 
 ROOT = Path(__file__).resolve().parents[2]  # the clone holding schemas/twap_schemas/export.py
 SCHEMA_DIR = Path("schemas/json")
@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
         for problem in problems:
             sys.stderr.write(f"stale: {problem}\n")
         if problems:
-            sys.stderr.write("run `python -m schemas.export` and commit the result\n")
+            sys.stderr.write("run `python -m twap_schemas.export` and commit the result\n")
         return 1 if problems else 0
     for path in write():
         sys.stdout.write(f"wrote {path}\n")

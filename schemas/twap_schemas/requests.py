@@ -25,8 +25,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from schemas.common import Distribution, OrderType, Side, TimeInForce
-from schemas.numbers import (
+from twap_schemas.common import Distribution, OrderType, Side, TimeInForce
+from twap_schemas.numbers import (
     MAX_DURATION_SECONDS,
     MAX_INTEGER,
     PRICE_PATTERN,
@@ -51,7 +51,7 @@ _PRICE = re.compile(PRICE_PATTERN)
 _PRICE_ZERO = re.compile(PRICE_ZERO_PATTERN)
 # Error type of the rules that depend on the worker (its clock, its configured maximums): no
 # JSON Schema can state them, so a request broken only by them is refused with reason `plan`,
-# not `schema` (schemas.parse).
+# not `schema` (twap_schemas.parse).
 CONTEXT_ERROR = "worker_rule"
 
 

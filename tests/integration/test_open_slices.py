@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from schemas.common import ParentStatus, SliceStatus
 from tests.integration.test_store import NOW, make_plan
+from twap_schemas.common import ParentStatus, SliceStatus
 from worker.store import slice_ops
 from worker.store.repository import Store
 from worker.store.tables import parents, slices

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from schemas import CancelRequest
-from schemas.common import Distribution, OrderType, Side, TimeInForce
+from twap_schemas import CancelRequest
+from twap_schemas.common import Distribution, OrderType, Side, TimeInForce
 from worker.core.events import EventParent
 from worker.core.intake import CancelOrder, Inbound, Invalid, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState

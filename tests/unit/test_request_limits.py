@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from schemas import (
+from twap_schemas import (
     CancelRequest,
     InvalidMessage,
     Limits,

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from schemas.common import OrderType, Side, TimeInForce
+from twap_schemas.common import OrderType, Side, TimeInForce
 from worker.brokers.sim_market import Market, Quote, Step, name_price, parse_prices, step
 
 T0 = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)

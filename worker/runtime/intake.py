@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
-from schemas.common import SliceStatus
-from schemas.requests import RequestContext
+from twap_schemas.common import SliceStatus
+from twap_schemas.requests import RequestContext
 from worker.core.intake import (
     CancelOrder,
     Inbound,

@@ -12,9 +12,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.common import Outcome, ParentStatus, SliceStatus
-from schemas.errors import ErrorDetail
-from schemas.replies import Reply
+from twap_schemas.common import Outcome, ParentStatus, SliceStatus
+from twap_schemas.errors import ErrorDetail
+from twap_schemas.replies import Reply
 from worker.core import events
 from worker.core.intake import CancelOrder, IntakeItem, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
@@ -30,7 +30,6 @@ from worker.store.rows import (
 )
 from worker.store.slice_ops import write_outbox
 from worker.store.tables import parents, request_receipts, slices
-
 
 # Built once: per call, `.in_(ids)` makes a reference cycle holding the ids (see outbox_ops).
 _EXISTING_PARENTS = select(parents.c.parent_order_id).where(

@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 
-from schemas.common import ParentStatus, SliceStatus
+from twap_schemas.common import ParentStatus, SliceStatus
 from worker.store.tables import outbox, parents, slices, switches
 from worker.store.types import UTCDateTime
 

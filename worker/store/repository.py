@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from schemas.common import ParentStatus, SliceStatus
+from twap_schemas.common import ParentStatus, SliceStatus
 from worker.core.guards import GuardState
 from worker.core.intake import IntakeItem
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState

@@ -7,7 +7,14 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from schemas.common import Distribution, OrderType, ParentStatus, Side, SliceStatus, TimeInForce
+from twap_schemas.common import (
+    Distribution,
+    OrderType,
+    ParentStatus,
+    Side,
+    SliceStatus,
+    TimeInForce,
+)
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 
 

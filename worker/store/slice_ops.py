@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.common import ParentStatus, SliceStatus
+from twap_schemas.common import ParentStatus, SliceStatus
 from worker.core import events
 from worker.core.guards import GuardState
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
