@@ -51,12 +51,13 @@ schemas: install  ## regenerate schemas/json/*.json and docs/asyncapi.json from 
 
 # The image's dependencies: every runtime dependency and the build backend, pinned with hashes,
 # resolved for Python 3.11 (the image's) on any platform. Pins that still fit are kept;
-# `make lock LOCK_FLAGS=--upgrade` moves everything to the newest allowed versions.
+# `make lock LOCK_FLAGS=--upgrade` moves everything to the newest allowed versions. twap-schemas
+# comes from schemas/ ([tool.uv.sources]) and is left out: the image builds it from source.
 LOCK_FLAGS ?=
 lock: install  ## regenerate requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --group build --universal --python-version 3.11 \
 	  --generate-hashes --custom-compile-command "make lock" --quiet $(LOCK_FLAGS) \
-	  --output-file requirements.lock
+	  --no-emit-package twap-schemas --output-file requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache twap.db twap.db-* $(ASYNCAPI_TOOL)/node_modules
