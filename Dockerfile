@@ -1,6 +1,6 @@
 # The worker image. Dependencies come from requirements.lock (every version pinned, every file
 # hashed; `make lock` regenerates it), so an image built later gets the same versions. The
-# package is built into a wheel and installed normally: its migrations travel inside it.
+# packages are built into wheels and installed normally: the migrations travel inside the worker's.
 # Base: python 3.11 (the lock's target) on Debian bookworm, pinned by tag and digest.
 FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS deps
 
@@ -15,10 +15,11 @@ COPY requirements.lock /tmp/requirements.lock
 RUN pip install --require-hashes --no-deps -r /tmp/requirements.lock \
     && rm /tmp/requirements.lock
 
-# The wheel, from the sources pyproject.toml names (.dockerignore keeps the context small).
+# The two wheels: twap-schemas (the wire contract, from schemas/) and the worker, which depends
+# on it (.dockerignore keeps the context small).
 FROM deps AS wheel
 COPY . /src
-RUN pip wheel --no-deps --no-build-isolation --wheel-dir /dist /src
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /dist /src/schemas /src
 
 FROM deps
 COPY --from=wheel /dist /tmp/dist

@@ -6,10 +6,11 @@ ASYNCAPI_TOOL := tools/asyncapi
 
 .PHONY: install run test lint typecheck check bench clean schemas lock mutate
 
-$(BIN)/.installed: pyproject.toml
+# The worker and, from schemas/, the twap-schemas distribution it depends on, both editable.
+$(BIN)/.installed: pyproject.toml schemas/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./schemas -e '.[dev]'
 	touch $@
 
 # The reference AsyncAPI parser the contract tests run on docs/asyncapi.json. Without npm the
@@ -46,16 +47,17 @@ mutate: install  ## mutation score of the pure core against tests/unit (~15 min,
 	$(BIN)/python scripts/mutate.py --show-survivors $(MODULES)
 
 schemas: install  ## regenerate schemas/json/*.json and docs/asyncapi.json from the models
-	$(BIN)/python -m schemas.export
+	$(BIN)/python -m twap_schemas.export
 
 # The image's dependencies: every runtime dependency and the build backend, pinned with hashes,
 # resolved for Python 3.11 (the image's) on any platform. Pins that still fit are kept;
-# `make lock LOCK_FLAGS=--upgrade` moves everything to the newest allowed versions.
+# `make lock LOCK_FLAGS=--upgrade` moves everything to the newest allowed versions. twap-schemas
+# comes from schemas/ ([tool.uv.sources]) and is left out: the image builds it from source.
 LOCK_FLAGS ?=
 lock: install  ## regenerate requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --group build --universal --python-version 3.11 \
 	  --generate-hashes --custom-compile-command "make lock" --quiet $(LOCK_FLAGS) \
-	  --output-file requirements.lock
+	  --no-emit-package twap-schemas --output-file requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache twap.db twap.db-* $(ASYNCAPI_TOOL)/node_modules

@@ -383,11 +383,17 @@ class _MutantFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         exec(self.code, module.__dict__)  # running the mutant is the point
 
 
+# Folders that hold a package without being one (the twap-schemas distribution's).
+_SOURCE_ROOTS = ("schemas/",)
+
+
 def _module_name(path: str) -> str:
+    for root in _SOURCE_ROOTS:
+        path = path.removeprefix(root)
     return path.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
 
 
-_PROJECT = {"worker", "schemas", "tests"}
+_PROJECT = {"worker", "twap_schemas", "tests"}
 
 
 class _FileModule(ModuleType):

@@ -8,7 +8,7 @@ import gc
 import logging
 from datetime import datetime, timedelta
 
-from schemas.common import SliceStatus
+from twap_schemas.common import SliceStatus
 from worker.brokers.base import Broker
 from worker.brokers.factory import build_broker
 from worker.core.intake import Inbound

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.requests import Limits
+from twap_schemas.requests import Limits
 
 
 class Settings(BaseSettings):

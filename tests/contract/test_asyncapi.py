@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from schemas.asyncapi import message_id
-from schemas.export import ASYNCAPI_FILE, ROOT, SCHEMA_DIR
-from schemas.json_schema import message_schemas
 from tests.support.node import npm_installed
+from twap_schemas.asyncapi import message_id
+from twap_schemas.export import ASYNCAPI_FILE, ROOT, SCHEMA_DIR
+from twap_schemas.json_schema import message_schemas
 
 PARSER_DIR = ROOT / "tools" / "asyncapi"
 

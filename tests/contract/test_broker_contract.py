@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from schemas.common import OrderType, Side
 from tests.support.alpaca_settings import standin_settings
 from tests.support.alpaca_standin import AlpacaStandIn
+from twap_schemas.common import OrderType, Side
 from worker.brokers.base import Broker, NotSent, OrderRequest
 from worker.brokers.factory import build_broker
 from worker.core.retry import DuplicateOrder

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from jsonschema import Draft7Validator, ValidationError, validators
 
-from schemas.common import SliceStatus
-from schemas.errors import ErrorDetail
-from schemas.export import ROOT, SCHEMA_DIR, stale
-from schemas.parse import InvalidMessage, parse_control, parse_request
-from schemas.replies import Reply
-from schemas.requests import RequestContext, SubmitRequest
 from tests.fuzz.extremes import CONTROL_TYPES, Raw, bodies, dumps
+from twap_schemas.common import SliceStatus
+from twap_schemas.errors import ErrorDetail
+from twap_schemas.export import ROOT, SCHEMA_DIR, stale
+from twap_schemas.parse import InvalidMessage, parse_control, parse_request
+from twap_schemas.replies import Reply
+from twap_schemas.requests import RequestContext, SubmitRequest
 from worker.core import events
 from worker.core.intake import Inbound, Invalid, classify
 from worker.core.planning import build_plan
@@ -35,7 +35,7 @@ def validator(file_name: str) -> Draft7Validator:
 
 def test_checked_in_schemas_match_the_models() -> None:
     """Regenerating from the pydantic models gives exactly the committed files."""
-    assert stale() == [], "run `python -m schemas.export` and commit the result"
+    assert stale() == [], "run `python -m twap_schemas.export` and commit the result"
 
 
 def test_stale_file_is_detected(tmp_path: Path) -> None:

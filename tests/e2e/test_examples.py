@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
-from schemas.export import ROOT, SCHEMA_DIR
 from tests.support.harness import Harness
 from tests.support.harness import worker_settings as settings_for
 from tests.support.node import npm_installed
+from twap_schemas.export import ROOT, SCHEMA_DIR
 
 pytestmark = pytest.mark.e2e
 

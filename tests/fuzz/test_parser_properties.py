@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 
-from schemas.parse import InvalidMessage, parse_control
-from schemas.requests import RequestContext
 from tests.fuzz.extremes import any_bodies, bodies
+from twap_schemas.parse import InvalidMessage, parse_control
+from twap_schemas.requests import RequestContext
 from worker.core.intake import Inbound, Invalid, classify
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from schemas.common import OrderType, Side, TimeInForce
 from tests.support.alpaca_settings import STANDIN_KEY, STANDIN_SECRET, standin_settings
 from tests.support.alpaca_standin import AlpacaStandIn, Fault
+from twap_schemas.common import OrderType, Side, TimeInForce
 from worker.brokers.alpaca import AlpacaBroker
 from worker.brokers.base import NotSent, OrderRequest
 from worker.brokers.factory import MissingCredentials, build_broker

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from schemas.common import SliceStatus
-from schemas.requests import SubmitRequest
+from twap_schemas.common import SliceStatus
+from twap_schemas.requests import SubmitRequest
 from worker.core.planning import build_plan
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 from worker.store import bulk

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.requests import RequestContext
+from twap_schemas.requests import RequestContext
 from worker.core import events
 from worker.core.intake import Inbound, classify
 from worker.store.repository import Store

@@ -6,8 +6,8 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
-from schemas import RequestContext, SubmitRequest, parse_request
-from schemas.common import SliceStatus
+from twap_schemas import RequestContext, SubmitRequest, parse_request
+from twap_schemas.common import SliceStatus
 from worker.brokers.sim import SimBroker
 from worker.core.planning import build_plan
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.common import ParentStatus, SliceStatus
-from schemas.requests import SubmitRequest
+from twap_schemas.common import ParentStatus, SliceStatus
+from twap_schemas.requests import SubmitRequest
 from worker.core.guards import stop_reason
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from schemas.common import SliceStatus
-from schemas.requests import SubmitRequest
+from twap_schemas.common import SliceStatus
+from twap_schemas.requests import SubmitRequest
 from worker.core.planning import build_plan
 from worker.store.leadership import Leadership
 from worker.store.repository import Store

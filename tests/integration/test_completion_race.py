@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from schemas.common import ParentStatus, SliceStatus
-from schemas.requests import SubmitRequest
+from twap_schemas.common import ParentStatus, SliceStatus
+from twap_schemas.requests import SubmitRequest
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.store import outcomes

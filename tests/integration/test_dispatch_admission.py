@@ -12,8 +12,8 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from schemas import RequestContext, SubmitRequest, parse_request
-from schemas.common import SliceStatus
+from twap_schemas import RequestContext, SubmitRequest, parse_request
+from twap_schemas.common import SliceStatus
 from worker.brokers.base import OrderRequest
 from worker.brokers.sim import SimBroker
 from worker.core.planning import build_plan

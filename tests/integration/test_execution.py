@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from schemas import RequestContext, SubmitRequest, parse_request
-from schemas.common import SliceStatus
+from twap_schemas import RequestContext, SubmitRequest, parse_request
+from twap_schemas.common import SliceStatus
 from worker.brokers.sim import SimBroker
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord

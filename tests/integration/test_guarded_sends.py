@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 
-from schemas.common import SliceStatus
 from tests.support.alpaca_settings import STANDIN_KEY, STANDIN_SECRET, TEST_TIMEOUT
 from tests.support.alpaca_standin import AlpacaStandIn
 from tests.support.plans import stored_parent
+from twap_schemas.common import SliceStatus
 from worker.brokers.alpaca import AlpacaBroker
 from worker.brokers.ratelimit import RateLimiter
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor

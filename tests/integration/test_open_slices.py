@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from schemas.common import ParentStatus, SliceStatus
 from tests.integration.test_store import NOW, make_plan
+from twap_schemas.common import ParentStatus, SliceStatus
 from worker.core.outcomes import Outcome
 from worker.store import outcomes
 from worker.store.repository import Store

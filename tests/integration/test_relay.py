@@ -13,13 +13,12 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from schemas.common import SliceStatus
+from tests.integration.test_store import make_plan
+from twap_schemas.common import SliceStatus
 from worker.core import events
 from worker.messaging.relay import OutboxRelay
 from worker.messaging.topology import Names, declare, delete_all
 from worker.store.repository import Store
-
-from tests.integration.test_store import make_plan
 
 pytestmark = pytest.mark.integration
 

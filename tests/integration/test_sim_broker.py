@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.common import OrderType, Side
+from twap_schemas.common import OrderType, Side
 from worker.brokers.base import OrderRequest
 from worker.brokers.sim import SimBroker, read_ledger
 from worker.core.retry import DuplicateOrder

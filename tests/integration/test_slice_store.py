@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import delete, select, update
 
-from schemas.common import ParentStatus, SliceStatus
-from schemas.requests import SubmitRequest
+from twap_schemas.common import ParentStatus, SliceStatus
+from twap_schemas.requests import SubmitRequest
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from schemas import RequestContext, SubmitRequest, parse_request
-from schemas.common import ParentStatus, SliceStatus
+from twap_schemas import RequestContext, SubmitRequest, parse_request
+from twap_schemas.common import ParentStatus, SliceStatus
 from worker.core import events
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan

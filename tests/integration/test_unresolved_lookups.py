@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.common import SliceStatus
 from tests.support.alpaca_settings import standin_settings
 from tests.support.alpaca_standin import AlpacaStandIn, Fault
 from tests.support.plans import stored_parent
 from tests.support.tcp_proxy import TcpProxy
+from twap_schemas.common import SliceStatus
 from worker.brokers.alpaca import AlpacaBroker
 from worker.brokers.base import OrderRequest
 from worker.brokers.factory import build_broker

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.common import Side, SliceStatus
+from twap_schemas.common import Side, SliceStatus
 from worker.brokers.base import OrderRequest
 from worker.brokers.sim import SimBroker
 from worker.observability.broker import TimedBroker

@@ -1,5 +1,6 @@
-"""The project as a user gets it: the sdist and the wheel built from it, the wheel installed in a
-fresh virtualenv, and commands run there with a clean environment.
+"""The project as a user gets it: the sdists and the wheels built from them (the worker's, and
+twap-schemas' from schemas/), the wheels installed in a fresh virtualenv, and commands run there
+with a clean environment.
 
 Built offline with this environment's setuptools; the virtualenv takes its dependencies from
 this environment through a .pth line, so no package index is needed and nothing from the
@@ -15,6 +16,7 @@ import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = ROOT / "schemas"  # the twap-schemas distribution's project folder
 TIMEOUT = 120
 
 
@@ -35,15 +37,16 @@ def run(
     return done
 
 
-def build_wheel(out: Path) -> Path:
-    """The wheel, built from the sdist as a release would be (so the sdist must be complete)."""
-    run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, ROOT], cwd=ROOT)
-    (found,) = out.glob("twap_worker-*.whl")
+def build_wheel(out: Path, project: Path = ROOT) -> Path:
+    """The project's wheel, built from its sdist as a release would be (so the sdist must be
+    complete), alone in `out`."""
+    run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, project], cwd=ROOT)
+    (found,) = out.glob("*.whl")
     return found
 
 
-def install_in_fresh_venv(wheel: Path, home: Path) -> Path:
-    """A new virtualenv at `home` with the wheel installed (not editable); returns its bin/."""
+def install_in_fresh_venv(wheels: list[Path], home: Path) -> Path:
+    """A new virtualenv at `home` with the wheels installed (not editable); returns its bin/."""
     run([sys.executable, "-m", "venv", "--without-pip", home], cwd=home)
     python = home / "bin" / "python"
     site = run(
@@ -53,7 +56,7 @@ def install_in_fresh_venv(wheel: Path, home: Path) -> Path:
     # own .pth files (its editable install of the project) do not run there.
     ours = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
     Path(site, "dependencies.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
-    run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", wheel], cwd=home)
+    run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", *wheels], cwd=home)
     return home / "bin"
 
 

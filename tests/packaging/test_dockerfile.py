@@ -100,6 +100,22 @@ def test_dependencies_come_from_the_hashed_lock_and_nothing_is_editable(
         assert not {"-e", "--editable"} & set(args), args
 
 
+def test_builds_and_installs_both_wheels(steps: list[Instruction]) -> None:
+    """The wheel stage builds twap-schemas (schemas/) and the worker from the copied sources;
+    the final stage copies that folder and installs every wheel in it."""
+    (copy,) = [c.split() for c in of(steps, "COPY") if c.split()[0] == "."]
+    source = Path(copy[1])
+    (words,) = [shlex.split(r) for r in of(steps, "RUN") if "pip wheel" in r]
+    out = words[words.index("--wheel-dir") + 1]
+    args = words[words.index("wheel") + 1 :]
+    projects = {source.joinpath(w).relative_to(source) for w in args if w[0] != "-" and w != out}
+    assert projects == {Path("."), Path("schemas")}, words
+    assert all((ROOT / p / "pyproject.toml").is_file() for p in projects)
+    (final,) = [c.split() for c in of(steps, "COPY") if c.startswith("--from=wheel")]
+    assert final[1] == out
+    assert [final[2] + "/*.whl"] in [[a for a in i if a[0] != "-"] for i in pip_installs(steps)]
+
+
 def test_runs_as_an_unprivileged_user(steps: list[Instruction]) -> None:
     """The last USER is a non-root uid that a RUN creates, set before the command runs."""
     names = [s.name for s in steps]

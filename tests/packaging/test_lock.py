@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,18 +63,37 @@ def test_every_package_is_pinned_with_hashes() -> None:
     assert all(hashes for *_, hashes in found), [name for name, *_, h in found if not h]
 
 
-@pytest.mark.parametrize("table", ["project.dependencies", "dependency-groups.build"])
+def pyproject(path: str = "pyproject.toml") -> dict[str, Any]:
+    return tomllib.loads((ROOT / path).read_text())
+
+
+def first_party() -> dict[str, Path]:
+    """This repository's own distributions (uv takes them from their folder): never locked."""
+    sources = pyproject()["tool"]["uv"]["sources"]
+    return {canonicalize_name(name): ROOT / source["path"] for name, source in sources.items()}
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        "pyproject.toml:project.dependencies",
+        "pyproject.toml:dependency-groups.build",
+        "schemas/pyproject.toml:project.dependencies",  # the image installs it with --no-deps
+    ],
+)
 def test_lock_satisfies_pyproject(table: str) -> None:
-    """Every dependency pyproject.toml names is in the lock at a version it allows."""
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    section, key = table.split(".")
-    wanted = [Requirement(r) for r in pyproject[section][key]]
+    """Every third-party dependency a pyproject.toml names is in the lock at a version it allows."""
+    path, _, keys = table.partition(":")
+    section, key = keys.split(".")
+    wanted = [Requirement(r) for r in pyproject(path)[section][key]]
     locked = for_image()
     env: dict[str, Any] = IMAGE
     for requirement in wanted:
         if requirement.marker is not None and not requirement.marker.evaluate(env):
             continue
         name = canonicalize_name(requirement.name)
+        if name in first_party():
+            continue
         assert name in locked, f"{requirement} is not in requirements.lock: run `make lock`"
         assert requirement.specifier.contains(locked[name], prereleases=True), (
             f"requirements.lock has {name}=={locked[name]}, pyproject wants {requirement}: "
@@ -81,10 +101,24 @@ def test_lock_satisfies_pyproject(table: str) -> None:
         )
 
 
-def test_build_backend_is_locked() -> None:
-    """The image builds the package offline: [build-system] requires is in the lock too."""
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+def test_first_party_distributions_are_built_not_locked() -> None:
+    """twap-schemas comes from schemas/, at the version the worker asks for, and is not locked."""
+    assert set(first_party()) == {"twap-schemas"}
+    wanted = {
+        canonicalize_name(r.name): r
+        for r in map(Requirement, pyproject()["project"]["dependencies"])
+    }
+    for name, folder in first_party().items():
+        project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
+        assert canonicalize_name(project["name"]) == name
+        assert wanted[name].specifier.contains(project["version"]), (wanted[name], project)
+        assert name not in {canonicalize_name(n) for n, *_ in entries()}
+
+
+@pytest.mark.parametrize("path", ["pyproject.toml", "schemas/pyproject.toml"])
+def test_build_backend_is_locked(path: str) -> None:
+    """The image builds both wheels offline: each [build-system] requires is in the lock too."""
     locked = for_image()
-    for raw in pyproject["build-system"]["requires"]:
+    for raw in pyproject(path)["build-system"]["requires"]:
         requirement = Requirement(raw)
         assert requirement.specifier.contains(locked[canonicalize_name(requirement.name)])

@@ -37,16 +37,20 @@ def test_wheel_carries_every_module_and_the_migrations(wheel: Path) -> None:
 
 
 def test_installed_package_runs_from_site_packages(venv: Path, tmp_path: Path) -> None:
-    """The venv imports the worker and finds its migrations in its own site-packages."""
+    """The venv imports the worker and twap_schemas and finds the migrations in its own
+    site-packages; no top-level `schemas` is importable there."""
     code = (
-        "import worker, worker.store.migrations as m; "
-        "print(worker.__file__); print(m.script_location())"
+        "import importlib.util, twap_schemas, worker, worker.store.migrations as m; "
+        "print(worker.__file__); print(twap_schemas.__file__); print(m.script_location()); "
+        "print(importlib.util.find_spec('schemas'))"
     )
     out = run([venv / "python", "-c", code], cwd=tmp_path, env=clean_env(tmp_path)).stdout
-    module, scripts = out.split()
+    module, contract, scripts, old_name = out.split()
     prefix = str(venv.parent)
-    assert module.startswith(prefix) and "site-packages" in module, module
+    for path in (module, contract):
+        assert path.startswith(prefix) and "site-packages" in path, path
     assert scripts.startswith(prefix) and scripts.endswith("worker/store/alembic"), scripts
+    assert old_name == "None"
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

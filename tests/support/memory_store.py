@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from schemas.common import ParentStatus, SliceStatus
+from twap_schemas.common import ParentStatus, SliceStatus
 from worker.core import events
 from worker.core.guards import GuardState
 from worker.core.outcomes import Outcome, applied, breaker_after

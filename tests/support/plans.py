@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from schemas import RequestContext, SubmitRequest, parse_request
+from twap_schemas import RequestContext, SubmitRequest, parse_request
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
 from worker.store.repository import Store

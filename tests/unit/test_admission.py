@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from schemas.errors import ErrorDetail
-from schemas.requests import CancelRequest, SubmitRequest
+from twap_schemas.errors import ErrorDetail
+from twap_schemas.requests import CancelRequest, SubmitRequest
 from worker.core.admission import answer_cancel, decide
 from worker.core.intake import CancelOrder, Inbound, Invalid, PlannedSubmit
 from worker.core.planning import build_plan

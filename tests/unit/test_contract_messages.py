@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from schemas import (
+from twap_schemas import (
     CancelRequest,
     ControlCommand,
     InvalidMessage,
@@ -17,7 +17,7 @@ from schemas import (
     parse_control,
     parse_request,
 )
-from schemas.common import (
+from twap_schemas.common import (
     SCHEMA_VERSION,
     Distribution,
     OrderType,
@@ -27,8 +27,8 @@ from schemas.common import (
     SliceStatus,
     TimeInForce,
 )
-from schemas.errors import ErrorDetail, errors_from_validation
-from schemas.parse import REQUEST_TYPES
+from twap_schemas.errors import ErrorDetail, errors_from_validation
+from twap_schemas.parse import REQUEST_TYPES
 
 
 def failure(raw: bytes) -> tuple[str, list[tuple[str, str]], str]:

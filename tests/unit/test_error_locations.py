@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from schemas import InvalidMessage, parse_request
-from schemas.errors import errors_from_validation
+from twap_schemas import InvalidMessage, parse_request
+from twap_schemas.errors import errors_from_validation
 
 
 class _Submit(BaseModel):

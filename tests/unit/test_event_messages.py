@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from schemas.common import (
+from twap_schemas.common import (
     Distribution,
     OrderType,
     Outcome,
@@ -20,8 +20,8 @@ from schemas.common import (
     SliceStatus,
     TimeInForce,
 )
-from schemas.errors import ErrorDetail
-from schemas.replies import Reply
+from twap_schemas.errors import ErrorDetail
+from twap_schemas.replies import Reply
 from worker.core import events
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
 

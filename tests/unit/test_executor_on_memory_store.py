@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from schemas.common import ParentStatus, SliceStatus
-from schemas.requests import SubmitRequest
 from tests.support.memory_store import MemoryStore
+from twap_schemas.common import ParentStatus, SliceStatus
+from twap_schemas.requests import SubmitRequest
 from worker.brokers.sim import SimBroker
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord

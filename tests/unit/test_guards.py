@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from schemas.common import ParentStatus, SliceStatus
+from twap_schemas.common import ParentStatus, SliceStatus
 from worker.core.guards import Stop, stop_reason
 from worker.core.records import SwitchState
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from schemas import CancelRequest, Distribution, Limits, OrderType, RequestContext, Side
-from schemas.errors import ErrorDetail
+from twap_schemas import CancelRequest, Distribution, Limits, OrderType, RequestContext, Side
+from twap_schemas.errors import ErrorDetail
 from worker.core.intake import CancelOrder, Inbound, Invalid, PlannedSubmit, classify
 
 NOW = datetime(2024, 5, 1, 14, 0, tzinfo=UTC)

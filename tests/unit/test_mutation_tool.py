@@ -69,3 +69,12 @@ def test_a_raise_and_a_decorator_can_be_removed(tool: ModuleType) -> None:
     assert descriptions(tool, source) == ["remove raise", "remove decorator @staticmethod"]
     assert not isinstance(run(tool, source, "remove decorator @staticmethod")["f"], staticmethod)
     assert isinstance(tool.mutated_tree(source, 0), ast.Module)
+
+
+def test_every_configured_module_maps_to_the_module_imported_from_it(tool: ModuleType) -> None:
+    """Each file mutate.toml lists names the module whose source it is (schemas/ is no package)."""
+    root = SCRIPT.parents[1]
+    for path in tool.load_config().modules:
+        module = importlib.import_module(tool._module_name(path))
+        assert Path(str(module.__file__)).resolve() == (root / path).resolve(), path
+        assert module.__name__.split(".")[0] in tool._PROJECT, path

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from schemas import CancelRequest
-from schemas.common import (
+from twap_schemas import CancelRequest
+from twap_schemas.common import (
     Distribution,
     OrderType,
     ParentStatus,
@@ -18,7 +18,7 @@ from schemas.common import (
     SliceStatus,
     TimeInForce,
 )
-from schemas.numbers import Unrepresentable
+from twap_schemas.numbers import Unrepresentable
 from worker.brokers.orders import Lifecycle, OrderView
 from worker.brokers.sim_market import Market, Quote, Step
 from worker.core.events import EventParent

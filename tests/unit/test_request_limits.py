@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from schemas import (
+from twap_schemas import (
     CancelRequest,
     InvalidMessage,
     Limits,
@@ -19,8 +19,8 @@ from schemas import (
     SubmitRequest,
     parse_request,
 )
-from schemas.json_schema import DECIMAL
-from schemas.numbers import Unrepresentable
+from twap_schemas.json_schema import DECIMAL
+from twap_schemas.numbers import Unrepresentable
 
 NOW = datetime(2024, 5, 1, 14, 0, tzinfo=UTC)
 CTX = RequestContext(limits=Limits(max_qty=1_000_000, max_slices=1000, max_duration_seconds=7200),

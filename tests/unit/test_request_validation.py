@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from schemas import InvalidMessage, Limits, RequestContext, SubmitRequest, parse_request
+from twap_schemas import InvalidMessage, Limits, RequestContext, SubmitRequest, parse_request
 
 NOW = datetime(2024, 5, 1, 14, 0, tzinfo=UTC)
 CTX = RequestContext(limits=Limits(max_qty=1_000_000, max_slices=1000, max_duration_seconds=7200),

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
-from schemas.common import OrderType, Side, TimeInForce
+from twap_schemas.common import OrderType, Side, TimeInForce
 from worker.brokers.base import OrderRequest
 from worker.brokers.orders import Lifecycle, OrderView
 from worker.brokers.sim_book import SimBook

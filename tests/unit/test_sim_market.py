@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from schemas.common import OrderType, Side, TimeInForce
+from twap_schemas.common import OrderType, Side, TimeInForce
 from worker.brokers.sim_market import (
     Market,
     Quote,

@@ -6,10 +6,10 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from schemas import RequestContext, parse_request
-from schemas import events as ev
-from schemas.common import SliceStatus
-from schemas.requests import SubmitRequest
+from twap_schemas import RequestContext, parse_request
+from twap_schemas import events as ev
+from twap_schemas.common import SliceStatus
+from twap_schemas.requests import SubmitRequest
 from worker.core import events
 from worker.core.planning import build_plan
 

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from schemas.common import SliceStatus
+from twap_schemas.common import SliceStatus
 from worker.core.states import (
     PENDING,
     TERMINAL,

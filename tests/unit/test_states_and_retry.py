@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.common import SliceStatus as S
+from twap_schemas.common import SliceStatus as S
 from worker.core.retry import (
     BrokerRejection,
     DuplicateOrder,

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from schemas.common import Distribution, OrderType, ParentStatus, Side, SliceStatus, TimeInForce
+from twap_schemas.common import (
+    Distribution,
+    OrderType,
+    ParentStatus,
+    Side,
+    SliceStatus,
+    TimeInForce,
+)
 from worker.cli.progress import Progress
 from worker.core.records import ParentRecord, SliceRecord
 

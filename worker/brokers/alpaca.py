@@ -24,7 +24,7 @@ import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
-from schemas.common import OrderType
+from twap_schemas.common import OrderType
 from worker.brokers.alpaca_errors import Operation, classify_http_error, error_message
 from worker.brokers.base import BeforeSend, BrokerOrder, OrderRequest
 from worker.brokers.ratelimit import RateLimiter

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from schemas.common import OrderType, Side, TimeInForce
+from twap_schemas.common import OrderType, Side, TimeInForce
 
 
 @dataclass(frozen=True, slots=True)

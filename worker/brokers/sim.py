@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from schemas.common import OrderType
+from twap_schemas.common import OrderType
 from worker.brokers.base import BeforeSend, BrokerOrder, OrderRequest
 from worker.brokers.sim_orders import SimOrder, SimOrders
 from worker.core.retry import BrokerRejection, DuplicateOrder, TransientBrokerError

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
-from schemas.common import TimeInForce
+from twap_schemas.common import TimeInForce
 from worker.brokers.base import OrderRequest
 from worker.brokers.orders import Lifecycle, OrderView
 from worker.brokers.sim_market import Market, step

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from schemas.common import OrderType, Side, TimeInForce
+from twap_schemas.common import OrderType, Side, TimeInForce
 
 CENT = Decimal("0.01")
 BPS = Decimal(10_000)

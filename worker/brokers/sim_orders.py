@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from schemas.common import OrderType, Side, TimeInForce
+from twap_schemas.common import OrderType, Side, TimeInForce
 from worker.brokers.base import BrokerOrder, OrderRequest
 
 OPEN_STATUSES = frozenset({"new", "accepted"})

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from schemas.common import Distribution, OrderType, Side, TimeInForce
+from twap_schemas.common import Distribution, OrderType, Side, TimeInForce
 from worker.cli.app import app
 from worker.cli.durations import flag_seconds
 from worker.cli.exits import CODES_HELP

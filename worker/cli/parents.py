@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from schemas.common import SliceStatus
+from twap_schemas.common import SliceStatus
 from worker.cli import output
 from worker.cli.app import app
 from worker.cli.durations import flag_since

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.common import ParentStatus, SliceStatus
+from twap_schemas.common import ParentStatus, SliceStatus
 from worker.cli.exits import FAILED, OK
 from worker.core.records import ParentRecord, SliceRecord
 from worker.core.states import TERMINAL

@@ -8,10 +8,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.errors import ErrorDetail
-from schemas.parse import InvalidMessage, parse_request
-from schemas.replies import Reply
-from schemas.requests import CancelRequest, RequestContext, SubmitRequest
+from twap_schemas.errors import ErrorDetail
+from twap_schemas.parse import InvalidMessage, parse_request
+from twap_schemas.replies import Reply
+from twap_schemas.requests import CancelRequest, RequestContext, SubmitRequest
 from worker.cli import output
 from worker.cli.exits import FAILED, INVALID, NOT_FOUND, CliError
 from worker.cli.runner import amqp, database

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from schemas.parse import InvalidMessage, parse_control
+from twap_schemas.parse import InvalidMessage, parse_control
 from worker.cli import output
 from worker.cli.app import app
 from worker.cli.durations import flag_seconds

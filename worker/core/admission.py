@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas.common import Outcome
-from schemas.errors import ErrorDetail
-from schemas.replies import Reply
+from twap_schemas.common import Outcome
+from twap_schemas.errors import ErrorDetail
+from twap_schemas.replies import Reply
 from worker.core import events
 from worker.core.intake import CancelOrder, Inbound, IntakeItem, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord

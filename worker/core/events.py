@@ -12,10 +12,10 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from schemas import events as ev
-from schemas.common import Outcome, Side, SliceStatus
-from schemas.errors import ErrorDetail
-from schemas.replies import Reply
+from twap_schemas import events as ev
+from twap_schemas.common import Outcome, Side, SliceStatus
+from twap_schemas.errors import ErrorDetail
+from twap_schemas.replies import Reply
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 
 

@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas.errors import ErrorDetail
-from schemas.parse import InvalidMessage, parse_request
-from schemas.requests import CancelRequest, RequestContext
+from twap_schemas.errors import ErrorDetail
+from twap_schemas.parse import InvalidMessage, parse_request
+from twap_schemas.requests import CancelRequest, RequestContext
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
 from worker.core.slicing import PlanError

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from schemas.common import SliceStatus
+from twap_schemas.common import SliceStatus
 from worker.core.records import SliceRecord
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from schemas.common import Distribution
-from schemas.requests import SubmitRequest
+from twap_schemas.common import Distribution
+from twap_schemas.requests import SubmitRequest
 from worker.core import ids, slicing
 from worker.core.records import ParentRecord, SliceRecord
 

@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from schemas.common import Distribution, OrderType, ParentStatus, Side, SliceStatus, TimeInForce
+from twap_schemas.common import (
+    Distribution,
+    OrderType,
+    ParentStatus,
+    Side,
+    SliceStatus,
+    TimeInForce,
+)
 
 
 @dataclass(frozen=True, slots=True)

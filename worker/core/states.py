@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.common import SliceStatus as S
+from twap_schemas.common import SliceStatus as S
 
 TERMINAL: frozenset[S] = frozenset(
     {

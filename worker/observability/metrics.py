@@ -10,7 +10,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.common import SliceStatus
+from twap_schemas.common import SliceStatus
 
 # From 1 ms to 10 s: lateness is milliseconds when all is well, seconds when the loop stalls.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

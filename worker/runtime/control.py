@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from schemas.parse import InvalidMessage, parse_control
+from twap_schemas.parse import InvalidMessage, parse_control
 from worker.core import events
 from worker.messaging.dispositions import Disposition
 from worker.observability.metrics import WorkerMetrics

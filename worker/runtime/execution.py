@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from schemas.common import SliceStatus
+from twap_schemas.common import SliceStatus
 from worker.brokers.base import Broker, BrokerOrder, NotSent, OrderRequest
 from worker.core.guards import stop_reason
 from worker.core.outcomes import Outcome

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from schemas.common import SliceStatus
-from schemas.requests import RequestContext
+from twap_schemas.common import SliceStatus
+from twap_schemas.requests import RequestContext
 from worker.core.intake import (
     CancelOrder,
     Inbound,

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from schemas.common import SliceStatus
+from twap_schemas.common import SliceStatus
 from worker.core.records import SwitchState
 from worker.store import outbox, switches
 from worker.store.repository import Store

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from schemas.common import ParentStatus
+from twap_schemas.common import ParentStatus
 from worker.core.records import ParentRecord
 from worker.store.rows import to_parent
 from worker.store.tables import parents, slices, switches

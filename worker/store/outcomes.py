@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Boolean, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.common import ParentStatus, SliceStatus
+from twap_schemas.common import ParentStatus, SliceStatus
 from worker.core import events
 from worker.core.outcomes import Outcome, applied
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord

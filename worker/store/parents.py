@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Integer, Row, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.common import ParentStatus, SliceStatus
+from twap_schemas.common import ParentStatus, SliceStatus
 from worker.core import events
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 from worker.core.states import PENDING

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from schemas.common import SliceStatus
+from twap_schemas.common import SliceStatus
 from worker.core.guards import GuardState
 from worker.core.intake import IntakeItem
 from worker.core.outcomes import Outcome

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Row, Table
 
-from schemas.common import ParentStatus
+from twap_schemas.common import ParentStatus
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 from worker.store.tables import outbox, parents, slices
 

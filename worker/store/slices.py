@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.common import ParentStatus, SliceStatus
+from twap_schemas.common import ParentStatus, SliceStatus
 from worker.core.guards import GuardState
 from worker.core.records import ParentRecord, SliceRecord, SwitchState
 from worker.store import switches

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.common import SliceStatus
+from twap_schemas.common import SliceStatus
 from worker.core import events
 from worker.core.outcomes import breaker_after
 from worker.core.records import SwitchState

@@ -1,10 +1,11 @@
 """Write (or check) the published interface: schemas/json/*.json and docs/asyncapi.json.
 
-    python -m schemas.export           # regenerate every file
-    python -m schemas.export --check   # exit 1, naming the stale files, when one is out of date
+    python -m twap_schemas.export           # regenerate every file
+    python -m twap_schemas.export --check   # exit 1, naming each file that is out of date
 
 Both are generated from the pydantic models, so they change only when the models do; a test
-fails when a checked-in file no longer matches what the models generate.
+fails when a checked-in file no longer matches what the models generate. The files belong to the
+repository, so this runs from a clone (the editable install), never from an installed wheel.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from schemas.asyncapi import asyncapi_document
-from schemas.json_schema import message_schemas
+from twap_schemas.asyncapi import asyncapi_document
+from twap_schemas.json_schema import message_schemas
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the clone holding schemas/twap_schemas/export.py
 SCHEMA_DIR = Path("schemas/json")
 ASYNCAPI_FILE = Path("docs/asyncapi.json")
 
@@ -58,12 +59,18 @@ def write(root: Path = ROOT) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
+    if not (ROOT / "schemas" / "pyproject.toml").is_file():
+        sys.stderr.write(
+            f"{ROOT} is not a clone of the repository (no schemas/pyproject.toml): run this "
+            "from a clone with the editable install (`make install`)\n"
+        )
+        return 2
     if "--check" in argv:
         problems = stale()
         for problem in problems:
             sys.stderr.write(f"stale: {problem}\n")
         if problems:
-            sys.stderr.write("run `python -m schemas.export` and commit the result\n")
+            sys.stderr.write("run `python -m twap_schemas.export` and commit the result\n")
         return 1 if problems else 0
     for path in write():
         sys.stdout.write(f"wrote {path}\n")

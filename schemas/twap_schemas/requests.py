@@ -25,8 +25,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from schemas.common import Distribution, OrderType, Side, TimeInForce
-from schemas.numbers import (
+from twap_schemas.common import Distribution, OrderType, Side, TimeInForce
+from twap_schemas.numbers import (
     MAX_DURATION_SECONDS,
     MAX_INTEGER,
     PRICE_PATTERN,
@@ -37,7 +37,7 @@ from schemas.numbers import (
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_START_AHEAD = timedelta(days=7)
-# The published JSON Schema carries these very patterns (schemas/json_schema.py): `[0-9]`, not
+# The published JSON Schema carries these very patterns (json_schema.py): `[0-9]`, not
 # `\d` (which matches every Unicode digit in Python), and fullmatch, so a trailing newline never
 # passes.
 RFC3339_PATTERN = (
@@ -51,7 +51,7 @@ _PRICE = re.compile(PRICE_PATTERN)
 _PRICE_ZERO = re.compile(PRICE_ZERO_PATTERN)
 # Error type of the rules that depend on the worker (its clock, its configured maximums): no
 # JSON Schema can state them, so a request broken only by them is refused with reason `plan`,
-# not `schema` (schemas.parse).
+# not `schema` (twap_schemas.parse).
 CONTEXT_ERROR = "worker_rule"
 
 

@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.common import Side, SliceStatus
-from schemas.errors import ErrorDetail
+from twap_schemas.common import Side, SliceStatus
+from twap_schemas.errors import ErrorDetail
 
 
 class Event(BaseModel):

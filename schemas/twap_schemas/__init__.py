@@ -3,7 +3,7 @@
 Importable on its own (it needs only pydantic), so strategies can validate what they publish.
 """
 
-from schemas.common import (
+from twap_schemas.common import (
     SCHEMA_VERSION,
     Distribution,
     OrderType,
@@ -13,11 +13,11 @@ from schemas.common import (
     SliceStatus,
     TimeInForce,
 )
-from schemas.control import ControlCommand
-from schemas.errors import ErrorDetail
-from schemas.parse import InvalidMessage, decode_object, parse_control, parse_request
-from schemas.replies import Reply
-from schemas.requests import CancelRequest, Limits, RequestContext, SubmitRequest
+from twap_schemas.control import ControlCommand
+from twap_schemas.errors import ErrorDetail
+from twap_schemas.parse import InvalidMessage, decode_object, parse_control, parse_request
+from twap_schemas.replies import Reply
+from twap_schemas.requests import CancelRequest, Limits, RequestContext, SubmitRequest
 
 __all__ = [
     "SCHEMA_VERSION",

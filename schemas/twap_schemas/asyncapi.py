@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.common import SCHEMA_VERSION
-from schemas.json_schema import MessageSchema, message_schemas
+from twap_schemas.common import SCHEMA_VERSION
+from twap_schemas.json_schema import MessageSchema, message_schemas
 
 ASYNCAPI = "3.1.0"  # the newest version the reference parser (tools/asyncapi) reads
 SCHEMA_FORMAT = "application/schema+json;version=draft-07"

@@ -15,17 +15,17 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
-from schemas.control import NEEDS_REASON, ControlCommand, ControlType
-from schemas.events import SLICE_EVENTS, AnyEvent
-from schemas.numbers import (
+from twap_schemas.control import NEEDS_REASON, ControlCommand, ControlType
+from twap_schemas.events import SLICE_EVENTS, AnyEvent
+from twap_schemas.numbers import (
     PRICE_DECIMALS,
     PRICE_PATTERN,
     PRICE_WHOLE_DIGITS,
     PRICE_ZERO_PATTERN,
     TEXT_PATTERN,
 )
-from schemas.replies import Reply
-from schemas.requests import DATE_PATTERN, RFC3339_PATTERN, CancelRequest, SubmitRequest
+from twap_schemas.replies import Reply
+from twap_schemas.requests import DATE_PATTERN, RFC3339_PATTERN, CancelRequest, SubmitRequest
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 Kind = Literal["request", "control", "event", "reply"]

@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from schemas.control import ControlCommand
-from schemas.errors import ErrorDetail, errors_from_validation
-from schemas.numbers import Unrepresentable
-from schemas.requests import (
+from twap_schemas.control import ControlCommand
+from twap_schemas.errors import ErrorDetail, errors_from_validation
+from twap_schemas.numbers import Unrepresentable
+from twap_schemas.requests import (
     CONTEXT_ERROR,
     MAX_MESSAGE_BYTES,
     CancelRequest,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.numbers import TEXT_PATTERN
+from twap_schemas.numbers import TEXT_PATTERN
 
 ControlType = Literal["kill_switch.engage", "kill_switch.release", "breaker.trip", "breaker.reset"]
 NEEDS_REASON = frozenset({"kill_switch.engage", "breaker.trip"})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas.common import Outcome
-from schemas.errors import ErrorDetail
-from schemas.events import PlannedSlice
+from twap_schemas.common import Outcome
+from twap_schemas.errors import ErrorDetail
+from twap_schemas.events import PlannedSlice
 
 
 class Reply(BaseModel):
