@@ -76,3 +76,22 @@ def test_a_cancel_is_answered_from_what_it_found() -> None:
     body = json.loads(messages[0].body)
     assert outcome == "canceled"
     assert (body["canceled_slices"], body["in_flight_slices"]) == (4, 1)
+
+
+def test_replies_name_their_request_type_and_the_unknown_parent() -> None:
+    """A duplicate's reply says submit; a cancel's reply says cancel, accepted or rejected with
+    the unknown parent named."""
+    first, again = _submit("a", reply_to="q"), _submit("a", reply_to="q")
+    dup = decide([first, again], frozenset(), NOW, "N.requests")[1]
+    reply = json.loads(dup.messages[-1].body)
+    assert (reply["outcome"], reply["type"]) == ("duplicate", "submit")
+    inbound = Inbound(b"{}", message_id="m", reply_to="q", correlation_id="c")
+    cancel = CancelOrder(inbound, CancelRequest(type="cancel", parent_order_id="abc"))
+    outcome, messages = answer_cancel(cancel, False, 0, 0, NOW)
+    body = json.loads(messages[-1].body)
+    assert (outcome, body["type"], body["errors"]) == (
+        "rejected", "cancel", [{"loc": "parent_order_id", "msg": "unknown parent 'abc'"}])
+    outcome, messages = answer_cancel(cancel, True, 3, 1, NOW)
+    body = json.loads(messages[-1].body)
+    assert (outcome, body["type"], body["canceled_slices"], body["in_flight_slices"]) == (
+        "canceled", "cancel", 3, 1)
