@@ -43,7 +43,7 @@ check: lint typecheck test
 bench: install  ## every benchmark, quick mode
 	$(BIN)/python -m bench all --quick
 
-mutate: install  ## mutation score of the pure core against tests/unit (~15 min, not in CI); MODULES=path ... for some
+mutate: install  ## mutation score of the pure core against tests/unit (tens of minutes, not in CI); MODULES=path ... for some
 	$(BIN)/python scripts/mutate.py --show-survivors $(MODULES)
 
 schemas: install  ## regenerate schemas/json/*.json and docs/asyncapi.json from the models

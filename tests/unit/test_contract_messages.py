@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 from twap_schemas import (
     CancelRequest,
@@ -28,6 +28,7 @@ from twap_schemas.common import (
     TimeInForce,
 )
 from twap_schemas.errors import ErrorDetail, errors_from_validation
+from twap_schemas.numbers import Unrepresentable
 from twap_schemas.parse import REQUEST_TYPES
 
 
@@ -60,6 +61,61 @@ def test_undecodable_bodies_say_why(raw: bytes, expected: tuple[str, list[tuple[
                                                                  str]) -> None:
     """Each failure has its kind, one error at '$' and a message joining them."""
     assert failure(raw) == expected
+
+
+LONE = ("not_json", [("$", "not UTF-8 text: a \\u escape names an unpaired surrogate")],
+        "not_json: $: not UTF-8 text: a \\u escape names an unpaired surrogate")
+
+
+@pytest.mark.parametrize("raw", [
+    rb'{"s": "\ud800"}',  # a high half alone
+    rb'{"s": "a\udfffb"}',  # a low half alone
+    rb'{"\ud800": 1}',  # in a key
+    rb'{"l": [1, ["\udc00"]]}',  # in a nested list
+    rb'{"d": {"e": {"f": "\ud83d"}}}',  # in a nested object's value
+    rb'{"d": {"\ude00": 0}}',  # in a nested object's key
+])
+def test_an_escaped_half_of_a_surrogate_pair_is_not_text(raw: bytes) -> None:
+    """A \\u escape naming an unpaired UTF-16 surrogate, anywhere in the object, is not_json."""
+    assert failure(raw) == LONE
+
+
+def test_an_escaped_surrogate_pair_is_one_character() -> None:
+    """Both halves escaped are U+1F600, which is text; so is an escaped backslash before ud800."""
+    assert decode_object(rb'{"s": "\ud83d\ude00"}') == {"s": "\U0001f600"}
+    assert decode_object('{"s": "\U0001f600", "t": ["\\\\ud800"]}'.encode()) == {
+        "s": "\U0001f600", "t": ["\\ud800"]}
+
+
+@pytest.mark.parametrize("text", ["1e9999999999999999999", "-1.5e-9999999999999999999"])
+def test_a_number_beyond_decimal_range_is_kept_as_its_text(text: str) -> None:
+    """An exponent past what Decimal holds decodes to an Unrepresentable holding the text."""
+    assert decode_object(f'{{"n": {text}}}'.encode()) == {"n": Unrepresentable(text)}
+
+
+class _Exploding(BaseModel):
+    """A model whose validation raises something other than a validation error."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _explode(cls, data: object) -> object:
+        raise RuntimeError("x" * 400)
+
+
+def test_validation_that_raises_refuses_only_that_message(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Any exception in validation: 'schema' on '$' quoting it (300 chars max), and a warning."""
+    monkeypatch.setitem(REQUEST_TYPES, "submit", _Exploding)  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="twap_schemas.parse"), pytest.raises(InvalidMessage) as exc:
+        parse_request(b'{"type": "submit"}')
+    expected = "could not be validated: RuntimeError('" + "x" * 262
+    assert len(expected) == 300
+    assert (exc.value.kind, exc.value.errors) == ("schema", [ErrorDetail(loc="$", msg=expected)])
+    [record] = caplog.records
+    assert (record.levelname, record.getMessage()) == ("WARNING", "request.validation_raised")
+    assert record.__dict__["error"] == "RuntimeError('" + "x" * 186
+    assert len(record.__dict__["error"]) == 200
 
 
 def test_deeply_nested_json_is_not_json_rather_than_a_crash() -> None:
@@ -162,6 +218,17 @@ def test_control_field_limits() -> None:
         parse_control(b'{"type": "breaker.reset", "reason": ""}')
     assert exc.value.errors == [
         ErrorDetail(loc="reason", msg="String should have at least 1 character")]
+
+
+def test_control_text_refuses_nul() -> None:
+    """reason and operator refuse NUL (no text column holds it), each naming it."""
+    with pytest.raises(InvalidMessage) as exc:
+        parse_control(json.dumps({"type": "breaker.trip", "reason": "a\x00",
+                                  "operator": "\x00b"}).encode())
+    assert [(e.loc, e.msg) for e in exc.value.errors] == [
+        ("reason", "must not contain the NUL character (U+0000)"),
+        ("operator", "must not contain the NUL character (U+0000)"),
+    ]
 
 
 def test_unknown_control_type_lists_the_four() -> None:

@@ -41,8 +41,7 @@ def test_first_guard_that_applies_decides(
     parent: ParentStatus, switches: SwitchState, late: timedelta, status: SliceStatus | None,
     reason: str | None,
 ) -> None:
-    """Cancel, then kill switch, then breaker, then the grace: the first that applies wins,
-    with the operator's reason when there is one and a fixed one when there is not."""
+    """Cancel, kill switch, breaker, grace: the first that applies wins, with its exact reason."""
     stop = stop_reason(parent, switches, late_by=late, grace=GRACE)
     assert stop == (None if status is None else Stop(status, reason or ""))
 

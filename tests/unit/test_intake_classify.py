@@ -169,3 +169,109 @@ def test_strategy_hint_only_from_a_valid_strategy_id(body: bytes, kind: str,
     assert isinstance(item, Invalid)
     assert (item.kind, item.strategy_id) == (kind, strategy)
     assert item.errors and item.errors[0].msg
+
+
+# -- AMQP properties the store keeps ------------------------------------------------------------
+def test_message_id_and_user_id_at_their_column_limits_are_kept_as_they_came() -> None:
+    """message_id of 64 and user_id of 128 characters pass; an Invalid keeps that very inbound."""
+    inbound = Inbound(submit(), message_id="m" * 64, user_id="u" * 128)
+    assert planned(inbound.body, message_id="m" * 64, user_id="u" * 128).inbound == inbound
+    bad = Inbound(submit(side="hold"), message_id="m" * 64, user_id="u" * 128)
+    item = classify(bad, CTX, NOW)
+    assert isinstance(item, Invalid) and item.inbound is bad
+
+
+@pytest.mark.parametrize(
+    ("props", "errors", "cut"),
+    [
+        ({"message_id": "m" * 65}, [("properties.message_id",
+                                     "AMQP message_id is 65 characters; at most 64")],
+         {"message_id": "m" * 64}),
+        ({"user_id": "u" * 129}, [("properties.user_id",
+                                   "AMQP user_id is 129 characters; at most 128")],
+         {"user_id": "u" * 128}),
+        ({"message_id": "m" * 100, "user_id": "u" * 200},
+         [("properties.message_id", "AMQP message_id is 100 characters; at most 64"),
+          ("properties.user_id", "AMQP user_id is 200 characters; at most 128")],
+         {"message_id": "m" * 64, "user_id": "u" * 128}),
+    ],
+)
+def test_a_property_longer_than_its_column_refuses_a_valid_submit(
+    props: dict[str, str], errors: list[tuple[str, str]], cut: dict[str, str],
+) -> None:
+    """Over 64 / 128 characters: Invalid 'schema' naming each, the inbound cut to fit the store."""
+    item = classify(Inbound(submit(), correlation_id="c-1", **props), CTX, NOW)
+    assert isinstance(item, Invalid)
+    assert (item.kind, item.strategy_id) == ("schema", "alpha_1")
+    assert [(e.loc, e.msg) for e in item.errors] == errors
+    assert item.inbound == Inbound(submit(), correlation_id="c-1",
+                                   **{"message_id": None, "user_id": None, **cut})
+
+
+def test_a_long_property_is_listed_before_the_body_errors_and_makes_it_schema() -> None:
+    """A plan error and a 65-character message_id: reason schema, the property's error first."""
+    item = classify(Inbound(submit(qty=1_000_001), message_id="m" * 65), CTX, NOW)
+    assert isinstance(item, Invalid)
+    assert (item.kind, item.strategy_id) == ("schema", "alpha_1")
+    assert [(e.loc, e.msg) for e in item.errors] == [
+        ("properties.message_id", "AMQP message_id is 65 characters; at most 64"),
+        ("qty", "must be at most 1000000 (configured maximum)")]
+    assert item.inbound.message_id == "m" * 64
+
+
+def test_a_long_property_on_a_cancel_has_no_strategy() -> None:
+    """A cancel names no strategy: its property error routes nowhere in particular."""
+    body = b'{"type": "cancel", "parent_order_id": "p-1"}'
+    item = classify(Inbound(body, user_id="u" * 129), CTX, NOW)
+    assert isinstance(item, Invalid)
+    assert (item.kind, item.strategy_id, [e.loc for e in item.errors]) == (
+        "schema", None, ["properties.user_id"])
+
+
+# -- the default trade date ---------------------------------------------------------------------
+YESTERDAY = datetime(2024, 4, 30, 23, 59, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("fields", "timestamp", "first_seen", "trade_date", "dated_at"),
+    [
+        ({}, None, None, date(2024, 5, 1), NOW),
+        ({}, None, YESTERDAY, date(2024, 4, 30), YESTERDAY),
+        ({}, YESTERDAY, None, date(2024, 4, 30), None),
+        ({}, YESTERDAY, NOW - timedelta(hours=1), date(2024, 4, 30), None),
+        ({"trade_date": "2024-04-29"}, None, YESTERDAY, date(2024, 4, 29), None),
+        ({"start_at": "2024-05-01T14:00:00Z"}, None, YESTERDAY, date(2024, 5, 1), None),
+    ],
+)
+def test_default_trade_date_is_when_the_message_was_received(
+    fields: dict[str, str], timestamp: datetime | None, first_seen: datetime | None,
+    trade_date: date, dated_at: datetime | None,
+) -> None:
+    """trade_date, start_at, AMQP timestamp, first seen, now; dated_at only for the last two."""
+    item = classify(Inbound(submit(**fields), timestamp=timestamp), CTX, NOW,
+                    first_seen=first_seen)
+    assert isinstance(item, PlannedSubmit)
+    assert (item.parent.trade_date, item.dated_at) == (trade_date, dated_at)
+
+
+# -- whatever raises is this message's rejection ------------------------------------------------
+def test_a_planner_that_raises_gives_an_invalid_plan_and_a_log(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A raise while planning: Invalid 'plan' on '$' quoting it (300 chars max), and a log."""
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("x" * 400)
+
+    monkeypatch.setattr("worker.core.intake.build_plan", explode)
+    with caplog.at_level("ERROR", logger="worker.core.intake"):
+        item = classify(Inbound(submit(), message_id="m-7"), CTX, NOW)
+    assert isinstance(item, Invalid)
+    assert (item.kind, item.strategy_id) == ("plan", "alpha_1")
+    expected = "could not be planned: RuntimeError('" + "x" * 264
+    assert len(expected) == 300
+    assert item.errors == [ErrorDetail(loc="$", msg=expected)]
+    assert item.inbound == Inbound(submit(), message_id="m-7")
+    [record] = caplog.records
+    assert record.getMessage() == "intake.classify_raised"
+    assert record.__dict__["message_id"] == "m-7"
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError

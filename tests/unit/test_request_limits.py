@@ -104,8 +104,7 @@ def test_integers_end_at_two_to_the_53_minus_one() -> None:
 
 
 def with_raw(raw_field: str, **overrides: Any) -> bytes:
-    """A submit with one more field written as raw JSON text (numbers json.dumps would not
-    write as such: 100.0, 1e2, 1e400)."""
+    """A submit with one more field as raw JSON text (100.0, 1e2, 1e400 as written)."""
     return body(**overrides)[:-1] + b", " + raw_field.encode() + b"}"
 
 
@@ -114,6 +113,36 @@ def test_an_integral_number_is_an_integer(text: str) -> None:
     """100, 100.0, 1e2 and 1.00E+2 are all the int 100."""
     req = ok(with_raw(f'"max_slice_qty": {text}'))
     assert req.max_slice_qty == 100 and type(req.max_slice_qty) is int
+
+
+INTEGER_FIELDS = {  # each integer field, and what to leave out so that it is given once
+    "qty": {"qty": OMIT},
+    "max_slice_qty": {},
+    "duration_seconds": {"duration_seconds": OMIT},
+    "duration_minutes": {"duration_seconds": OMIT},
+    "interval_seconds": {},
+}
+
+
+@pytest.mark.parametrize("field", INTEGER_FIELDS)
+@pytest.mark.parametrize(("text", "message"), [
+    ("60", None),
+    ("60.0", None),
+    ("6e1", None),
+    ("60.5", "Input should be a valid integer"),
+    ('"60"', "Input should be a valid integer"),
+    ("true", "Input should be a valid integer"),
+])
+def test_every_integer_field_reads_integral_numbers_only(
+    field: str, text: str, message: str | None,
+) -> None:
+    """60, 60.0 and 6e1 are the int 60 in every integer field; 60.5, "60" and true are not."""
+    raw = with_raw(f'"{field}": {text}', **INTEGER_FIELDS[field])
+    if message is None:
+        value = getattr(ok(raw, None), field)
+        assert value == 60 and type(value) is int
+    else:
+        assert errors(raw, None) == {field: message}
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -128,8 +157,7 @@ def test_an_integral_number_is_an_integer(text: str) -> None:
     ("9" * 5000, "number out of range"),
 ])
 def test_integer_fields_at_their_range(text: str, message: str | None) -> None:
-    """Fractions, strings and booleans are not integers; integral numbers end at 2^53-1, however
-    they are written, and a number Python cannot hold is named on its field."""
+    """No fraction, string or bool; integral numbers end at 2^53-1; a huge one names its field."""
     raw = with_raw(f'"max_slice_qty": {text}')
     if message is None:
         assert ok(raw, None).max_slice_qty == 9_007_199_254_740_991
@@ -140,6 +168,44 @@ def test_integer_fields_at_their_range(text: str, message: str | None) -> None:
 def test_qty_of_one_is_the_smallest() -> None:
     """qty 1 is accepted (ge=1)."""
     assert ok(body(qty=1, duration_seconds=60)).qty == 1
+
+
+def python_errors(**overrides: Any) -> list[tuple[str, Any]]:
+    """A Python caller's validation of a submit: each error's type and the input it names."""
+    with pytest.raises(ValidationError) as exc:
+        SubmitRequest.model_validate({**json.loads(body()), **overrides}, context=CTX)
+    return [(e["type"], e["input"]) for e in exc.value.errors()]
+
+
+@pytest.mark.parametrize(("value", "qty"), [
+    (100.0, 100), (1.0, 1), (9_007_199_254_740_991.0, 9_007_199_254_740_991),
+    (Decimal("100.0"), 100),
+])
+def test_a_python_caller_may_pass_an_integral_float_or_decimal(value: Any, qty: int) -> None:
+    """100.0, 1.0 and 2^53-1 as floats (and Decimal 100.0) are those ints."""
+    req = SubmitRequest.model_validate({**json.loads(body()), "qty": value})
+    assert req.qty == qty and type(req.qty) is int
+
+
+@pytest.mark.parametrize(("value", "found"), [
+    (100.5, [("int_type", 100.5)]),
+    (9_007_199_254_740_992.0, [("int_type", 9_007_199_254_740_992.0)]),
+    (float("inf"), [("int_type", float("inf"))]),
+    (Decimal("100.5"), [("int_type", Decimal("100.5"))]),
+    (-1.0, [("greater_than_equal", -1)]),
+    (Decimal("1e400"), [("less_than_equal", 9_007_199_254_740_992)]),
+    (Decimal("-1e400"), [("greater_than_equal", -9_007_199_254_740_992)]),
+])
+def test_a_python_callers_refused_number_is_quoted_as_checked(
+    value: Any, found: list[tuple[str, Any]],
+) -> None:
+    """A fraction or a float past 2^53-1 is quoted as given; a huge integral is cut to +-2^53."""
+    assert python_errors(qty=value) == found
+
+
+def test_worker_rules_carry_their_own_error_type() -> None:
+    """A Python caller sees a broken worker rule as error type worker_rule."""
+    assert python_errors(qty=1_000_001) == [("worker_rule", 1_000_001)]
 
 
 def test_duration_seconds_at_the_configured_maximum_is_accepted() -> None:
@@ -303,6 +369,11 @@ def test_a_valid_trade_date_is_parsed() -> None:
     assert req.trade_date == date(2024, 5, 3)
 
 
+def test_a_trade_date_that_does_not_exist_is_named() -> None:
+    """2024-02-30 has the right shape but is no date: the error quotes it."""
+    assert errors(body(trade_date="2024-02-30")) == {"trade_date": "is not a real date: 2024-02-30"}
+
+
 def test_trade_date_error_names_the_format() -> None:
     """A datetime string is not a trade date."""
     assert errors(body(trade_date="2024-05-01T00:00:00Z")) == {
@@ -378,6 +449,11 @@ def test_a_price_number_beyond_any_bound_is_refused(text: str) -> None:
     assert set(errors(limit_raw(text))) == {"limit_price"}
 
 
+def test_a_price_number_beyond_decimal_range_is_out_of_range() -> None:
+    """An exponent past what Decimal holds is refused on limit_price as out of range."""
+    assert errors(limit_raw("1e9999999999999999999")) == {"limit_price": "number out of range"}
+
+
 def test_an_integral_price_number_is_its_decimal() -> None:
     """A JSON number price 150 or 1.5e2 is Decimal 150."""
     assert ok(limit_raw("150")).limit_price == Decimal(150)
@@ -385,8 +461,7 @@ def test_an_integral_price_number_is_its_decimal() -> None:
 
 
 def test_the_published_price_schema_states_the_same_bounds() -> None:
-    """The JSON Schema's price is a number in (0, 10^12) in steps of 1e-8, or the plain string
-    of at most 12 + 8 digits that is not zero, and says so in words."""
+    """The JSON Schema's price: a number in (0, 10^12) by 1e-8, or the plain 12.8-digit string."""
     assert DECIMAL["anyOf"] == [
         {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1_000_000_000_000,
          "multipleOf": 1e-8},

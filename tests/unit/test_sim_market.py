@@ -54,8 +54,7 @@ def test_a_spread_of_ten_thousand_bps_is_the_whole_price() -> None:
     ("symbol", "price"), [("AAPL", "472.14"), ("ZZZZ", "389.14"), ("X", "76.41")]
 )
 def test_name_prices_are_fixed(symbol: str, price: str) -> None:
-    """Golden values: 10.00 + (the first 8 bytes of SHA-256 of the name, big-endian, mod
-    49,001) cents, so an unlisted symbol costs the same in every run and on every machine."""
+    """Golden: 10.00 + (SHA-256 of the name, first 8 bytes big-endian, mod 49,001) cents."""
     assert name_price(symbol) == D(price)
 
 
@@ -80,8 +79,7 @@ MIDNIGHT = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def test_random_walk_golden_values() -> None:
-    """Golden values of ref 100 at 100 bps: the walk starts at the reference at midnight UTC
-    and adds one standard normal step a second (seed: SHA-256 of "X|2026-12-01")."""
+    """Golden: from the reference at midnight UTC, one standard normal step a second."""
     m = Market(prices={"X": D("100")}, volatility_bps=D(100))
     seen = [m.reference("X", MIDNIGHT + timedelta(seconds=s)) for s in (0, 1, 2, 3, 60)]
     assert seen == [D("100.00"), D("99.92"), D("99.34"), D("97.68"), D("91.83")]
@@ -101,8 +99,7 @@ def test_without_volatility_no_walk_is_drawn() -> None:
 
 
 def test_walks_are_kept_per_symbol_for_the_day_only() -> None:
-    """One walk per symbol and day, reused by every read that day (not drawn again from
-    midnight); the first read of a later day drops the earlier day's walks."""
+    """One walk per symbol and day, reused all day; a later day's first read drops the older."""
     m = Market(prices={"X": D("50"), "Y": D("60")}, volatility_bps=D(10))
     m.reference("X", MIDNIGHT + timedelta(seconds=10))
     x_walk = m._walks[("X", MIDNIGHT.date())]
