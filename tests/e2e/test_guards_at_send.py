@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from tests.support.alpaca_settings import standin_settings
 from tests.support.alpaca_standin import AlpacaStandIn
@@ -65,6 +68,22 @@ async def test_kill_switch_stops_orders_queued_in_the_rate_limiter(
     assert alpaca_standin.count("POST", "/v2/orders") == BURST, "orders sent after the engage"
 
 
+T = TypeVar("T")
+
+
+async def while_locked(write: Callable[[], Awaitable[T]]) -> T:
+    """The test's own writes beside a running worker: on SQLite the worker may hold the write
+    lock past the short busy timeout (a loaded machine); each write is atomic, so try again."""
+    for _ in range(100):
+        try:
+            return await write()
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            await asyncio.sleep(0.05)
+    return await write()
+
+
 async def test_sweeper_settles_slices_left_submitting_without_a_restart(
     harness: Harness, database_url: str
 ) -> None:
@@ -77,10 +96,13 @@ async def test_sweeper_settles_slices_left_submitting_without_a_restart(
     store = Store.from_url(database_url)
     try:
         now = datetime.now(UTC)
-        booked_parent, (booked,) = await stored_parent(store, now - timedelta(seconds=5))
-        lost_parent, (lost,) = await stored_parent(store, now - timedelta(seconds=5))
+        due = now - timedelta(seconds=5)
+        booked_parent, (booked,) = await while_locked(lambda: stored_parent(store, due))
+        lost_parent, (lost,) = await while_locked(lambda: stored_parent(store, due))
         for parent in (booked_parent, lost_parent):
-            assert await store.claim(parent.parent_order_id, 0, now - timedelta(seconds=30))
+            pid = parent.parent_order_id
+            assert await while_locked(
+                lambda pid=pid: store.claim(pid, 0, now - timedelta(seconds=30)))
     finally:
         await store.close()
     existing = await broker.submit(OrderRequest(booked.client_order_id, "AAPL",
