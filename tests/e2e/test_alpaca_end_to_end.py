@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.alpaca_settings import STANDIN_KEY, STANDIN_SECRET, standin_settings
+from tests.support.alpaca_settings import STANDIN_KEY, STANDIN_SECRET, standin_broker_fields
 from tests.support.alpaca_standin import AlpacaStandIn, Fault
 from tests.support.harness import Harness, submit_body, worker_settings
 from worker.brokers.factory import build_broker
@@ -23,12 +23,8 @@ pytest_plugins = ["tests.support.alpaca_fixtures"]
 async def alpaca_harness(
     amqp_url: str, sqlite_db: str, namespace: str, alpaca_standin: AlpacaStandIn
 ) -> AsyncIterator[Harness]:
-    base = standin_settings(alpaca_standin)
-    settings = worker_settings(amqp_url, sqlite_db, namespace, **{
-        k: getattr(base, k) for k in ("broker", "alpaca_api_key", "alpaca_secret_key",
-                                      "alpaca_base_url", "broker_timeout_seconds",
-                                      "broker_rate_limit_per_minute", "broker_max_concurrency")
-    })
+    settings = worker_settings(amqp_url, sqlite_db, namespace,
+                               **standin_broker_fields(alpaca_standin))
     h = Harness(settings, broker=build_broker(settings))
     await h.open()
     yield h

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -11,7 +12,7 @@ from typing import TypeVar
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from tests.support.alpaca_settings import standin_settings
+from tests.support.alpaca_settings import standin_broker_fields
 from tests.support.alpaca_standin import AlpacaStandIn
 from tests.support.harness import Harness, submit_body, worker_settings
 from tests.support.plans import stored_parent
@@ -32,12 +33,8 @@ async def throttled(
     amqp_url: str, database_url: str, namespace: str, alpaca_standin: AlpacaStandIn
 ) -> AsyncIterator[Harness]:
     """A worker on Alpaca (the stand-in) limited to 30 broker calls a minute."""
-    base = standin_settings(alpaca_standin, broker_rate_limit_per_minute=30)
-    settings = worker_settings(amqp_url, database_url, namespace, **{
-        k: getattr(base, k) for k in ("broker", "alpaca_api_key", "alpaca_secret_key",
-                                      "alpaca_base_url", "broker_timeout_seconds",
-                                      "broker_rate_limit_per_minute", "broker_max_concurrency")
-    })
+    settings = worker_settings(amqp_url, database_url, namespace, **standin_broker_fields(
+        alpaca_standin, broker_rate_limit_per_minute=30))
     h = Harness(settings, broker=build_broker(settings))
     await h.open()
     yield h
@@ -73,11 +70,12 @@ T = TypeVar("T")
 
 async def while_locked(write: Callable[[], Awaitable[T]]) -> T:
     """The test's own writes beside a running worker: on SQLite the worker may hold the write
-    lock past the short busy timeout (a loaded machine); each write is atomic, so try again."""
+    lock past the short busy timeout (a loaded machine); each write is atomic, so try again.
+    The lock can surface raw from sqlite3 (BEGIN IMMEDIATE on the inline connection)."""
     for _ in range(100):
         try:
             return await write()
-        except OperationalError as exc:
+        except (OperationalError, sqlite3.OperationalError) as exc:
             if "locked" not in str(exc):
                 raise
             await asyncio.sleep(0.05)

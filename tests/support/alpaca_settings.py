@@ -27,3 +27,14 @@ def standin_settings(standin: AlpacaStandIn, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+BROKER_FIELDS = ("broker", "alpaca_api_key", "alpaca_secret_key", "alpaca_base_url",
+                 "broker_timeout_seconds", "broker_rate_limit_per_minute",
+                 "broker_max_concurrency")
+
+
+def standin_broker_fields(standin: AlpacaStandIn, **overrides: Any) -> dict[str, Any]:
+    """The broker part of `standin_settings`, to pass to a test worker's settings."""
+    base = standin_settings(standin, **overrides)
+    return {k: getattr(base, k) for k in BROKER_FIELDS}
