@@ -39,7 +39,7 @@ async def _types(store: Store) -> list[str | None]:
 
 
 async def test_a_claim_batch_claims_each_scheduled_slice_once(store: Store) -> None:
-    """37 keys over two parents (chunks of 32, 4 and 1) and an unknown one: every scheduled
+    """37 keys over two parents and an unknown one (one statement, padded to 64): every scheduled
     slice is claimed with its own parent; the same batch again claims nothing."""
     a, b = await _parent(store, 30), await _parent(store, 7)
     keys = [(a.parent_order_id, n) for n in range(30)] + [(b.parent_order_id, n) for n in range(7)]

@@ -17,6 +17,8 @@ from worker.runtime.ports import Claimed, Finished, SliceKey
 
 
 class MemoryStore:
+    one_statement_outcomes = False
+
     def __init__(self) -> None:
         self.parents: dict[str, ParentRecord] = {}
         self.slices: dict[SliceKey, SliceRecord] = {}

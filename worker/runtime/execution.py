@@ -40,6 +40,7 @@ from worker.core.retry import (
 )
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.admission import AdmissionGate
+from worker.runtime.batching import ClaimBatcher, FinishBatcher
 from worker.runtime.clock import Clock
 from worker.runtime.dbretry import DatabaseUnavailable, NotLeading, with_db_retry
 from worker.runtime.errorlog import ErrorLog
@@ -118,6 +119,10 @@ class SliceExecutor:
         self.errors = ErrorLog(log, self.metrics)
         self._expiry: asyncio.Task[None] | None = None
         self._expiry_wanted = False
+        # Claims and outcomes of slices firing together go to the store in groups, each
+        # slice still with its own answer (batching.py).
+        self.claims = ClaimBatcher(store)
+        self.finishes = FinishBatcher(store, max_failures=policy.breaker_max_failures)
 
     def held(self) -> frozenset[SliceKey]:
         """Slices this process is working on right now (the sweeper leaves them alone)."""
@@ -188,7 +193,7 @@ class SliceExecutor:
             if not self.leading():
                 raise NotLeading("leadership lost; waiting to take it back")
             looked_at = time.monotonic()
-            return await self.store.claim(parent_id, slice_num, self.clock())
+            return await self.claims.claim(parent_id, slice_num, self.clock())
 
         try:
             claimed = await with_db_retry(
@@ -397,8 +402,7 @@ class SliceExecutor:
         went_out = outcome.status is SliceStatus.SUBMITTED
         try:
             updated = await with_db_retry(
-                lambda: self.store.finish(parent, record, outcome, self.clock(),
-                                          max_failures=self.policy.breaker_max_failures),
+                lambda: self.finishes.finish(parent, record, outcome, self.clock()),
                 clock=self.clock,
                 deadline=None if went_out else record.scheduled_time + self.policy.grace * 10,
                 what="record", ids=ids,

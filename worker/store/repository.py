@@ -71,6 +71,11 @@ class Store:
     def dialect(self) -> str:
         return self.db.name
 
+    @property
+    def one_statement_outcomes(self) -> bool:
+        """`finish` of an outcome other than `failed` is one autocommit statement."""
+        return self.db.one_statement_outcomes
+
     async def close(self) -> None:
         await self.engine.dispose()
 

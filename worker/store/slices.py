@@ -194,17 +194,23 @@ async def claim(conn: AsyncConnection, parent_id: str, slice_num: int, now: date
 
 async def claim_many(conn: AsyncConnection, keys: list[tuple[str, int]], now: datetime,
                      lock_pid: int | None = None) -> dict[tuple[str, int], Claimed]:
-    """Each of `keys` scheduled → submitting, by one statement per CLAIM_SIZES chunk: a
-    compare-and-set per slice, with the switches read in the same statement (one snapshot per
-    statement, as a single claim has), fenced as `claim` is when `lock_pid` is given. Only the
-    slices this call claimed are returned."""
+    """Each of `keys` scheduled → submitting: a compare-and-set per slice, with the switches
+    read in the same statement (one snapshot per statement, as a single claim has), fenced as
+    `claim` is when `lock_pid` is given. Only the slices this call claimed are returned.
+
+    Up to CLAIM_SIZES[-1] keys are one statement: the keys are padded to the next size by
+    repeating the last one (a key twice in the IN list still matches its row once). So a
+    batch that fails fails whole, even where each statement commits on its own (PostgreSQL's
+    autocommit): no part of it is claimed without its callers being told."""
     out: dict[tuple[str, int], Claimed] = {}
     keys = list(dict.fromkeys(keys))
     start = 0
     while start < len(keys):
-        size = next(s for s in reversed(CLAIM_SIZES) if s <= len(keys) - start)
+        left = len(keys) - start
+        size = next((s for s in CLAIM_SIZES if s >= left), CLAIM_SIZES[-1])
         chunk = keys[start : start + size]
         start += size
+        chunk += [chunk[-1]] * (size - len(chunk))
         params: dict[str, Any] = {"b_now": now}
         for i, (pid, num) in enumerate(chunk):
             params[f"k_pid_{i}"], params[f"k_num_{i}"] = pid, num
