@@ -22,9 +22,11 @@ class SliceStore(Protocol):
     scheduled, an outcome returns None for a slice no longer in the status it was read in.
     """
 
-    # `finish` of an outcome other than `failed` is one statement without a transaction
-    # (PostgreSQL): cheaper alone than as a share of `finish_many` for a few outcomes.
-    one_statement_outcomes: bool
+    @property
+    def one_statement_outcomes(self) -> bool:
+        """`finish` of an outcome other than `failed` is one statement without a transaction
+        (PostgreSQL): cheaper alone than as a share of `finish_many` for a few outcomes."""
+        ...
 
     async def claim(self, parent_id: str, slice_num: int, now: datetime) -> Claimed | None:
         """scheduled → submitting, with the parent and both switches read by the same step."""
