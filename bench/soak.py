@@ -6,13 +6,6 @@ which is a one-off step, not growth. A worker that releases what a terminal pare
 shows a slope near zero from then on; one that keeps something per parent shows a slope of
 that many bytes per parent. A slope over many rounds is robust to the noise of a busy
 machine, where a single before/after difference is not.
-
-Each round's RSS is the median of a few readings taken after the round has settled: between
-two readings a second apart the worker's RSS moves by up to 0.7 MiB with nothing left to do
-(glibc maps a large buffer of the driver or the outbox relay on its own and unmaps it when
-freed), and one such reading in one round was enough to move the fitted slope by tens of KiB
-per 1,000. Growth that stays is in every reading, so the median keeps it and drops only what a
-buffer in flight added for an instant.
 """
 
 from __future__ import annotations
@@ -39,23 +32,10 @@ class Params:
     slices: int = 2
     interval: int = 1
     settle_seconds: float = 1.0  # after a round's last completion, before reading RSS
-    readings: int = 5  # RSS readings per round, `reading_gap` apart: the figure is their median
-    reading_gap: float = 0.5
 
 
 FULL = Params()
 QUICK = Params(rounds=5, parents=600)
-
-
-def median(values: Sequence[float]) -> float:
-    """The middle value (the mean of the two middle ones for an even count)."""
-    if not values:
-        raise ValueError("a median needs at least 1 value")
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def least_squares_slope(points: Sequence[tuple[float, float]]) -> float:
@@ -95,16 +75,6 @@ async def _one_round(r: Run, params: Params, number: int) -> int:
     return r.events.count("parent.completed") - completed_before
 
 
-async def _settled_rss(r: Run, params: Params) -> tuple[float, list[float]]:
-    """The round's RSS (MiB): the median of `readings` readings, and the readings."""
-    readings: list[float] = []
-    for k in range(params.readings):
-        if k:
-            await asyncio.sleep(params.reading_gap)
-        readings.append(r.worker.memory_mib()["rss"])
-    return median(readings), readings
-
-
 async def run(services: Services, quick: bool, params: Params) -> Result:
     bindings = ["parent.accepted.#", "parent.completed.#", "request.#"]
     async with bench_run(NAME, quick, services, bindings=bindings, keep_bodies=set()) as r:
@@ -117,10 +87,9 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
         for number in range(params.rounds):
             completed += await _one_round(r, params, number)
             await asyncio.sleep(params.settle_seconds)
-            rss, readings = await _settled_rss(r, params)
+            rss = r.worker.memory_mib()["rss"]
             series.append((completed, rss))
-            progress(f"round {number + 1}/{params.rounds}: {completed:,} completed, RSS {rss} MiB "
-                     f"(median of {', '.join(str(m) for m in readings)})")
+            progress(f"round {number + 1}/{params.rounds}: {completed:,} completed, RSS {rss} MiB")
         elapsed = time.monotonic() - started
         peak = r.worker.memory_mib()["peak"]
     fitted = [(done / 1000, rss * 1024) for done, rss in series[1:]]
@@ -145,8 +114,7 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
     result.lines = [
         f"{params.rounds} rounds of {params.parents:,} parents of {params.slices} slices "
         f"{params.interval} s apart; {completed:,} completed in {elapsed:.0f} s",
-        f"RSS MiB: idle {idle}, after each round (median of {params.readings} readings) "
-        + ", ".join(str(m) for _, m in series),
+        f"RSS MiB: idle {idle}, after each round " + ", ".join(str(m) for _, m in series),
         f"growth over rounds 2..{params.rounds} (least squares): {shown} KiB per 1,000 "
         "completed parents",
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.soak import least_squares_slope, median
+from bench.soak import least_squares_slope
 
 
 def test_slope_of_points_on_a_line_is_its_slope() -> None:
@@ -31,13 +31,3 @@ def test_slope_needs_two_distinct_x() -> None:
         least_squares_slope([(1.0, 2.0)])
     with pytest.raises(ValueError, match="2 distinct x"):
         least_squares_slope([(1.0, 2.0), (1.0, 3.0)])
-
-
-def test_a_rounds_figure_is_the_median_of_its_readings() -> None:
-    """One reading taken while a large buffer was mapped does not move the figure; an even
-    count gives the mean of the two middle readings."""
-    assert median([104.6, 104.6, 105.3, 104.6, 104.7]) == 104.6
-    assert median([104.6, 104.9, 104.7, 105.3]) == pytest.approx(104.8)
-    assert median([98.0]) == 98.0
-    with pytest.raises(ValueError, match="at least 1 value"):
-        median([])
