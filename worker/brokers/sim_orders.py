@@ -21,8 +21,8 @@ from twap_schemas.common import OrderType, Side, TimeInForce
 from worker.brokers.base import BrokerOrder, OrderRequest
 
 OPEN_STATUSES = frozenset({"new", "accepted"})
-# Small: a lookup misses the cache only on a page the OS still holds, and a larger cache filled
-# so slowly (about 20 KiB per 1,000 parents) that it read as growth for the whole of a soak.
+# Small: a page it misses comes back from the OS's file cache in microseconds, and the earlier
+# 512 KiB filled so slowly (about 20 KiB per 1,000 parents) that it read as growth in a soak.
 PAGE_CACHE_KIB = 64
 
 _COLUMNS = (
