@@ -21,8 +21,9 @@ INLINE_BUSY_TIMEOUT_MS = 200
 # Prepared statements kept per connection (Python's default is 128). A statement with an IN
 # list is a new statement for every length of the list, each 10-20 KiB of SQLite's memory, so
 # the cache went on filling for as long as a soak ran (273 to 608 KiB over 18,000 parents);
-# the worker runs about 35 distinct statements in all (measured after the first soak round),
-# which stay in this least-recently-used cache; the slots left take the IN lists in use.
+# after the first soak round the worker had run 34 distinct statements, IN lists included: the
+# ones run on every slice stay in this least-recently-used cache, the rest of it takes the IN
+# lists in use.
 STATEMENT_CACHE = 48
 
 
