@@ -13,6 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from worker.store.sqlite_inline import INLINE_BUSY_TIMEOUT_MS, InlineConnection, inline_creator
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Each SQLite connection's page cache, KiB: fills within the first few thousand parents and
+# stays there (measured: 2,049 KiB in use from the second soak round on). Set on every new
+# connection so the bound is ours, not whatever default the SQLite build was compiled with.
+SQLITE_PAGE_CACHE_KIB = 2048
 
 # PostgreSQL probes a silent session of ours after PG_KEEPALIVE_IDLE seconds, then every
 # PG_KEEPALIVE_INTERVAL, and drops it after PG_KEEPALIVE_COUNT unanswered probes: a worker that
@@ -85,6 +89,7 @@ def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_PAGE_CACHE_KIB}")  # negative: KiB, not pages
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
