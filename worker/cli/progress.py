@@ -15,6 +15,18 @@ from worker.cli.exits import FAILED, OK
 from worker.core.records import ParentRecord, SliceRecord
 from worker.core.states import TERMINAL
 
+# Slices whose order reached the broker: working there, or ended there (filled or closed).
+SENT = frozenset({SliceStatus.SUBMITTED, SliceStatus.FILLED, SliceStatus.CLOSED})
+
+
+def _rank(status: SliceStatus) -> int:
+    """How far along its life a status is: a slice never moves back."""
+    if status in TERMINAL:
+        return 3
+    if status is SliceStatus.SUBMITTED:
+        return 2
+    return 1 if status is SliceStatus.SUBMITTING else 0
+
 
 @dataclass
 class Progress:
@@ -38,13 +50,12 @@ class Progress:
         return progress
 
     def _move(self, num: int, status: SliceStatus, qty: int) -> bool:
+        """Record a slice's newer status; True when it is worth a line (sent, or ended)."""
         current = self.slices.get(num)
-        if current is not None and current[0] in TERMINAL:
-            return False
-        if current is not None and current[0] == status:
-            return False
+        if current is not None and _rank(current[0]) >= _rank(status):
+            return False  # a repeat, or a late event of an earlier step
         self.slices[num] = (status, qty)
-        return status in TERMINAL
+        return status in TERMINAL or status is SliceStatus.SUBMITTED
 
     def refresh(self, status: ParentStatus, records: list[SliceRecord]) -> list[str]:
         """Apply a database read; lines for the slices it shows newly finished."""
@@ -99,7 +110,7 @@ class Progress:
 
     @property
     def sent_qty(self) -> int:
-        return sum(qty for status, qty in self.slices.values() if status is SliceStatus.SUBMITTED)
+        return sum(qty for status, qty in self.slices.values() if status in SENT)
 
     @property
     def problems(self) -> dict[str, int]:
@@ -107,7 +118,7 @@ class Progress:
         counts = Counter(
             status.value
             for status, _ in self.slices.values()
-            if status in TERMINAL and status is not SliceStatus.SUBMITTED
+            if status in TERMINAL and status not in SENT
         )
         return dict(sorted(counts.items()))
 
@@ -122,7 +133,7 @@ class Progress:
         return OK if ok else FAILED
 
     def summary(self) -> str:
-        sent = sum(1 for status, _ in self.slices.values() if status is SliceStatus.SUBMITTED)
+        sent = sum(1 for status, _ in self.slices.values() if status in SENT)
         text = (
             f"{self.status.value}: {sent}/{self.total_slices} slices submitted, "
             f"{self.sent_qty}/{self.total_qty} shares"

@@ -145,7 +145,7 @@ NOTE_CLAIMED = (
 )
 
 # A compare-and-set of every mutable column, from the status the caller read.
-MUTABLE = ("status", "broker_order_id", "attempts", "reason", "sent_at")
+MUTABLE = ("status", "broker_order_id", "attempts", "reason", "sent_at", "qty", "planned_qty")
 TRANSITION = (
     update(slices)
     .where(_KEY)
@@ -312,8 +312,10 @@ FIRST_SCHEDULED = (
     .group_by(slices.c.parent_order_id)
 )
 
+# Parents with a slice not yet terminal (still to send, being sent, or working at the broker).
 PENDING_PARENT_IDS = select(slices.c.parent_order_id).where(
-    slices.c.status.in_([SliceStatus.SCHEDULED.value, SliceStatus.SUBMITTING.value])
+    slices.c.status.in_([SliceStatus.SCHEDULED.value, SliceStatus.SUBMITTING.value,
+                         SliceStatus.SUBMITTED.value])
 )
 
 
