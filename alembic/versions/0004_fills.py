@@ -6,6 +6,8 @@ notional / filled qty, rounded as worker.core.fills does), and the qty the plan 
 catch-up sent another (`planned_qty`). Parents keep the submit's execution fields, their filled
 qty, notional, the qty still working at the broker and, once completed, the outcome.
 
+`ix_slices_submitted` (partial) finds the orders working at the broker for reconciliation.
+
 `fills` holds every fill applied; its key (client_order_id, cumulative filled qty after the
 fill) makes a replayed broker update a no-op.
 
@@ -50,6 +52,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("working_qty", sa.BigInteger(), nullable=False,
                                    server_default="0"))
         batch.add_column(sa.Column("outcome", sa.String(8), nullable=True))
+    where = sa.text("status = 'submitted'")
+    op.create_index("ix_slices_submitted", "slices", ["updated_at"], postgresql_where=where,
+                    sqlite_where=where)
     op.create_table(
         "fills",
         sa.Column("client_order_id", sa.String(24), primary_key=True),
@@ -67,6 +72,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_fills_parent", table_name="fills")
     op.drop_table("fills")
+    op.drop_index("ix_slices_submitted", table_name="slices")
     with op.batch_alter_table("parents") as batch:
         for name in ("outcome", "working_qty", "notional", "filled_qty",
                      "keep_working_after_end", "max_catch_up_ratio", "catch_up", "slice_end"):

@@ -144,6 +144,24 @@ NOTE_CLAIMED = (
     .values(reason=bindparam("b_reason", type_=slices.c.reason.type), updated_at=NOW)
 )
 
+# Catch-up sets the qty of a claimed slice before its send; the plan's qty stays beside it.
+SET_CLAIMED_QTY = (
+    update(slices)
+    .where(_KEY)
+    .where(slices.c.status == SliceStatus.SUBMITTING.value)
+    .values(qty=bindparam("b_qty", type_=slices.c.qty.type),
+            planned_qty=bindparam("b_planned", type_=slices.c.planned_qty.type), updated_at=NOW)
+)
+
+
+async def set_claimed_qty(conn: AsyncConnection, parent_id: str, slice_num: int, qty: int,
+                          planned_qty: int, now: datetime) -> bool:
+    result = await conn.execute(SET_CLAIMED_QTY, {"b_pid": parent_id, "b_num": slice_num,
+                                                  "b_qty": qty, "b_planned": planned_qty,
+                                                  "b_now": now})
+    return bool(result.rowcount == 1)
+
+
 # A compare-and-set of every mutable column, from the status the caller read.
 MUTABLE = ("status", "broker_order_id", "attempts", "reason", "sent_at", "qty", "planned_qty")
 TRANSITION = (
@@ -328,4 +346,15 @@ async def working(conn: AsyncConnection, parent_id: str) -> list[SliceRecord]:
         .where(slices.c.broker_order_id.is_not(None))
         .order_by(slices.c.slice_num)
     )
+    return [to_slice(row) for row in rows]
+
+
+async def submitted(conn: AsyncConnection, untouched_since: datetime | None,
+                    limit: int | None) -> list[SliceRecord]:
+    """Slices working at the broker, oldest news first; with `untouched_since`, only those
+    not written since then."""
+    query = select(slices).where(status_is(SliceStatus.SUBMITTED.value))
+    if untouched_since is not None:
+        query = query.where(slices.c.updated_at < untouched_since)
+    rows = await conn.execute(query.order_by(slices.c.updated_at).limit(limit))
     return [to_slice(row) for row in rows]

@@ -93,6 +93,10 @@ slices = Table(
     Index("ix_slices_submitting", "scheduled_time",
           postgresql_where=text("status = 'submitting'"),
           sqlite_where=text("status = 'submitting'")),
+    # Orders working at the broker, by their last news: reconciliation's scan.
+    Index("ix_slices_submitted", "updated_at",
+          postgresql_where=text("status = 'submitted'"),
+          sqlite_where=text("status = 'submitted'")),
 )
 
 # Every fill applied, keyed by the order and its cumulative filled qty after the fill: the
