@@ -12,7 +12,10 @@ import pytest
 
 from twap_schemas.common import OrderType, Side
 from worker.brokers.base import OrderRequest
-from worker.brokers.sim import SimBroker, read_ledger
+from worker.brokers.orders import Lifecycle
+from worker.brokers.sim import SimBroker as Sim
+from worker.brokers.sim import read_ledger
+from worker.brokers.sim_market import Market
 from worker.core.retry import DuplicateOrder
 
 
@@ -25,6 +28,10 @@ def an_order(number: int, order_type: OrderType = OrderType.MARKET) -> OrderRequ
         order_type=order_type,
         limit_price=Decimal("150.25") if order_type is OrderType.LIMIT else None,
     )
+
+
+def SimBroker(**kwargs: object) -> Sim:  # noqa: N802 - the sim of these tests: AAPL at 190.25
+    return Sim(market=Market(prices={"AAPL": Decimal("190.25")}), **kwargs)  # type: ignore[arg-type]
 
 
 async def test_filled_orders_do_not_stay_in_the_heap() -> None:
@@ -56,11 +63,9 @@ async def test_repeat_of_an_old_filled_order_is_refused_and_found() -> None:
         await broker.submit(an_order(1))
     found = await broker.find(an_order(1).client_order_id)
     assert found is not None
-    assert (found.broker_order_id, found.status, found.is_open) == (
-        first.broker_order_id,
-        "filled",
-        False,
-    )
+    assert (found.broker_order_id, found.lifecycle, found.filled_qty, found.avg_fill_price) == (
+        first.broker_order_id, Lifecycle.FILLED, 11, first.avg_fill_price)
+    assert first.avg_fill_price == Decimal("190.27")  # AAPL=190.25 + 1 bps, up to the cent
     assert broker.attempts == 1_002
     await broker.close()
 
@@ -75,7 +80,8 @@ async def test_open_orders_stay_in_memory_until_canceled() -> None:
     assert broker.open_orders == {}
     assert await broker.cancel(placed.broker_order_id) is False
     found = await broker.find(placed.client_order_id)
-    assert found is not None and found.status == "canceled" and not found.is_open
+    assert found is not None and found.lifecycle is Lifecycle.CLOSED and found.filled_qty == 0
+    assert found.reason == "canceled at the worker's request"
     with pytest.raises(DuplicateOrder):
         await broker.submit(an_order(1, OrderType.LIMIT))
     await broker.close()

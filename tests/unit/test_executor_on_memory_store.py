@@ -33,16 +33,18 @@ def _executor(store: MemoryStore, broker: SimBroker, **policy: object) -> SliceE
 
 
 async def test_every_slice_is_sent_once_and_the_parent_completes() -> None:
-    """Both slices sent once each, recorded submitted; a second run of a slice sends nothing."""
+    """Both slices sent once each; the sim fills a market order at once, so each is recorded
+    submitted with that view and ends filled; a second run of a slice sends nothing."""
     store, broker, parent, records = _setup()
     executor = _executor(store, broker)
     for record in records:
         await executor.run(parent.parent_order_id, record.slice_num, record.scheduled_time)
     await executor.run(parent.parent_order_id, 0, records[0].scheduled_time)
     assert broker.attempts == 2
-    assert {r.status for r in store.slices.values()} == {SliceStatus.SUBMITTED}
+    assert {r.status for r in store.slices.values()} == {SliceStatus.FILLED}
     assert store.parents[parent.parent_order_id].status is ParentStatus.COMPLETED
-    assert store.types() == ["slice.submitted", "slice.submitted", "parent.completed"]
+    assert store.types() == ["slice.submitted", "slice.fill", "slice.filled",
+                             "slice.submitted", "slice.fill", "slice.filled", "parent.completed"]
 
 
 async def test_an_engaged_kill_switch_blocks_the_slice_unsent() -> None:

@@ -103,7 +103,8 @@ _INSERT_FILL = insert(fills)
 NOT_FILLED_REASON = "ended at the broker before it filled completely"
 
 
-async def apply_view(conn: AsyncConnection, view: BrokerView, now: datetime) -> ViewResult:
+async def apply_view(conn: AsyncConnection, view: BrokerView, now: datetime,
+                     reason: str | None = None) -> ViewResult:
     """Apply one broker view of an order to its slice and parent (see the module's doc)."""
     row = (await conn.execute(SLICE_FOR_UPDATE, {"b_coid": view.client_order_id})).first()
     if row is None:
@@ -125,7 +126,7 @@ async def apply_view(conn: AsyncConnection, view: BrokerView, now: datetime) -> 
         if fill is None:
             return ViewResult(Applied.UNCHANGED, slice=record, parent=parent)
         return ViewResult(Applied.CHANGED, fill, slice=record, parent=parent)
-    ended = await _end(conn, parent, record, view, now)
+    ended = await _end(conn, parent, record, view, now, reason)
     return ViewResult(Applied.CHANGED, fill, ended.status, ended, parent)
 
 
@@ -159,13 +160,13 @@ async def _write_fill(conn: AsyncConnection, parent: ParentRecord, record: Slice
 
 
 async def _end(conn: AsyncConnection, parent: ParentRecord, record: SliceRecord,
-               view: BrokerView, now: datetime) -> SliceRecord:
+               view: BrokerView, now: datetime, why: str | None) -> SliceRecord:
     """The order ended at the broker: the slice is `filled` (every share) or `closed`."""
     if record.filled_qty == record.qty:
         status, reason = SliceStatus.FILLED, None
     else:
         status = SliceStatus.CLOSED
-        reason = view.reason or NOT_FILLED_REASON
+        reason = why or view.reason or NOT_FILLED_REASON
     ended = replace(record, status=status, reason=reason)
     if not await slice_rows.compare_and_set(conn, record, ended, now):
         raise RuntimeError(f"slice {record.client_order_id} changed under its lock")

@@ -284,21 +284,29 @@ class Store:
                                                    working_orders=working_orders)
 
     # -- fills -------------------------------------------------------------------------------
-    async def apply_view(self, view: fills.BrokerView, now: datetime) -> fills.ViewResult:
-        """Apply the broker's view of one order (idempotent: see store/fills.py)."""
+    async def apply_view(self, view: fills.BrokerView, now: datetime,
+                         reason: str | None = None) -> fills.ViewResult:
+        """Apply the broker's view of one order (idempotent: see store/fills.py); `reason`:
+        why the slice closes, if this view ends it unfilled (else the broker's reason)."""
         async with self.transaction() as conn:
-            return await fills.apply_view(conn, view, now)
+            return await fills.apply_view(conn, view, now, reason)
 
     async def fills_of(self, parent_id: str) -> list[dict[str, object]]:
         async with self.engine.connect() as conn:
             return await fills.of_parent(conn, parent_id)
 
     async def submitted_slices(self, *, untouched_since: datetime | None = None,
-                               limit: int | None = None) -> list[SliceRecord]:
-        """Slices whose order is working at the broker (reconciliation's list); with
-        `untouched_since`, only those without news since then."""
+                               limit: int | None = None) -> list[tuple[SliceRecord, datetime]]:
+        """Slices whose order is working at the broker, with their last news (reconciliation's
+        list); with `untouched_since`, only those without news since then."""
         async with self.engine.connect() as conn:
             return await slice_rows.submitted(conn, untouched_since, limit)
+
+    async def working_orders(self, limit: int | None = None
+                             ) -> list[tuple[ParentRecord, SliceRecord]]:
+        """Slices working at the broker, with their parents."""
+        async with self.engine.connect() as conn:
+            return await slice_rows.submitted_with_parents(conn, limit)
 
     async def set_claimed_qty(self, parent_id: str, slice_num: int, qty: int,
                               planned_qty: int, now: datetime) -> bool:

@@ -350,11 +350,21 @@ async def working(conn: AsyncConnection, parent_id: str) -> list[SliceRecord]:
 
 
 async def submitted(conn: AsyncConnection, untouched_since: datetime | None,
-                    limit: int | None) -> list[SliceRecord]:
-    """Slices working at the broker, oldest news first; with `untouched_since`, only those
-    not written since then."""
+                    limit: int | None) -> list[tuple[SliceRecord, datetime]]:
+    """Slices working at the broker with their last write, oldest first; with
+    `untouched_since`, only those not written since then."""
     query = select(slices).where(status_is(SliceStatus.SUBMITTED.value))
     if untouched_since is not None:
         query = query.where(slices.c.updated_at < untouched_since)
     rows = await conn.execute(query.order_by(slices.c.updated_at).limit(limit))
-    return [to_slice(row) for row in rows]
+    return [(to_slice(row), row.updated_at) for row in rows]
+
+
+async def submitted_with_parents(conn: AsyncConnection,
+                                 limit: int | None) -> list[tuple[ParentRecord, SliceRecord]]:
+    """Slices working at the broker with their parents (the slice and parent ends' scan)."""
+    rows = await conn.execute(
+        WITH_PARENT.where(status_is(SliceStatus.SUBMITTED.value))
+        .order_by(slices.c.scheduled_time).limit(limit)
+    )
+    return [split_row(row) for row in rows]
