@@ -93,6 +93,14 @@ class MemoryStore:
             self.apply_view(view, now)
         return written
 
+    async def catch_up_state(self, parent_id: str, slice_num: int) -> tuple[int, int, int]:
+        parent = self.parents[parent_id]
+        scheduled = sum(r.qty for (pid, num), r in self.slices.items()
+                        if pid == parent_id and num != slice_num
+                        and (r.status is SliceStatus.SUBMITTING
+                             or (num < slice_num and r.status is SliceStatus.SCHEDULED)))
+        return parent.filled_qty, parent.working_qty, scheduled
+
     async def set_claimed_qty(self, parent_id: str, slice_num: int, qty: int,
                               planned_qty: int, now: datetime) -> bool:
         key = (parent_id, slice_num)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -135,9 +134,6 @@ class SliceExecutor:
         self._expiry_wanted = False
         # Before a slice is sized: end the parent's earlier orders (slice_end), fresh fills.
         self.prepare = prepare
-        # Qty being sent per parent (sized, outcome not yet recorded): catch-up counts it as
-        # working, so two slices in flight at once never both send the same shortfall.
-        self._sending: Counter[str] = Counter()
 
     def held(self) -> frozenset[SliceKey]:
         """Slices this process is working on right now (the sweeper leaves them alone)."""
@@ -242,15 +238,9 @@ class SliceExecutor:
             await self._record(parent, record, Outcome(SliceStatus.CLOSED, record.attempts,
                                                        reason=NOTHING_LEFT))
             return
-        self._sending[parent.parent_order_id] += record.qty
-        try:
-            sends: list[OrderView] = []
-            outcome = await self._submit(parent, record, looked_at, sends)
-            await self._record(parent, record, outcome, sends[-1] if sends else None)
-        finally:
-            self._sending[parent.parent_order_id] -= record.qty
-            if self._sending[parent.parent_order_id] <= 0:
-                del self._sending[parent.parent_order_id]
+        sends: list[OrderView] = []
+        outcome = await self._submit(parent, record, looked_at, sends)
+        await self._record(parent, record, outcome, sends[-1] if sends else None)
 
     async def _size(self, parent: ParentRecord, record: SliceRecord,
                     ids: dict[str, object]) -> SliceRecord | None:
@@ -261,9 +251,21 @@ class SliceExecutor:
         num = record.slice_num
         if num >= len(planned) or planned[num] != record.qty:
             return record  # a plan this rule does not know (amended, or sized already)
-        qty = slice_qty(planned, num, total_qty=parent.qty, filled_qty=parent.filled_qty,
-                        working_qty=parent.working_qty + self._sending[parent.parent_order_id],
-                        catch_up=parent.catch_up, max_ratio=parent.max_catch_up_ratio)
+        pid = parent.parent_order_id
+
+        def size(filled: int, working: int) -> int:
+            return slice_qty(planned, num, total_qty=parent.qty, filled_qty=filled,
+                             working_qty=working, catch_up=parent.catch_up,
+                             max_ratio=parent.max_catch_up_ratio)
+
+        qty = size(parent.filled_qty, parent.working_qty)  # as the claim read the parent
+        if qty != record.qty:
+            # Off the plan, as of the claim's read: look again, in one statement, at the
+            # parent's fills and working qty now, with its slices being sent (submitting)
+            # and the earlier ones still to fire (late, all due at once after an outage),
+            # which send their own qty: only a real shortfall is caught up.
+            filled, working, coming = await self.store.catch_up_state(pid, num)
+            qty = size(filled, working + coming)
         if qty == record.qty:
             return record
         sized = replace(record, qty=qty, planned_qty=record.qty)

@@ -47,6 +47,11 @@ class SliceStore(Protocol):
         `submitted` outcome with the broker's view of the order applied with it."""
         ...
 
+    async def catch_up_state(self, parent_id: str, slice_num: int) -> tuple[int, int, int]:
+        """(filled qty, working qty) of the parent now, and the qty of its other slices
+        submitting plus those before `slice_num` still scheduled."""
+        ...
+
     async def set_claimed_qty(self, parent_id: str, slice_num: int, qty: int,
                               planned_qty: int, now: datetime) -> bool:
         """Catch-up: a claimed slice sends `qty` instead of its planned qty."""

@@ -308,6 +308,13 @@ class Store:
         async with self.engine.connect() as conn:
             return await slice_rows.submitted_with_parents(conn, limit)
 
+    async def catch_up_state(self, parent_id: str, slice_num: int) -> tuple[int, int, int]:
+        """The parent's filled and working qty now, and the qty of its other slices being
+        sent (submitting) and of those before `slice_num` still to fire (scheduled), in one
+        statement (one snapshot)."""
+        async with self.engine.connect() as conn:
+            return await slice_rows.catch_up_state(conn, parent_id, slice_num)
+
     async def set_claimed_qty(self, parent_id: str, slice_num: int, qty: int,
                               planned_qty: int, now: datetime) -> bool:
         """Catch-up: a claimed slice sends `qty`, not its planned qty (kept beside it)."""

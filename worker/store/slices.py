@@ -22,6 +22,7 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    or_,
     select,
     table,
     tuple_,
@@ -368,3 +369,23 @@ async def submitted_with_parents(conn: AsyncConnection,
         .order_by(slices.c.scheduled_time).limit(limit)
     )
     return [split_row(row) for row in rows]
+
+
+CATCH_UP_STATE = select(
+    parents.c.filled_qty,
+    parents.c.working_qty,
+    select(func.coalesce(func.sum(slices.c.qty), 0))
+    .where(slices.c.parent_order_id == PID)
+    .where(slices.c.slice_num != NUM)
+    .where(or_(slices.c.status == SliceStatus.SUBMITTING.value,
+               and_(slices.c.slice_num < NUM,
+                    slices.c.status == SliceStatus.SCHEDULED.value)))
+    .scalar_subquery(),
+).where(parents.c.parent_order_id == PID)
+
+
+async def catch_up_state(conn: AsyncConnection, parent_id: str,
+                         slice_num: int) -> tuple[int, int, int]:
+    filled, working, scheduled = (await conn.execute(
+        CATCH_UP_STATE, {"b_pid": parent_id, "b_num": slice_num})).one()
+    return int(filled), int(working), int(scheduled)
