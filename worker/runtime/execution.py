@@ -489,6 +489,10 @@ class SliceExecutor:
         if updated is not None:
             self.metrics.slice_recorded(outcome.status, outcome.attempts, record.scheduled_time,
                                         outcome.sent_at)
+            if went_out and updated.filled_qty:  # the submit's own view filled it (in part)
+                self.metrics.filled(updated.filled_qty)
+            if went_out and updated.status is not SliceStatus.SUBMITTED:
+                self.metrics.slices_ended(updated.status)
         extra = {**ids, "status": outcome.status.value, "attempts": outcome.attempts,
                  "broker_order_id": outcome.broker_order_id, "reason": outcome.reason}
         if updated is None:
