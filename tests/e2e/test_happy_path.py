@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from worker.brokers.sim import SimBroker
 from tests.support.harness import Harness, submit_body
+from worker.brokers.sim import SimBroker
 
 
 async def test_submit_runs_every_slice_and_completes(harness: Harness) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import tracemalloc
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from twap_schemas.common import OrderType, Side, TimeInForce
 from worker.brokers.base import OrderRequest
-from worker.brokers.orders import Lifecycle, Resync
+from worker.brokers.orders import Lifecycle, OrderView, Resync
 from worker.brokers.sim import SimBroker as Sim
 from worker.brokers.sim import read_fills, read_ledger
 from worker.brokers.sim_market import Market
@@ -31,7 +32,7 @@ def an_order(number: int, order_type: OrderType = OrderType.MARKET) -> OrderRequ
     )
 
 
-def SimBroker(**kwargs: object) -> Sim:  # noqa: N802 - the sim of these tests: AAPL at 190.25
+def SimBroker(**kwargs: object) -> Sim:  # the sim of these tests: AAPL at 190.25
     return Sim(market=Market(prices={"AAPL": Decimal("190.25")}), **kwargs)  # type: ignore[arg-type]
 
 
@@ -136,6 +137,12 @@ def order(number: int, side: Side = Side.BUY, order_type: OrderType = OrderType.
                         stop_price=None if stop is None else Decimal(stop))
 
 
+async def next_view(stream: AsyncIterator[OrderView | Resync]) -> OrderView:
+    item = await asyncio.wait_for(anext(stream), 2)
+    assert isinstance(item, OrderView)
+    return item
+
+
 # AAPL at 190.25, spread 2 bps: bid 190.23 (floor), ask 190.27 (ceiling).
 BID, ASK = Decimal("190.23"), Decimal("190.27")
 
@@ -197,9 +204,9 @@ async def test_chunked_fills_come_through_updates_and_find() -> None:
     assert await anext(stream) == Resync()
     first = await broker.submit(order(1))
     assert (first.lifecycle, first.filled_qty) == (Lifecycle.WORKING, 4)
-    seen = []
+    seen: list[OrderView] = []
     while not seen or not seen[-1].ended:
-        seen.append(await asyncio.wait_for(anext(stream), 2))
+        seen.append(await next_view(stream))
     assert [(v.filled_qty, v.lifecycle) for v in seen] == [
         (4, Lifecycle.WORKING), (8, Lifecycle.WORKING), (10, Lifecycle.FILLED)]
     found = await broker.find(first.client_order_id)
@@ -214,7 +221,7 @@ async def test_a_cancel_closes_the_order_through_updates() -> None:
     assert await anext(stream) == Resync()
     resting = await broker.submit(order(1, order_type=OrderType.LIMIT, limit="100"))
     assert await broker.cancel(resting.broker_order_id) is True
-    closed = await asyncio.wait_for(anext(stream), 2)
+    closed = await next_view(stream)
     assert (closed.client_order_id, closed.lifecycle, closed.filled_qty) == (
         resting.client_order_id, Lifecycle.CLOSED, 0)
     await stream.aclose()

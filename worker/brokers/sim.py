@@ -24,7 +24,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -139,7 +139,7 @@ class SimBroker:
         # The CLOSED view goes out through updates() (the book publishes it).
         return live.cancel(client_order_id, "canceled at the worker's request") is not None
 
-    async def updates(self) -> AsyncIterator[OrderView | Resync]:
+    async def updates(self) -> AsyncGenerator[OrderView | Resync, None]:
         _, live = self._open()
         queue = live.subscribe()  # before the Resync: nothing published after it is missed
         try:
