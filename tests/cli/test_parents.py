@@ -35,8 +35,8 @@ async def test_status_shows_the_parent_and_its_slices(harness: Harness, cli: Cli
     data = await cli.json("status", pid)
     assert data["parent"]["status"] == "completed"
     assert [(s["slice_num"], s["qty"], s["status"]) for s in data["slices"]] == [
-        (0, 5, "submitted"),
-        (1, 5, "submitted"),
+        (0, 5, "filled"),
+        (1, 5, "filled"),
     ]
     assert all(s["broker_order_id"] and s["attempts"] == 1 for s in data["slices"])
 

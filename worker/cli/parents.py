@@ -15,6 +15,7 @@ from worker.cli.exits import CODES_HELP, NOT_FOUND, CliError
 from worker.cli.runner import database, load_settings, run
 from worker.cli.watching import complete_parent_id
 from worker.core.records import ParentRecord, SliceRecord
+from worker.cli.progress import SENT
 from worker.core.states import TERMINAL
 from worker.settings import Settings
 
@@ -29,9 +30,11 @@ def _price(parent: ParentRecord) -> str:
 
 
 def progress_of(tallies: dict[str, tuple[int, int]]) -> dict[str, int]:
-    """Slices done (terminal) and shares sent (submitted), from (count, qty) per status."""
+    """Slices done (terminal) and shares sent (the order reached the broker: working there,
+    filled or closed there), from (count, qty) per status."""
     done = sum(count for status, (count, _) in tallies.items() if SliceStatus(status) in TERMINAL)
-    return {"done_slices": done, "sent_qty": tallies.get("submitted", (0, 0))[1]}
+    sent = sum(qty for status, (_, qty) in tallies.items() if SliceStatus(status) in SENT)
+    return {"done_slices": done, "sent_qty": sent}
 
 
 async def _status(settings: Settings, parent_id: str, as_json: bool) -> None:
@@ -103,7 +106,7 @@ def _slice_row(r: SliceRecord) -> list[Any]:
 @app.command(
     "status",
     epilog="Example: twap status 3f2a9c0d41b7e8a2c6d5f013 --json | "
-    "jq '.slices[] | select(.status != \"submitted\")'\n\n" + CODES_HELP,
+    "jq '.slices[] | select(.status != \"filled\")'\n\n" + CODES_HELP,
 )
 def status_command(
     parent_id: Annotated[
