@@ -24,6 +24,7 @@ from worker.core.records import ParentRecord, SliceRecord
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.order_updates import OrderUpdates
 from worker.runtime.reconcile import NO_SUCH_ORDER, Reconciler
+from worker.runtime.working_orders import SLICE_END, WorkingOrders
 from worker.store.fills import Applied, BrokerView, ViewResult
 from worker.store.repository import Store
 
@@ -174,3 +175,32 @@ async def test_the_stream_is_consumed_and_a_resync_asks_for_reconciliation(
     stopping.set()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+class FillsFirst(SimBroker):
+    """A cancel that loses the race: the market reaches the order's limit just before the
+    cancel arrives, the order fills, and the cancel finds nothing open."""
+
+    async def cancel(self, broker_order_id: str) -> bool:
+        self.market.prices = {"AAPL": Decimal("40")}
+        await asyncio.sleep(0.1)  # a few looks at the market (every 10 ms): it fills
+        return await super().cancel(broker_order_id)
+
+
+async def test_a_cancel_that_loses_the_race_with_a_fill_ends_filled(store: Store) -> None:
+    broker = FillsFirst(market=Market(prices={"AAPL": Decimal("100")}), fill_interval=0.01)
+    parent, record = await _claimed(store)
+    view = await broker.submit(OrderRequest(record.client_order_id, "AAPL", parent.side,
+                                            record.qty, OrderType.LIMIT,
+                                            limit_price=Decimal("50")))
+    assert view.lifecycle is Lifecycle.WORKING
+    written = await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1,
+                                                         view.broker_order_id),
+                                 _now(), max_failures=5, view=view)
+    assert written is not None
+    updates = OrderUpdates(store, broker, _now, WorkerMetrics())
+    working = WorkingOrders(store, broker, _now, updates=updates)
+    assert await working.close(written, SLICE_END) is False  # nothing was open to cancel
+    s = await _status(store, parent)
+    assert (s.status, s.filled_qty, s.reason) == (SliceStatus.FILLED, 5, None)
+    assert s.fill_notional == Decimal("200.05")  # 5 at the ask of 40 (40.01)
