@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from tests.cli.conftest import Cli
@@ -29,6 +31,9 @@ async def test_status_shows_the_parent_and_its_slices(harness: Harness, cli: Cli
     lines = plain.stdout.splitlines()
     assert lines[0] == f"parent {pid}"
     assert "progress:     2/2 slices done, 10/10 shares sent" in lines
+    filled = next(line for line in lines if line.startswith("filled:"))
+    assert filled.split(None, 1)[1].startswith("10/10 shares, avg price ")
+    assert filled.endswith(", 0 working, outcome filled")
     header = next(i for i, line in enumerate(lines) if line.startswith("#"))
     assert lines[header].split()[:4] == ["#", "qty", "due", "status"]
     assert [line.split()[0] for line in lines[header + 1 :]] == ["0", "1"]
@@ -39,6 +44,10 @@ async def test_status_shows_the_parent_and_its_slices(harness: Harness, cli: Cli
         (1, 5, "filled"),
     ]
     assert all(s["broker_order_id"] and s["attempts"] == 1 for s in data["slices"])
+    assert [s["filled_qty"] for s in data["slices"]] == [5, 5]
+    assert (data["parent"]["filled_qty"], data["parent"]["outcome"]) == (10, "filled")
+    # AAPL's sim price from its name, 472.14; the ask 2 bps wider, to the cent above
+    assert Decimal(str(data["avg_fill_price"])) == Decimal("472.19")
 
 
 async def test_status_of_an_unknown_parent_exits_4(cli: Cli) -> None:
