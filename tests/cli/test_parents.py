@@ -64,11 +64,11 @@ async def test_list_filters_and_shows_progress(harness: Harness, cli: Cli) -> No
     assert plain.exit_code == 0, plain.output
     header, row = plain.stdout.strip().splitlines()
     assert header.split()[:5] == ["parent", "strategy", "symbol", "side", "status"]
-    assert row.split()[:7] == [pid, "beta_2", "MSFT", "buy", "completed", "2/2", "10/10"]
+    assert row.split()[:8] == [pid, "beta_2", "MSFT", "buy", "completed", "2/2", "10/10",
+                               "10/10"]
     listed = await cli.json("list", "--symbol", "msft", "--since", "1h")
-    assert [(p["parent_order_id"], p["done_slices"], p["sent_qty"]) for p in listed] == [
-        (pid, 2, 10)
-    ]
+    assert [(p["parent_order_id"], p["done_slices"], p["sent_qty"], p["filled_qty"])
+            for p in listed] == [(pid, 2, 10, 10)]
     assert await cli.json("list", "--active") == []
     assert (await cli("list", "--strategy", "nobody")).stdout == "no parents match\n"
 

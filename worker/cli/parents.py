@@ -171,6 +171,7 @@ async def _list(
                 parent.status.value,
                 f"{progress['done_slices']}/{parent.total_slices}",
                 f"{progress['sent_qty']}/{parent.qty}",
+                f"{parent.filled_qty}/{parent.qty}",
                 parent.created_at,
             ]
         )
@@ -178,7 +179,8 @@ async def _list(
         output.say("no parents match")
         return
     output.print_table(
-        ["parent", "strategy", "symbol", "side", "status", "slices done", "qty sent", "created"],
+        ["parent", "strategy", "symbol", "side", "status", "slices done", "qty sent",
+         "qty filled", "created"],
         rows,
     )
 
