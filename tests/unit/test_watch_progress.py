@@ -74,6 +74,11 @@ def test_events_count_once_and_never_move_a_slice_back() -> None:
     assert progress.apply(submitted) == []
     assert progress.refresh(ParentStatus.ACTIVE, [record(1, SliceStatus.SCHEDULED)]) == []
     assert progress.sent_qty == 7
+    fill = event("e4", "slice.fill", slice_num=1, status="submitted", qty=3, fill_qty=3,
+                 fill_price="190.27", filled_qty=3)
+    assert progress.apply(fill) == [
+        "slice 1 fill 3 at 190.27; 3/10 shares filled, 7/10 sent"]
+    assert progress.apply(fill | {"event_id": "e5"}) == []  # the same figure again: nothing
     filled = event("e2", "slice.filled", slice_num=1, status="filled", qty=3)
     assert progress.apply(filled) == ["slice 1 filled qty 3; 2/3 slices done, 7/10 shares sent"]
     assert progress.apply(submitted | {"event_id": "e3"}) == []  # never back to submitted

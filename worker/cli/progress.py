@@ -36,6 +36,7 @@ class Progress:
     total_qty: int
     status: ParentStatus = ParentStatus.ACTIVE
     slices: dict[int, tuple[SliceStatus, int]] = field(default_factory=dict)
+    filled: dict[int, int] = field(default_factory=dict)  # per slice, its filled qty
     seen: set[str] = field(default_factory=set)
 
     @classmethod
@@ -61,6 +62,7 @@ class Progress:
         """Apply a database read; lines for the slices it shows newly finished."""
         lines = []
         for record in records:
+            self._fill(record.slice_num, record.filled_qty)
             if self._move(record.slice_num, record.status, record.qty):
                 lines.append(
                     self._slice_line(record.slice_num, record.status, record.qty, record.reason)
@@ -78,7 +80,15 @@ class Progress:
         if isinstance(event_id, str):
             self.seen.add(event_id)
         kind = str(event.get("event_type", ""))
+        if kind == "slice.fill" and "slice_num" in event:
+            num = int(event["slice_num"])
+            if not self._fill(num, int(event.get("filled_qty") or 0)):
+                return []
+            return [f"slice {num} fill {event.get('fill_qty')} at {event.get('fill_price')}; "
+                    f"{self.filled_qty}/{self.total_qty} shares filled, "
+                    f"{self.sent_qty}/{self.total_qty} sent"]
         if kind.startswith("slice.") and "slice_num" in event and "status" in event:
+            self._fill(int(event["slice_num"]), int(event.get("filled_qty") or 0))
             try:
                 status = SliceStatus(event["status"])
             except ValueError:
@@ -103,6 +113,17 @@ class Progress:
             f"slices done, {self.sent_qty}/{self.total_qty} shares sent"
         )
         return f"{line} ({reason})" if reason and status is not SliceStatus.SUBMITTED else line
+
+    def _fill(self, num: int, filled_qty: int) -> bool:
+        """A slice's filled qty as reported (it never decreases); True when it rose."""
+        if filled_qty <= self.filled.get(num, 0):
+            return False
+        self.filled[num] = filled_qty
+        return True
+
+    @property
+    def filled_qty(self) -> int:
+        return sum(self.filled.values())
 
     @property
     def done_slices(self) -> int:
