@@ -12,6 +12,7 @@ from twap_schemas.common import SliceStatus
 from worker.brokers.base import Broker
 from worker.brokers.factory import build_broker
 from worker.core.intake import Inbound
+from worker.core.records import SliceRecord
 from worker.messaging.consumer import BatchingConsumer, ControlConsumer
 from worker.messaging.dispositions import Disposition
 from worker.messaging.link import AmqpLink
@@ -28,6 +29,8 @@ from worker.runtime.clock import Clock, utcnow
 from worker.runtime.control import ControlService
 from worker.runtime.execution import ExecutionPolicy, SliceExecutor
 from worker.runtime.intake import IntakeService, Prepared
+from worker.runtime.order_updates import OrderUpdates
+from worker.runtime.reconcile import Reconciler
 from worker.runtime.recovery import recover, settle_orphans
 from worker.runtime.scheduling import SliceScheduler
 from worker.runtime.working_orders import WorkingOrders
@@ -40,6 +43,9 @@ from worker.store.repository import Store
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 5.0
+# How often orders past their slice's or parent's end are looked for (the executor ends the
+# previous slice's order itself when the next comes due; this pass is the rest and the backstop).
+ORDER_ENDS_SECONDS = 1.0
 # First deliveries are kept this long (request_receipts): a redelivery comes much sooner.
 RECEIPTS_KEPT = timedelta(days=2)
 RECEIPTS_PRUNE_EVERY = timedelta(minutes=10)
@@ -82,12 +88,19 @@ class Worker:
             grace=timedelta(seconds=settings.misfire_grace_seconds),
             breaker_max_failures=settings.breaker_max_failures,
         )
-        self.working = WorkingOrders(self.store, timed_broker, clock, self.relay.notify_now)
+        # The broker's order updates applied to the store; reconciliation by lookups.
+        self.updates = OrderUpdates(self.store, timed_broker, clock, self.metrics,
+                                    self.relay.notify, on_resync=self._resync)
+        self.working = WorkingOrders(self.store, timed_broker, clock, self.relay.notify_now,
+                                     updates=self.updates)
+        self.reconciler = Reconciler(self.store, timed_broker, clock, self.metrics, self.updates,
+                                     every=settings.reconcile_seconds, calls=self.working.calls)
         self.executor = SliceExecutor(self.store, timed_broker, policy, clock, self.relay.notify,
                                       metrics=self.metrics,
                                       leading=self.leadership.leading,
-                                      landed=self.working.landed,
-                                      gate=AdmissionGate(settings.in_flight_limit))
+                                      landed=self._landed,
+                                      gate=AdmissionGate(settings.in_flight_limit),
+                                      prepare=self.working.end_earlier)
         self.scheduler = SliceScheduler(self.executor.run, clock)
         self.intake = IntakeService(self.store, self.scheduler, self.working, settings,
                                     self.names.requests, clock, self.relay.notify_now,
@@ -114,6 +127,15 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _landed(self, record: SliceRecord, broker_order_id: str) -> None:
+        """A slice was recorded `submitted`: a cancel may want its order; a view may wait."""
+        self.working.landed(record, broker_order_id)
+        self.updates.landed(record, broker_order_id)
+
+    def _resync(self) -> None:
+        if self.leadership.leading():
+            self.reconciler.resync()
 
     @property
     def stopping(self) -> bool:
@@ -178,6 +200,11 @@ class Worker:
             stack.push_async_callback(self._finish_relay, relay_task)
             stack.push_async_callback(self.working.shutdown,
                                       self.settings.shutdown_timeout_seconds)
+            # Order updates from the broker, from the start: its first item (Resync) looks up
+            # every working order (fills that happened while the worker was down).
+            updates_task = asyncio.create_task(self.updates.run(self._stopping))
+            stack.push_async_callback(self.updates.drain)
+            stack.push_async_callback(_cancel, updates_task)
             stack.push_async_callback(self.executor.drain)
             stack.push_async_callback(self.scheduler.shutdown,
                                       self.settings.shutdown_timeout_seconds)
@@ -197,6 +224,9 @@ class Worker:
             gc.collect()
             self._log_stats()
             self.scheduler.every("sweep", SWEEP_SECONDS, self._sweep)
+            self.scheduler.every("reconcile", self.settings.reconcile_seconds,
+                                 self._reconcile)
+            self.scheduler.every("order_ends", ORDER_ENDS_SECONDS, self._order_ends)
             if self.settings.stats_interval_seconds > 0:
                 self.scheduler.every("stats", self.settings.stats_interval_seconds,
                                      self._periodic_stats)
@@ -238,6 +268,19 @@ class Worker:
                                  older_than=ORPHAN_AFTER)
         except Exception as exc:
             log.warning("sweep.failed", extra={"error": repr(exc)[:200]})
+
+    async def _reconcile(self) -> None:
+        if self.leadership.leading():
+            await self.reconciler.periodic()
+
+    async def _order_ends(self) -> None:
+        """Orders past their slice's or parent's end are canceled (core.slice_end)."""
+        if not self.leadership.leading():
+            return
+        try:
+            await self.working.end_due()
+        except Exception as exc:
+            log.warning("order_ends.failed", extra={"error": repr(exc)[:200]})
 
     async def _prune_receipts(self) -> None:
         now = self.clock()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from twap_schemas.requests import Limits
@@ -94,6 +95,34 @@ class Settings(BaseSettings):
         default=None, description="sim broker: file that keeps its orders across restarts"
     )
     sim_latency_ms: float = Field(default=0.0, ge=0, description="sim broker: answer delay")
+    sim_prices: str = Field(
+        default="", description="sim market: reference prices, e.g. AAPL=190.25,MSFT=410; an "
+        "unlisted symbol gets a fixed price from its name, between 10 and 500",
+    )
+    sim_volatility_bps: Decimal = Field(
+        default=Decimal(0), ge=0, description="sim market: random walk, bps per second's root"
+    )
+    sim_spread_bps: Decimal = Field(
+        default=Decimal(2), ge=0, lt=20_000, description="sim market: bid-ask spread in bps"
+    )
+    sim_fill_qty: int = Field(
+        default=0, ge=0, description="sim market: most shares per fill (0: all at once)"
+    )
+    sim_fill_interval_ms: float = Field(
+        default=200.0, gt=0, description="sim market: time between two fills of an order"
+    )
+    reconcile_seconds: float = Field(
+        default=30.0, gt=0,
+        description="look up at the broker any working order without news for this long",
+    )
+
+    @field_validator("sim_prices")
+    @classmethod
+    def _sim_prices(cls, value: str) -> str:
+        from worker.brokers.sim_market import parse_prices
+
+        parse_prices(value)  # raises ValueError naming the bad pair
+        return value
 
     http_host: str = Field(
         default="127.0.0.1", description="address of /metrics, /healthz, /readyz"

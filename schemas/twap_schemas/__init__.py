@@ -6,10 +6,12 @@ Importable on its own (it needs only pydantic), so strategies can validate what 
 from twap_schemas.common import (
     SCHEMA_VERSION,
     Distribution,
+    ExecutionOutcome,
     OrderType,
     Outcome,
     ParentStatus,
     Side,
+    SliceEnd,
     SliceStatus,
     TimeInForce,
 )
@@ -25,6 +27,7 @@ __all__ = [
     "ControlCommand",
     "Distribution",
     "ErrorDetail",
+    "ExecutionOutcome",
     "InvalidMessage",
     "Limits",
     "OrderType",
@@ -33,6 +36,7 @@ __all__ = [
     "Reply",
     "RequestContext",
     "Side",
+    "SliceEnd",
     "SliceStatus",
     "SubmitRequest",
     "TimeInForce",

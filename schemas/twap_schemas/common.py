@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Side(StrEnum):
@@ -41,6 +41,23 @@ class SliceStatus(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     EXPIRED = "expired"
+    FILLED = "filled"  # the broker filled the whole slice qty
+    CLOSED = "closed"  # the order ended at the broker before it filled completely
+
+
+class SliceEnd(StrEnum):
+    """What happens to a slice's order still working when the next slice comes due."""
+
+    CANCEL = "cancel"
+    KEEP = "keep"
+
+
+class ExecutionOutcome(StrEnum):
+    """How much of a completed parent executed."""
+
+    FILLED = "filled"
+    PARTIAL = "partial"
+    UNFILLED = "unfilled"
 
 
 class ParentStatus(StrEnum):

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from twap_schemas.common import Side, SliceStatus
+from twap_schemas.common import ExecutionOutcome, Side, SliceStatus
 from twap_schemas.errors import ErrorDetail
 
 
@@ -21,7 +21,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     event_id: str = Field(description="UUID; also the AMQP message_id. De-duplicate on it.")
     event_type: str
     occurred_at: datetime = Field(description="RFC 3339, UTC")
@@ -65,6 +65,7 @@ class ParentCanceled(ParentEvent):
     working_orders_canceled: int = Field(
         default=0, description="orders canceled at the broker (cancel_working_orders)"
     )
+    filled_qty: int = Field(default=0, description="shares filled so far")
 
 
 class StatusTally(BaseModel):
@@ -80,6 +81,11 @@ class ParentCompleted(ParentEvent):
     total_slices: int
     submitted_qty: int
     by_status: dict[SliceStatus, StatusTally]
+    filled_qty: int = 0
+    unfilled_qty: int = 0
+    avg_fill_price: Decimal | None = None
+    notional: Decimal = Field(default=Decimal(0), description="sum of fill qty x fill price")
+    outcome: ExecutionOutcome = ExecutionOutcome.UNFILLED
 
 
 class SliceEvent(ParentEvent):
@@ -89,6 +95,8 @@ class SliceEvent(ParentEvent):
     scheduled_time: datetime
     status: SliceStatus
     broker_order_id: str | None = None
+    filled_qty: int = Field(default=0, description="shares filled so far (never decreases)")
+    avg_fill_price: Decimal | None = None
 
 
 class SliceSubmitted(SliceEvent):
@@ -129,6 +137,25 @@ class SliceExpired(SliceEvent):
     event_type: Literal["slice.expired"] = "slice.expired"
     reason: str
     attempts: int
+
+
+class SliceFill(SliceEvent):
+    event_type: Literal["slice.fill"] = "slice.fill"
+    fill_qty: int
+    fill_price: Decimal
+    parent_filled_qty: int
+    parent_avg_fill_price: Decimal | None = None
+    filled_at: datetime
+
+
+class SliceFilled(SliceEvent):
+    event_type: Literal["slice.filled"] = "slice.filled"
+
+
+class SliceClosed(SliceEvent):
+    event_type: Literal["slice.closed"] = "slice.closed"
+    unfilled_qty: int
+    reason: str | None = None
 
 
 class RequestRejected(Event):
@@ -178,6 +205,8 @@ SLICE_EVENTS: dict[SliceStatus, type[SliceEvent]] = {
     SliceStatus.REJECTED: SliceRejected,
     SliceStatus.FAILED: SliceFailed,
     SliceStatus.EXPIRED: SliceExpired,
+    SliceStatus.FILLED: SliceFilled,
+    SliceStatus.CLOSED: SliceClosed,
 }
 
 AnyEvent = Annotated[
@@ -191,6 +220,9 @@ AnyEvent = Annotated[
     | SliceRejected
     | SliceFailed
     | SliceExpired
+    | SliceFill
+    | SliceFilled
+    | SliceClosed
     | RequestRejected
     | RequestDuplicate
     | KillSwitchEngaged

@@ -25,7 +25,15 @@ from twap_schemas.numbers import (
     TEXT_PATTERN,
 )
 from twap_schemas.replies import Reply
-from twap_schemas.requests import DATE_PATTERN, RFC3339_PATTERN, CancelRequest, SubmitRequest
+from twap_schemas.requests import (
+    DATE_PATTERN,
+    DEFAULT_CATCH_UP_RATIO,
+    MAX_CATCH_UP_RATIO,
+    MIN_CATCH_UP_RATIO,
+    RFC3339_PATTERN,
+    CancelRequest,
+    SubmitRequest,
+)
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 Kind = Literal["request", "control", "event", "reply"]
@@ -42,6 +50,10 @@ EVENT_WHEN = {
     "slice.rejected": "The broker refused the order (never retried).",
     "slice.failed": "Retries were exhausted, or the infrastructure failed.",
     "slice.expired": "The slice missed its due time by more than the misfire grace.",
+    "slice.fill": "A broker update raised the slice's filled qty (one fill, from cumulative "
+    "figures).",
+    "slice.filled": "The broker filled the whole slice qty.",
+    "slice.closed": "The slice's order ended at the broker before it filled completely.",
     "request.rejected": "A request was invalid, or named an unknown parent.",
     "request.duplicate": "A submit named a parent that already exists; nothing was created.",
     "control.kill_switch.engaged": "The kill switch was engaged.",
@@ -132,6 +144,18 @@ def _clean(node: Any, inbound: bool) -> Any:
 
 def _submit() -> Schema:
     schema = _model(SubmitRequest, "validation")
+    # A decimal within the contract's bounds, written as a price is (number or plain string).
+    schema["properties"]["max_catch_up_ratio"] = {
+        "title": "Max Catch Up Ratio",
+        "description": f"A decimal from {MIN_CATCH_UP_RATIO} to {MAX_CATCH_UP_RATIO}: no slice "
+        "is ever larger than this times its planned qty.",
+        "anyOf": [
+            {"type": "number", "minimum": int(MIN_CATCH_UP_RATIO),
+             "maximum": int(MAX_CATCH_UP_RATIO)},
+            {"type": "string", "pattern": PRICE_PATTERN},
+        ],
+        "default": str(DEFAULT_CATCH_UP_RATIO),
+    }
     schema["allOf"] = [
         {
             "description": "exactly one of duration_seconds and duration_minutes",

@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from twap_schemas.common import Distribution, OrderType, Side, TimeInForce
+from twap_schemas.common import Distribution, OrderType, Side, SliceEnd, TimeInForce
 from twap_schemas.numbers import (
     MAX_DURATION_SECONDS,
     MAX_INTEGER,
@@ -163,6 +163,15 @@ Seconds = Annotated[
     int, Field(strict=True, ge=1, le=MAX_DURATION_SECONDS), BeforeValidator(_integer)
 ]
 Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
+# max_catch_up_ratio: a decimal from 1 to 10 (the contract's bounds), written as a price is.
+MIN_CATCH_UP_RATIO = Decimal(1)
+MAX_CATCH_UP_RATIO = Decimal(10)
+DEFAULT_CATCH_UP_RATIO = Decimal(2)
+Ratio = Annotated[
+    Decimal,
+    BeforeValidator(_decimal),
+    Field(ge=1, le=10, allow_inf_nan=False),
+]
 TradeDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
@@ -191,6 +200,12 @@ class SubmitRequest(BaseModel):
     trade_date: TradeDate | None = None
     request_id: str | None = Field(default=None, min_length=1, max_length=64,
                                    pattern=TEXT_PATTERN)
+    # Execution (contract v2, "Fills and the order lifecycle"). Each is part of the parent id
+    # only when it differs from its default, so every id planned before they existed stays.
+    slice_end: SliceEnd = SliceEnd.CANCEL
+    catch_up: StrictBool = True
+    max_catch_up_ratio: Ratio = DEFAULT_CATCH_UP_RATIO
+    keep_working_after_end: StrictBool = False
 
     @field_validator("symbol")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from tests.cli.conftest import Cli
@@ -29,16 +31,23 @@ async def test_status_shows_the_parent_and_its_slices(harness: Harness, cli: Cli
     lines = plain.stdout.splitlines()
     assert lines[0] == f"parent {pid}"
     assert "progress:     2/2 slices done, 10/10 shares sent" in lines
+    filled = next(line for line in lines if line.startswith("filled:"))
+    assert filled.split(None, 1)[1].startswith("10/10 shares, avg price ")
+    assert filled.endswith(", 0 working, outcome filled")
     header = next(i for i, line in enumerate(lines) if line.startswith("#"))
     assert lines[header].split()[:4] == ["#", "qty", "due", "status"]
     assert [line.split()[0] for line in lines[header + 1 :]] == ["0", "1"]
     data = await cli.json("status", pid)
     assert data["parent"]["status"] == "completed"
     assert [(s["slice_num"], s["qty"], s["status"]) for s in data["slices"]] == [
-        (0, 5, "submitted"),
-        (1, 5, "submitted"),
+        (0, 5, "filled"),
+        (1, 5, "filled"),
     ]
     assert all(s["broker_order_id"] and s["attempts"] == 1 for s in data["slices"])
+    assert [s["filled_qty"] for s in data["slices"]] == [5, 5]
+    assert (data["parent"]["filled_qty"], data["parent"]["outcome"]) == (10, "filled")
+    # AAPL's sim price from its name, 472.14; the ask 2 bps wider, to the cent above
+    assert Decimal(str(data["avg_fill_price"])) == Decimal("472.19")
 
 
 async def test_status_of_an_unknown_parent_exits_4(cli: Cli) -> None:
@@ -55,11 +64,11 @@ async def test_list_filters_and_shows_progress(harness: Harness, cli: Cli) -> No
     assert plain.exit_code == 0, plain.output
     header, row = plain.stdout.strip().splitlines()
     assert header.split()[:5] == ["parent", "strategy", "symbol", "side", "status"]
-    assert row.split()[:7] == [pid, "beta_2", "MSFT", "buy", "completed", "2/2", "10/10"]
+    assert row.split()[:8] == [pid, "beta_2", "MSFT", "buy", "completed", "2/2", "10/10",
+                               "10/10"]
     listed = await cli.json("list", "--symbol", "msft", "--since", "1h")
-    assert [(p["parent_order_id"], p["done_slices"], p["sent_qty"]) for p in listed] == [
-        (pid, 2, 10)
-    ]
+    assert [(p["parent_order_id"], p["done_slices"], p["sent_qty"], p["filled_qty"])
+            for p in listed] == [(pid, 2, 10, 10)]
     assert await cli.json("list", "--active") == []
     assert (await cli("list", "--strategy", "nobody")).stdout == "no parents match\n"
 

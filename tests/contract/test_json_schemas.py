@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,8 @@ def written_messages() -> list[tuple[str, bytes]]:
     out = [
         events.parent_accepted(parent, slices, at=NOW),
         events.parent_canceled(parent, 2, 1, "enough", at=NOW),
-        events.parent_completed(parent, {SliceStatus.SUBMITTED: (5, 103)}, at=NOW),
+        events.parent_completed(dataclasses.replace(parent, filled_qty=3, notional=Decimal("4.5")),
+                                {SliceStatus.FILLED: (5, 103)}, at=NOW),
     ]
     sent = dataclasses.replace(
         slices[0],
@@ -125,11 +127,15 @@ def written_messages() -> list[tuple[str, bytes]]:
         sent_at=datetime.now(UTC),
     )
     out.append(events.slice_event(parent, sent, at=NOW))
-    for status in sorted(TERMINAL - {SliceStatus.SUBMITTED}):
+    for status in sorted(TERMINAL):
         out.append(
             events.slice_event(parent, dataclasses.replace(slices[1], status=status), reason="why",
                                at=NOW)
         )
+    filling = dataclasses.replace(sent, filled_qty=2, fill_notional=Decimal("300.5"))
+    out.append(events.slice_fill(
+        dataclasses.replace(parent, filled_qty=2, notional=Decimal("300.5")), filling,
+        fill_qty=2, fill_price=Decimal("150.25"), filled_at=NOW, at=NOW))
     errors = [ErrorDetail(loc="qty", msg="must be at least 1")]
     out.append(events.request_rejected(errors, message_id="m", correlation_id=None, at=NOW))
     out.append(
@@ -154,9 +160,9 @@ def written_messages() -> list[tuple[str, bytes]]:
 
 
 def test_every_written_event_and_reply_matches_its_schema() -> None:
-    """Events of all 16 types and replies of each outcome validate against the checked-in files."""
+    """Events of all 19 types and replies of each outcome validate against the checked-in files."""
     messages = written_messages()
-    assert len({kind for kind, _ in messages if kind != "reply"}) == 16
+    assert len({kind for kind, _ in messages if kind != "reply"}) == 19
     for kind, body in messages:
         name = "reply.json" if kind == "reply" else f"event.{kind}.json"
         errors = [e.message for e in validator(name).iter_errors(json.loads(body))]

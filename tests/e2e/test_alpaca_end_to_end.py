@@ -50,10 +50,13 @@ def exactly_once(h: Harness, standin: AlpacaStandIn, pid: str) -> None:
 async def test_every_slice_reaches_alpaca_exactly_once(
     alpaca_harness: Harness, alpaca_standin: AlpacaStandIn
 ) -> None:
-    """A 4-slice limit TWAP: 4 orders at the stand-in, each with its client_order_id and price."""
+    """A 4-slice limit TWAP: 4 orders at the stand-in, each with its client_order_id and price.
+    The stand-in never fills a limit: each order is canceled at its slice's end (the last at
+    the parent's), and the next slices catch up (10, 20, 20, 20 sent)."""
     pid, done = await run_twap(alpaca_harness, qty=40, duration_seconds=4, order_type="limit",
                                limit_price="150.25")
-    assert done["by_status"]["submitted"] == {"count": 4, "qty": 40}
+    assert done["by_status"] == {"closed": {"count": 4, "qty": 70}}
+    assert (done["outcome"], done["filled_qty"]) == ("unfilled", 0)
     exactly_once(alpaca_harness, alpaca_standin, pid)
     assert {o["limit_price"] for o in alpaca_standin.orders.values()} == {"150.25"}
 
@@ -87,7 +90,7 @@ async def test_429_waits_and_succeeds(
     """A 429 is transient: the slice waits, retries and is submitted once."""
     alpaca_standin.fail_next(Fault.http(429, "rate limit exceeded", method="POST"))
     pid, done = await run_twap(alpaca_harness, qty=5, duration_seconds=1)
-    assert done["by_status"]["submitted"]["count"] == 1
+    assert done["by_status"]["filled"]["count"] == 1
     exactly_once(alpaca_harness, alpaca_standin, pid)
 
 
@@ -97,7 +100,7 @@ async def test_booked_but_answered_after_the_timeout_is_one_order(
     """Alpaca books the order but answers after the client timeout: looked up, not resent."""
     alpaca_standin.fail_next(Fault.late(1.0, method="POST"))
     pid, done = await run_twap(alpaca_harness, qty=5, duration_seconds=1)
-    assert done["by_status"]["submitted"]["count"] == 1
+    assert done["by_status"]["filled"]["count"] == 1
     exactly_once(alpaca_harness, alpaca_standin, pid)
     assert alpaca_standin.count("POST") == 1
 
@@ -108,7 +111,7 @@ async def test_502_html_page_is_transient_and_never_crashes(
     """A gateway's HTML error page is classified transient; the slice still goes out once."""
     alpaca_standin.fail_next(Fault.html(502, method="POST"))
     pid, done = await run_twap(alpaca_harness, qty=5, duration_seconds=1)
-    assert done["by_status"]["submitted"]["count"] == 1
+    assert done["by_status"]["filled"]["count"] == 1
     exactly_once(alpaca_harness, alpaca_standin, pid)
 
 
@@ -149,7 +152,8 @@ async def test_cancel_working_orders_cancels_open_orders_at_alpaca(
     await alpaca_harness.start_worker()
     cid = await alpaca_harness.publish(
         submit_body(qty=30, duration_seconds=6, interval_seconds=1, order_type="limit",
-                    limit_price="10"), reply=True)
+                    limit_price="10", slice_end="keep", keep_working_after_end=True),
+        reply=True)
     pid = (await alpaca_harness.reply_for(cid))["parent_order_id"]
     await alpaca_harness.events.wait_for(
         lambda: len(alpaca_harness.events.of("slice.submitted", parent_order_id=pid)) >= 2)

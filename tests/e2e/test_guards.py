@@ -41,7 +41,7 @@ async def test_release_lets_new_slices_through(harness: Harness) -> None:
     await harness.events.wait_for(lambda: harness.events.of("control.kill_switch.released"))
     await harness.publish(submit_body(qty=2, duration_seconds=2))
     done = await harness.events.wait_for(lambda: harness.events.of("parent.completed"))
-    assert done[0]["by_status"]["submitted"]["count"] == 2
+    assert done[0]["by_status"]["filled"]["count"] == 2
 
 
 async def test_retry_then_success_sends_one_order(harness: Harness) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from worker.brokers.sim import SimBroker
 from tests.support.harness import Harness, submit_body
+from worker.brokers.sim import SimBroker
 
 
 async def test_submit_runs_every_slice_and_completes(harness: Harness) -> None:
-    """103 shares over 5 slices: accepted, 5 orders 21/21/21/20/20 at the broker, completed."""
+    """103 shares over 5 slices: accepted, 5 orders 21/21/21/20/20 at the broker, each filled
+    at once (market orders at the sim), completed."""
     await harness.start_worker()
     cid = await harness.publish(submit_body(), reply=True)
     reply = await harness.reply_for(cid)
@@ -16,7 +17,8 @@ async def test_submit_runs_every_slice_and_completes(harness: Harness) -> None:
     assert [s["qty"] for s in reply["slices"]] == [21, 21, 21, 20, 20]
     done = await harness.events.wait_for(lambda: harness.events.of("parent.completed",
                                                                    parent_order_id=pid))
-    assert done[0]["by_status"]["submitted"] == {"count": 5, "qty": 103}
+    assert done[0]["by_status"] == {"filled": {"count": 5, "qty": 103}}
+    assert (done[0]["outcome"], done[0]["filled_qty"]) == ("filled", 103)
     submitted = harness.events.of("slice.submitted", parent_order_id=pid)
     assert sorted(e["slice_num"] for e in submitted) == [0, 1, 2, 3, 4]
     broker = harness.broker

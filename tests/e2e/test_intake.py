@@ -81,7 +81,7 @@ async def test_accepted_reply_and_event_carry_the_plan(harness: Harness) -> None
     assert (event["total_qty"], event["total_slices"], event["interval_seconds"]) == (10, 3, 1)
     assert [s["qty"] for s in event["slices"]] == [4, 3, 3] == [s["qty"] for s in reply["slices"]]
     assert len({s["client_order_id"] for s in event["slices"]}) == 3
-    assert event["schema_version"] == 1 and event["strategy_id"] == "alpha_1"
+    assert event["schema_version"] == 2 and event["strategy_id"] == "alpha_1"
 
 
 async def test_cancel_of_unknown_parent_is_rejected(harness: Harness) -> None:

@@ -80,7 +80,7 @@ async def test_parent_left_unscheduled_is_armed_by_its_redelivered_duplicate(
     pid = done["parent_order_id"]
     assert failed == [pid]
     assert len(harness.events.of("request.duplicate", parent_order_id=pid)) == 1
-    assert done["by_status"] == {"submitted": {"count": 4, "qty": 4}}, done["by_status"]
+    assert done["by_status"] == {"filled": {"count": 4, "qty": 4}}, done["by_status"]
 
 
 async def test_parent_whose_commit_answer_was_lost_is_armed_by_the_retry(
@@ -94,7 +94,7 @@ async def test_parent_whose_commit_answer_was_lost_is_armed_by_the_retry(
     (done,) = await harness.events.wait_for(
         lambda: harness.events.of("parent.completed"), timeout=20)
     assert len(calls) == 2 and len(harness.events.of("request.duplicate")) == 1
-    assert done["by_status"] == {"submitted": {"count": 4, "qty": 4}}, done["by_status"]
+    assert done["by_status"] == {"filled": {"count": 4, "qty": 4}}, done["by_status"]
 
 
 async def test_cancel_decided_again_repeats_its_counts(harness: Harness) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from tests.support.harness import Harness, submit_body, worker_settings
-from worker.brokers.base import BeforeSend, BrokerOrder, OrderRequest
+from worker.brokers.base import BeforeSend, OrderRequest
+from worker.brokers.orders import OrderView
 from worker.brokers.sim import SimBroker
 
 
@@ -31,7 +32,7 @@ class GatedSim(SimBroker):
 
     async def submit(
         self, order: OrderRequest, before_send: BeforeSend | None = None
-    ) -> BrokerOrder:
+    ) -> OrderView:
         if self.hold_submits:
             # Held after the pre-send guard passed: the order is "on the wire" when the
             # cancel arrives, so the guard cannot stop it; it lands after the cancel.
@@ -60,7 +61,10 @@ async def gated(amqp_url: str, database_url: str, namespace: str) -> AsyncIterat
 
 
 def limit_body(**overrides: Any) -> dict[str, Any]:
-    return submit_body(order_type="limit", limit_price="10", **overrides)
+    # Orders that keep working (never canceled at a slice's or the parent's end): what is
+    # canceled at the broker here is the cancel's doing alone.
+    return submit_body(order_type="limit", limit_price="10", slice_end="keep",
+                       keep_working_after_end=True, **overrides)
 
 
 async def submitted_parent(h: Harness, at_least: int, **overrides: Any) -> str:

@@ -75,7 +75,7 @@ async def test_database_outage_holds_requests_expires_unclaimable_slices_and_rec
 
     rows = await rig.probe.slices("dbout")
     statuses = {row.status for row in rows}
-    submitted = {row.client_order_id for row in rows if row.status == "submitted"}
+    submitted = {row.client_order_id for row in rows if row.at_broker}
     missed = [
         row for row in rows if row.parent_order_id == pid and row.status in {"expired", "failed"}
     ]
@@ -88,7 +88,7 @@ async def test_database_outage_holds_requests_expires_unclaimable_slices_and_rec
     sent = sorted(
         broker.orders[r.client_order_id].received_at
         for r in rows
-        if r.parent_order_id == pid and r.status == "submitted"
+        if r.parent_order_id == pid and r.at_broker
     )
     closest = min(b - a for a, b in pairwise(sent))
     figures = (

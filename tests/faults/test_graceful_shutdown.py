@@ -79,7 +79,7 @@ async def test_sigterm_finishes_in_flight_work_and_the_next_start_continues(
         )
         figures = await check(probe, ledger, "sigterm")
         assert figures.parents == PARENTS and not figures.broken, figures.summary()
-        assert figures.statuses == {"submitted": PARENTS * SLICES}, figures.summary()
+        assert figures.statuses == {"filled": PARENTS * SLICES}, figures.summary()
         print(
             f"SIGTERM: {len(finished)} in-flight slices finished during the drain, stopped "
             f"with {stopped_with}, outbox left 0; after the restart {figures.summary()}"

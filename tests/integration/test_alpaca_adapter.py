@@ -22,6 +22,7 @@ from twap_schemas.common import OrderType, Side, TimeInForce
 from worker.brokers.alpaca import AlpacaBroker
 from worker.brokers.base import NotSent, OrderRequest
 from worker.brokers.factory import MissingCredentials, build_broker
+from worker.brokers.orders import Lifecycle
 from worker.brokers.ratelimit import WAIT_EVENT, RateLimiter
 from worker.core.retry import BrokerRejection, DuplicateOrder, TransientBrokerError
 from worker.observability.broker import TimedBroker
@@ -84,8 +85,8 @@ async def test_market_order_is_filled_and_priced_order_rests(alpaca_broker: Alpa
     """The stand-in fills market orders at once; a limit order stays open."""
     market = await alpaca_broker.submit(an_order(OrderType.MARKET))
     limit = await alpaca_broker.submit(an_order(OrderType.LIMIT))
-    assert (market.status, market.is_open) == ("filled", False)
-    assert (limit.status, limit.is_open) == ("new", True)
+    assert (market.lifecycle, market.ended) == (Lifecycle.FILLED, True)
+    assert (limit.lifecycle, limit.ended) == (Lifecycle.WORKING, False)
 
 
 async def test_price_that_a_float_would_change_is_rejected_before_sending(

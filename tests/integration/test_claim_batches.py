@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from twap_schemas.common import ParentStatus, SliceStatus
 from twap_schemas.requests import SubmitRequest
+from worker.brokers.orders import Lifecycle, OrderView
 from worker.core.guards import stop_reason
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
@@ -104,21 +106,32 @@ async def test_a_kill_switch_engaged_between_two_claim_batches_stops_the_second(
 
 
 async def test_a_finish_batch_writes_each_outcome_once_with_its_event(store: Store) -> None:
-    """Outcomes of a batch: each slice written from its claim, its event in the outbox, the
-    parent completed once its last slice closes; a stale item of the batch writes nothing."""
+    """Outcomes of a batch: each slice written from its claim, its event in the outbox; the
+    parent completes once its last slice is terminal (the working order's fill, here); a stale
+    item of the batch writes nothing."""
     parent = await _parent(store, 3)
     pid = parent.parent_order_id
     now = datetime.now(UTC)
     claimed = await store.claim_many([(pid, n) for n in range(3)], now)
-    items = [
-        (p, record, Outcome(SliceStatus.SUBMITTED, 1, f"b-{record.slice_num}", sent_at=now))
-        for p, record, _ in (claimed[(pid, n)] for n in range(3))
-    ]
+    outcomes = [Outcome(SliceStatus.SUBMITTED, 1, "b-0", sent_at=now),
+                Outcome(SliceStatus.REJECTED, 1, reason="no"),
+                Outcome(SliceStatus.SUBMITTED, 1, "b-2", sent_at=now)]
+    items = [(p, record, outcomes[n]) for n, (p, record, _) in
+             enumerate(claimed[(pid, n)] for n in range(3))]
     written = await store.finish_many([*items, items[0]], now, max_failures=5)
-    assert [w.broker_order_id if w else None for w in written] == ["b-0", "b-1", "b-2", None]
-    assert await _types(store) == ["slice.submitted"] * 3 + ["parent.completed"]
+    assert [w.status if w else None for w in written] == [
+        SliceStatus.SUBMITTED, SliceStatus.REJECTED, SliceStatus.SUBMITTED, None]
+    assert await _types(store) == ["slice.submitted", "slice.rejected", "slice.submitted"]
+    found = await store.get_parent(pid)
+    assert found is not None and found.status is ParentStatus.ACTIVE
+    assert found.working_qty == items[0][1].qty + items[2][1].qty
+    for n in (0, 2):
+        record = items[n][1]
+        await store.apply_view(OrderView(record.client_order_id, f"b-{n}", Lifecycle.FILLED,
+                                         record.qty, Decimal("1"), now), now)
     found = await store.get_parent(pid)
     assert found is not None and found.status is ParentStatus.COMPLETED
+    assert (await _types(store))[-1] == "parent.completed"
 
 
 async def test_a_finish_batch_counts_the_breaker_in_order(store: Store) -> None:

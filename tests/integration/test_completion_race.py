@@ -1,19 +1,21 @@
-"""A parent completes even when its last two slices finish in concurrent transactions."""
+"""A parent completes even when its last two slices end in concurrent transactions."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
 
 from twap_schemas.common import ParentStatus, SliceStatus
 from twap_schemas.requests import SubmitRequest
+from worker.brokers.orders import Lifecycle, OrderView
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
-from worker.store import outcomes
+from worker.store import fills
 from worker.store.repository import Store
 
 pytestmark = pytest.mark.integration
@@ -33,7 +35,8 @@ async def _until_a_lock_waits(store: Store) -> None:
 
 
 async def test_concurrent_last_slices_complete_the_parent(pg_db: str) -> None:
-    """Slices 0 and 1 finish in overlapping transactions: the later one completes the parent."""
+    """Slices 0 and 1 end (their orders filled) in overlapping transactions: the later one
+    completes the parent."""
     store = Store.from_url(pg_db)
     try:
         now = datetime.now(UTC)
@@ -52,19 +55,16 @@ async def test_concurrent_last_slices_complete_the_parent(pg_db: str) -> None:
         claimed = [await store.claim(parent.parent_order_id, n, now) for n in (0, 1)]
         assert all(c is not None for c in claimed)
         (p0, r0, _), (p1, r1, _) = claimed  # type: ignore[misc]
+        for p, r in ((p0, r0), (p1, r1)):
+            await store.finish(p, r, Outcome(SliceStatus.SUBMITTED, 1, broker_order_id="b"),
+                               now, max_failures=5)
         async with store.transaction() as conn:
-            await outcomes.finish(conn, p0, r0,
-                Outcome(SliceStatus.SUBMITTED, 1, broker_order_id="b0"),
-                now, max_failures=5
-            )
-            second = asyncio.create_task(
-                store.finish(p1, r1,
-                    Outcome(SliceStatus.SUBMITTED, 1, broker_order_id="b1"),
-                    now, max_failures=5
-                )
-            )
+            await fills.apply_view(conn, OrderView(r0.client_order_id, "b", Lifecycle.FILLED, 1,
+                                                   Decimal(1), now), now)
+            second = asyncio.create_task(store.apply_view(
+                OrderView(r1.client_order_id, "b", Lifecycle.FILLED, 1, Decimal(1), now), now))
             await _until_a_lock_waits(store)  # the second waits behind the first
-        assert await asyncio.wait_for(second, 10) is not None
+        assert (await asyncio.wait_for(second, 10)).ended is SliceStatus.FILLED
         found = await store.get_parent(parent.parent_order_id)
         assert found is not None and found.status is ParentStatus.COMPLETED
     finally:

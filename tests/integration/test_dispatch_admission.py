@@ -102,7 +102,7 @@ async def test_a_burst_on_a_tiny_pool_stays_bounded_and_every_slice_ends(
     assert metrics.registry.get_sample_value("twap_errors_total") is None  # no series at all
     assert tiny_store.peak <= limit
     statuses = [r.status for p, _ in made for r in await tiny_store.get_slices(p.parent_order_id)]
-    assert statuses == [SliceStatus.SUBMITTED] * (PARENTS * SLICES)
+    assert statuses == [SliceStatus.FILLED] * (PARENTS * SLICES)
     assert len(broker.orders) == broker.attempts == PARENTS * SLICES
 
 
@@ -129,7 +129,7 @@ async def test_slices_whose_grace_runs_out_at_the_gate_end_expired_with_a_reason
     rows = await store.get_slices(parent.parent_order_id)
     assert rows[0].status is SliceStatus.EXPIRED and "grace" in (rows[0].reason or "")
     assert rows[0].client_order_id not in broker.orders
-    assert all(r.status is SliceStatus.SUBMITTED for r in rows[2:])
+    assert all(r.status is SliceStatus.FILLED for r in rows[2:])
     assert (metrics.registry.get_sample_value("twap_slices_expired_waiting_total") or 0) >= 1
     events = [m for _, m in await store.outbox_fetch(100) if m.type == "slice.expired"]
     assert len(events) == sum(r.status is SliceStatus.EXPIRED for r in rows)
@@ -154,5 +154,5 @@ async def test_one_sweep_settles_a_burst_of_orphans_through_the_gate(store: Stor
                                 older_than=timedelta(seconds=10)) == 150
     await scheduler.shutdown(60)
     rows = [r for p, _ in made for r in await store.get_slices(p.parent_order_id)]
-    assert [r.status for r in rows] == [SliceStatus.SUBMITTED] * 150
+    assert [r.status for r in rows] == [SliceStatus.FILLED] * 150
     assert broker.attempts == 150 and gate.in_use == 0

@@ -67,7 +67,7 @@ async def test_resume_finds_an_order_that_reached_the_broker(store: Store) -> No
     ((p, record),) = await store.claimed_slices()
     await executor(store, broker).resume(p, record)
     rows = await store.get_slices(parent.parent_order_id)
-    assert rows[0].status is SliceStatus.SUBMITTED and broker.attempts == 1
+    assert rows[0].status is SliceStatus.FILLED and broker.attempts == 1
 
 
 async def test_resume_sends_a_claimed_slice_the_broker_never_saw(store: Store) -> None:
@@ -79,7 +79,7 @@ async def test_resume_sends_a_claimed_slice_the_broker_never_saw(store: Store) -
     ((p, record),) = await store.claimed_slices()
     await executor(store, broker).resume(p, record)
     rows = await store.get_slices(parent.parent_order_id)
-    assert rows[0].status is SliceStatus.SUBMITTED
+    assert rows[0].status is SliceStatus.FILLED
     assert list(broker.orders) == [plan[0].client_order_id]
 
 
@@ -183,7 +183,7 @@ async def test_a_send_within_the_freshness_of_its_claim_reuses_the_claims_guard_
     broker.fail_next("transient")
     await ex.run(parent.parent_order_id, 1, plan[1].scheduled_time)
     statuses = [s.status for s in await store.get_slices(parent.parent_order_id)][:2]
-    assert statuses == [SliceStatus.SUBMITTED, SliceStatus.SUBMITTED]
+    assert statuses == [SliceStatus.FILLED, SliceStatus.FILLED]
     assert reads == [1]
 
 
@@ -196,4 +196,4 @@ async def test_resume_clears_the_note_an_earlier_lookup_left(store: Store) -> No
     ((p, record),) = await store.claimed_slices()
     await executor(store, SimBroker()).resume(p, record)
     (first, *_) = await store.get_slices(parent.parent_order_id)
-    assert (first.status, first.reason) == (SliceStatus.SUBMITTED, None)
+    assert (first.status, first.reason) == (SliceStatus.FILLED, None)

@@ -98,7 +98,7 @@ async def test_a_slice_waiting_in_the_rate_limiter_is_guarded_again_before_it_is
 
     (sent,) = await store.get_slices(first_parent.parent_order_id)
     (stopped,) = await store.get_slices(waiting_parent.parent_order_id)
-    assert sent.status is SliceStatus.SUBMITTED
+    assert sent.status is SliceStatus.FILLED
     assert stopped.status is status, (stopped.status, stopped.reason)
     assert stopped.reason is not None and reason in stopped.reason
     assert stopped.attempts == 0

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
 from tests.integration.test_store import NOW, make_plan
 from twap_schemas.common import ParentStatus, SliceStatus
+from worker.brokers.orders import Lifecycle, OrderView
 from worker.core.outcomes import Outcome
 from worker.store import outcomes
 from worker.store.repository import Store
@@ -31,7 +33,7 @@ async def _open_and_pending(store: Store, parent_id: str) -> tuple[int, int]:
                 select(func.count())
                 .select_from(slices)
                 .where(slices.c.parent_order_id == parent_id)
-                .where(slices.c.status.in_(["scheduled", "submitting"]))
+                .where(slices.c.status.in_(["scheduled", "submitting", "submitted"]))
             )
         ).scalar_one()
     return open_slices, pending
@@ -50,6 +52,9 @@ async def test_every_path_keeps_the_open_count(store: Store) -> None:
         Outcome(SliceStatus.SUBMITTED, 1, broker_order_id="b0", sent_at=NOW),
         NOW, max_failures=5
     )
+    assert await _open_and_pending(store, pid) == (6, 6)  # working at the broker: still open
+    await store.apply_view(OrderView(plan[0].client_order_id, "b0", Lifecycle.CLOSED, 0, None,
+                                     NOW, "canceled"), NOW)
     assert await _open_and_pending(store, pid) == (5, 5)
 
     claimed = await store.claim(pid, 1, NOW)
@@ -76,7 +81,8 @@ async def test_every_path_keeps_the_open_count(store: Store) -> None:
 
 
 async def test_many_slices_finishing_at_once_complete_the_parent_once(pg_db: str) -> None:
-    """Twenty finishes race on one parent (each its own autocommit statement): the parent
+    """Twenty slices end at once on one parent, ten by an outcome written as its own autocommit
+    statement (rejected), ten by their orders' fills (a transaction each): the parent
     completes, with exactly one parent.completed, whichever commits last."""
     store = Store.from_url(pg_db, pool_size=20)
     try:
@@ -86,19 +92,26 @@ async def test_many_slices_finishing_at_once_complete_the_parent_once(pg_db: str
             await store.create_parent(parent, plan, NOW)
             claimed = [await store.claim(parent.parent_order_id, n, NOW) for n in range(20)]
             assert all(c is not None for c in claimed)
+            for i, c in enumerate(claimed[10:]):
+                await store.finish(parent, c[1], Outcome(SliceStatus.SUBMITTED, 1,
+                                                         broker_order_id=f"b{i}", sent_at=NOW),
+                                   NOW, max_failures=5)
             await asyncio.gather(*(
-                store.finish(parent, c[1],
-                    Outcome(SliceStatus.SUBMITTED, 1, broker_order_id=f"b{i}", sent_at=NOW),
-                    NOW, max_failures=5
-                )
-                for i, c in enumerate(claimed)
+                store.finish(parent, c[1], Outcome(SliceStatus.REJECTED, 1, reason="no"),
+                             NOW, max_failures=5)
+                for c in claimed[:10]
+            ), *(
+                store.apply_view(OrderView(c[1].client_order_id, "b", Lifecycle.FILLED,
+                                           c[1].qty, Decimal("1.5"), NOW), NOW)
+                for c in claimed[10:]
             ))
             found = await store.get_parent(parent.parent_order_id)
             assert found is not None and found.status is ParentStatus.COMPLETED
             assert await _open_and_pending(store, parent.parent_order_id) == (0, 0)
         messages = [m for _, m in await store.outbox_fetch(1000)]
         assert sum(m.type == "parent.completed" for m in messages) == 5
-        assert sum(m.type == "slice.submitted" for m in messages) == 100
+        assert sum(m.type == "slice.filled" for m in messages) == 50
+        assert sum(m.type == "slice.rejected" for m in messages) == 50
     finally:
         await store.close()
 
@@ -113,8 +126,7 @@ async def test_a_completion_left_undone_is_finished_by_the_sweeper(pg_db: str) -
         assert claimed is not None
         async with store._single.begin() as conn:
             updated, last = await outcomes.finish_alone(conn, parent, claimed[1],
-                Outcome(SliceStatus.SUBMITTED, 1, broker_order_id="b0", sent_at=NOW),
-                NOW
+                Outcome(SliceStatus.REJECTED, 1, reason="refused"), NOW
             )
         assert updated is not None and last
         found = await store.get_parent(parent.parent_order_id)
@@ -124,6 +136,6 @@ async def test_a_completion_left_undone_is_finished_by_the_sweeper(pg_db: str) -
         assert found is not None and found.status is ParentStatus.COMPLETED
         assert await store.complete_closed_parents(NOW) == 0
         types = [m.type for _, m in await store.outbox_fetch(100)]
-        assert types == ["slice.submitted", "parent.completed"]
+        assert types == ["slice.rejected", "parent.completed"]
     finally:
         await store.close()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import delete, select, update
 
 from twap_schemas.common import ParentStatus, SliceStatus
 from twap_schemas.requests import SubmitRequest
+from worker.brokers.orders import Lifecycle, OrderView
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord
@@ -92,8 +94,9 @@ async def test_finish_is_a_compare_and_set(store: Store) -> None:
 
 
 async def test_last_finish_completes_and_success_resets_the_failure_count(store: Store) -> None:
-    """Both slices submitted: the failure count is back to 0 and the parent completes, its
-    event after the slice events."""
+    """Both slices submitted: the failure count is back to 0; the parent completes once both
+    orders ended at the broker (one filled, one closed: a close is no failure), its event after
+    the slice events."""
     parent = await _parent(store)
     async with store.transaction() as conn:
         await conn.execute(
@@ -109,8 +112,18 @@ async def test_last_finish_completes_and_success_resets_the_failure_count(store:
         )
     assert (await store.switches()).consecutive_failures == 0
     found = await store.get_parent(parent.parent_order_id)
+    assert found is not None and found.status is ParentStatus.ACTIVE
+    records = await store.get_slices(parent.parent_order_id)
+    now = datetime.now(UTC)
+    await store.apply_view(OrderView(records[0].client_order_id, "b-0", Lifecycle.FILLED,
+                                     records[0].qty, Decimal("5"), now), now)
+    await store.apply_view(OrderView(records[1].client_order_id, "b-1", Lifecycle.CLOSED, 0,
+                                     None, now, "expired at the broker"), now)
+    assert (await store.switches()).consecutive_failures == 0
+    found = await store.get_parent(parent.parent_order_id)
     assert found is not None and found.status is ParentStatus.COMPLETED
-    assert await _types(store) == ["slice.submitted", "slice.submitted", "parent.completed"]
+    assert await _types(store) == ["slice.submitted", "slice.submitted", "slice.fill",
+                                   "slice.filled", "slice.closed", "parent.completed"]
 
 
 async def test_failed_slices_trip_the_breaker(store: Store) -> None:

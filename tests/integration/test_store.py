@@ -14,7 +14,8 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from twap_schemas import RequestContext, SubmitRequest, parse_request
-from twap_schemas.common import ParentStatus, SliceStatus
+from twap_schemas.common import ExecutionOutcome, ParentStatus, SliceStatus
+from worker.brokers.orders import Lifecycle, OrderView
 from worker.core import events
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
@@ -101,7 +102,8 @@ async def test_late_writer_cannot_overwrite_a_canceled_slice(store: Store) -> No
 
 
 async def test_completion_when_every_slice_is_terminal(store: Store) -> None:
-    """The last terminal slice completes the parent and writes parent.completed."""
+    """Submitted slices are still working: the parent completes when the last order ends at
+    the broker (filled here), and writes parent.completed."""
     parent, plan = make_plan(duration_seconds=120, interval_seconds=60, qty=10)
     await store.create_parent(parent, plan, NOW)
     for num in range(2):
@@ -112,9 +114,16 @@ async def test_completion_when_every_slice_is_terminal(store: Store) -> None:
             NOW, max_failures=5
         )
     got = await store.get_parent(parent.parent_order_id)
+    assert got is not None and got.status is ParentStatus.ACTIVE and got.working_qty == 10
+    for record in plan:
+        await store.apply_view(OrderView(record.client_order_id, f"b{record.slice_num}",
+                                         Lifecycle.FILLED, 5, Decimal("10"), NOW), NOW)
+    got = await store.get_parent(parent.parent_order_id)
     assert got is not None and got.status is ParentStatus.COMPLETED
+    assert (got.filled_qty, got.working_qty, got.outcome) == (10, 0, ExecutionOutcome.FILLED)
     types = [m.type for _, m in await store.outbox_fetch(100)]
-    assert types == ["slice.submitted", "slice.submitted", "parent.completed"]
+    assert types == ["slice.submitted", "slice.submitted", "slice.fill", "slice.filled",
+                     "slice.fill", "slice.filled", "parent.completed"]
 
 
 async def test_switches_fail_closed_when_missing(store: Store) -> None:

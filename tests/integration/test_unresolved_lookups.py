@@ -71,7 +71,7 @@ async def test_duplicate_then_failing_lookup_ends_submitted_and_run_does_not_rai
     await ex.run(parent.parent_order_id, 0, record.scheduled_time)
 
     (row,) = await store.get_slices(parent.parent_order_id)
-    assert row.status is SliceStatus.SUBMITTED and row.broker_order_id == existing
+    assert row.status is SliceStatus.FILLED and row.broker_order_id == existing
     assert alpaca_standin.count("GET") == 3
     assert len(alpaca_standin.orders_for(record.client_order_id)) == 1
     assert unresolved(ex) == 0
@@ -102,7 +102,7 @@ async def test_resume_with_a_failing_lookup_stays_submitting_until_the_broker_an
     alpaca_standin.clear_faults()
     await asyncio.wait_for(resuming, 10)
     (row,) = await store.get_slices(parent.parent_order_id)
-    assert row.status is SliceStatus.SUBMITTED and row.broker_order_id == existing
+    assert row.status is SliceStatus.FILLED and row.broker_order_id == existing
     assert row.reason is None
     assert unresolved(ex) == 0
     assert sum(r.getMessage() == "slice.lookup_unresolved" for r in caplog.records) >= 3
@@ -122,7 +122,7 @@ async def test_resume_with_a_failing_lookup_sends_only_after_a_definite_not_foun
     ((p, claimed),) = await store.claimed_slices()
     await ex.resume(p, claimed)
     (row,) = await store.get_slices(parent.parent_order_id)
-    assert row.status is SliceStatus.SUBMITTED
+    assert row.status is SliceStatus.FILLED
     assert [s.method for s in alpaca_standin.requests] == ["GET", "GET", "GET", "POST"]
     assert len(alpaca_standin.orders_for(record.client_order_id)) == 1
 
@@ -140,7 +140,7 @@ async def test_exhausted_retries_with_failing_lookups_do_not_fail_a_booked_order
     await ex.run(parent.parent_order_id, 0, record.scheduled_time)
     (row,) = await store.get_slices(parent.parent_order_id)
     booked = alpaca_standin.orders_for(record.client_order_id)
-    assert row.status is SliceStatus.SUBMITTED, (row.status, row.reason)
+    assert row.status is SliceStatus.FILLED, (row.status, row.reason)
     assert [o["id"] for o in booked] == [row.broker_order_id]
     assert alpaca_standin.count("POST", ORDERS) == 1
     assert (await store.switches()).consecutive_failures == 0
@@ -182,7 +182,7 @@ async def test_guard_read_rides_out_a_database_outage_before_the_send(pg_db: str
         await proxy.resume()
         await asyncio.wait_for(resuming, 20)
         (row,) = await store.get_slices(parent.parent_order_id)
-        assert row.status is SliceStatus.SUBMITTED, (row.status, row.reason)
+        assert row.status is SliceStatus.FILLED, (row.status, row.reason)
         assert list(broker.orders) == [record.client_order_id] and broker.attempts == 1
     finally:
         logging.getLogger("worker.runtime.dbretry").removeHandler(seen)

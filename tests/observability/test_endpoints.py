@@ -59,6 +59,9 @@ async def test_metrics_move_after_a_twap_runs(sqlite_harness: Harness, http_port
     assert value(found, "twap_requests_total", outcome="accepted") == 1
     assert value(found, "twap_requests_total", outcome="rejected") == 0
     assert value(found, "twap_slices_total", status="submitted") == 3
+    assert value(found, "twap_slices_total", status="filled") == 3  # filled at once, each
+    assert value(found, "twap_fills_total") == 3
+    assert value(found, "twap_filled_shares_total") == 6
     assert value(found, "twap_slice_lateness_seconds_count") == 3
     assert value(found, "twap_broker_call_seconds_count", operation="submit", result="ok") == 3
     assert value(found, "twap_slice_retries_total") == 0

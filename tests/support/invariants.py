@@ -61,7 +61,7 @@ async def check(probe: DbProbe, ledger: Path, strategy_id: str) -> Figures:
     ours = {row.client_order_id: row for row in rows}
     lines = [line for line in read_ledger(ledger) if line["client_order_id"] in ours]
     counts = ledger_counts(lines)
-    submitted = {cid for cid, row in ours.items() if row.status == "submitted"}
+    submitted = {cid for cid, row in ours.items() if row.at_broker}
     return Figures(
         parents=len(parents),
         parents_not_terminal=sum(1 for s in parents.values() if s not in TERMINAL_PARENT),

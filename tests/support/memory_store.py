@@ -8,11 +8,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from twap_schemas.common import ParentStatus, SliceStatus
+from worker.brokers.orders import OrderView
 from worker.core import events
+from worker.core.fills import Execution, increment
 from worker.core.guards import GuardState
 from worker.core.outcomes import Outcome, applied, breaker_after
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
-from worker.core.states import PENDING, check_transition
+from worker.core.states import OPEN, check_transition
 from worker.runtime.ports import Claimed, Finished, SliceKey
 
 
@@ -85,9 +87,61 @@ class MemoryStore:
         return True
 
     async def finish(self, parent: ParentRecord, record: SliceRecord, outcome: Outcome,
-                     now: datetime, *, max_failures: int) -> SliceRecord | None:
-        return (await self.finish_many([(parent, record, outcome)], now,
-                                       max_failures=max_failures))[0]
+                     now: datetime, *, max_failures: int,
+                     view: OrderView | None = None) -> SliceRecord | None:
+        written = (await self.finish_many([(parent, record, outcome)], now,
+                                          max_failures=max_failures))[0]
+        if written is not None and view is not None:
+            self.apply_view(view, now)
+        return written
+
+    async def catch_up_state(self, parent_id: str, slice_num: int) -> tuple[int, int, int]:
+        parent = self.parents[parent_id]
+        scheduled = sum(r.qty for (pid, num), r in self.slices.items()
+                        if pid == parent_id and num != slice_num
+                        and (r.status is SliceStatus.SUBMITTING
+                             or (num < slice_num and r.status is SliceStatus.SCHEDULED)))
+        return parent.filled_qty, parent.working_qty, scheduled
+
+    async def set_claimed_qty(self, parent_id: str, slice_num: int, qty: int,
+                              planned_qty: int, now: datetime) -> bool:
+        key = (parent_id, slice_num)
+        record = self.slices.get(key)
+        if record is None or record.status is not SliceStatus.SUBMITTING:
+            return False
+        self.slices[key] = replace(record, qty=qty, planned_qty=planned_qty)
+        return True
+
+    def apply_view(self, view: OrderView, now: datetime) -> None:
+        """The broker's view of an order, as the database store applies it (fills, the end)."""
+        key = next((k for k, r in self.slices.items()
+                    if r.client_order_id == view.client_order_id), None)
+        if key is None or self.slices[key].status is not SliceStatus.SUBMITTED:
+            return
+        record = self.slices[key]
+        parent = self.parents[key[0]]
+        fill = increment(Execution(record.filled_qty, record.fill_notional), view.filled_qty,
+                         view.avg_fill_price, record.qty)
+        if fill is not None:
+            record = replace(record, filled_qty=fill.after.filled_qty,
+                             fill_notional=fill.after.notional)
+            parent = replace(parent, filled_qty=parent.filled_qty + fill.qty,
+                             notional=parent.notional + fill.notional,
+                             working_qty=parent.working_qty - fill.qty)
+            self.outbox.append(events.slice_fill(parent, record, fill_qty=fill.qty,
+                                                 fill_price=fill.price, filled_at=view.at,
+                                                 at=now))
+        if view.ended:
+            done = record.filled_qty == record.qty
+            record = replace(record, status=SliceStatus.FILLED if done else SliceStatus.CLOSED,
+                             reason=None if done else view.reason)
+            parent = replace(parent, working_qty=parent.working_qty
+                             - (record.qty - record.filled_qty))
+            self.outbox.append(events.slice_event(parent, record, reason=record.reason, at=now))
+        self.slices[key] = record
+        self.parents[key[0]] = parent
+        if view.ended:
+            self._complete_if_done(key[0], now)
 
     async def finish_many(self, items: list[Finished], now: datetime, *,
                           max_failures: int) -> list[SliceRecord | None]:
@@ -103,7 +157,14 @@ class MemoryStore:
             self.slices[key] = updated
             written.append(updated)
             moved.append((outcome.status, outcome.reason))
-            if outcome.status not in PENDING:
+            if outcome.status is SliceStatus.SUBMITTED:
+                event = events.slice_event(parent, updated, reason=outcome.reason, at=now)
+                self.outbox.append(event)
+                pid = parent.parent_order_id
+                self.parents[pid] = replace(self.parents[pid],
+                                            working_qty=self.parents[pid].working_qty
+                                            + updated.qty)
+            elif outcome.status not in OPEN:
                 event = events.slice_event(parent, updated, reason=outcome.reason, at=now)
                 self.outbox.append(event)
                 self._complete_if_done(parent.parent_order_id, now)
@@ -134,11 +195,13 @@ class MemoryStore:
     def _complete_if_done(self, parent_id: str, now: datetime) -> None:
         parent = self.parents[parent_id]
         mine = [r for (pid, _), r in self.slices.items() if pid == parent_id]
-        if parent.status is not ParentStatus.ACTIVE or any(r.status in PENDING for r in mine):
+        if parent.status is not ParentStatus.ACTIVE or any(r.status in OPEN for r in mine):
             return
         tallies: dict[SliceStatus, tuple[int, int]] = {}
         for r in mine:
             count, qty = tallies.get(r.status, (0, 0))
             tallies[r.status] = (count + 1, qty + r.qty)
-        self.parents[parent_id] = replace(parent, status=ParentStatus.COMPLETED)
+        self.parents[parent_id] = replace(
+            parent, status=ParentStatus.COMPLETED,
+            outcome=events.execution_outcome(parent.qty, parent.filled_qty))
         self.outbox.append(events.parent_completed(parent, tallies, at=now))

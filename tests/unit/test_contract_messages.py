@@ -247,7 +247,8 @@ def test_unknown_control_type_lists_the_four() -> None:
     (TimeInForce, ["day", "gtc", "ioc", "fok"]),
     (Distribution, ["front_loaded", "even_random"]),
     (SliceStatus, ["scheduled", "submitting", "submitted", "blocked_kill_switch",
-                   "blocked_circuit_breaker", "canceled", "rejected", "failed", "expired"]),
+                   "blocked_circuit_breaker", "canceled", "rejected", "failed", "expired",
+                       "filled", "closed"]),
     (ParentStatus, ["active", "completed", "canceled"]),
     (Outcome, ["accepted", "duplicate", "rejected"]),
 ])
@@ -256,9 +257,9 @@ def test_enum_values_are_the_wire_contract(enum: type, values: list[str]) -> Non
     assert [member.value for member in enum] == values  # type: ignore[attr-defined]
 
 
-def test_schema_version_is_one() -> None:
-    """Events declare schema version 1."""
-    assert SCHEMA_VERSION == 1
+def test_schema_version_is_two() -> None:
+    """Events declare schema version 2 (contract v2 added fields, renamed none)."""
+    assert SCHEMA_VERSION == 2
 
 
 def test_invalid_message_text_lists_every_error() -> None:

@@ -36,7 +36,7 @@ PARENT = ParentRecord(
 )
 SLICES = [SliceRecord("p1", 0, "c0", 5, START), SliceRecord("p1", 1, "c1", 5, START + timedelta(
     minutes=1))]
-PARENT_FIELDS = {"schema_version": 1, "parent_order_id": "p1", "strategy_id": "alpha",
+PARENT_FIELDS = {"schema_version": 2, "parent_order_id": "p1", "strategy_id": "alpha",
                  "symbol": "AAPL", "side": "buy"}
 PLAN = [{"slice_num": 0, "client_order_id": "c0", "qty": 5,
          "scheduled_time": "2024-05-01T14:00:00Z"},
@@ -95,25 +95,67 @@ def test_parent_canceled_counts() -> None:
     assert envelope(message)[:3] == ("events", "parent.canceled.alpha", "parent.canceled")
     assert fields(message) == {**PARENT_FIELDS, "event_type": "parent.canceled",
                                "canceled_slices": 3, "in_flight_slices": 1, "reason": "stop",
-                               "working_orders_canceled": 2}
+                               "working_orders_canceled": 2, "filled_qty": 0}
     assert fields(events.parent_canceled(PARENT, 0, 0, None, at=AT))["working_orders_canceled"] == 0
 
 
 def test_parent_completed_tallies_by_status() -> None:
-    """submitted_qty is the submitted tally's quantity, 0 when none went out."""
-    tallies = {SliceStatus.SUBMITTED: (1, 5), SliceStatus.REJECTED: (1, 5)}
-    body = fields(events.parent_completed(PARENT, tallies, at=AT))
+    """submitted_qty is the qty of slices whose order reached the broker (filled or closed
+    there), 0 when none went out; fills, average, notional and outcome from the parent."""
+    tallies = {SliceStatus.FILLED: (1, 5), SliceStatus.CLOSED: (1, 3),
+               SliceStatus.REJECTED: (1, 2)}
+    parent = replace(PARENT, filled_qty=7, notional=Decimal("1050.10"))
+    body = fields(events.parent_completed(parent, tallies, at=AT))
     assert body == {**PARENT_FIELDS, "event_type": "parent.completed", "total_qty": 10,
-                    "total_slices": 2, "submitted_qty": 5,
-                    "by_status": {"submitted": {"count": 1, "qty": 5},
-                                  "rejected": {"count": 1, "qty": 5}}}
+                    "total_slices": 2, "submitted_qty": 8,
+                    "by_status": {"filled": {"count": 1, "qty": 5},
+                                  "closed": {"count": 1, "qty": 3},
+                                  "rejected": {"count": 1, "qty": 2}},
+                    "filled_qty": 7, "unfilled_qty": 3, "avg_fill_price": "150.0142857143",
+                    "notional": "1050.10", "outcome": "partial"}
     none_sent = fields(events.parent_completed(PARENT, {SliceStatus.CANCELED: (2, 10)}, at=AT))
-    assert none_sent["submitted_qty"] == 0
+    assert (none_sent["submitted_qty"], none_sent["outcome"], none_sent["avg_fill_price"]) == (
+        0, "unfilled", None)
+    full = fields(events.parent_completed(replace(PARENT, filled_qty=10,
+                                                  notional=Decimal("1500")),
+                                          {SliceStatus.FILLED: (2, 10)}, at=AT))
+    assert (full["outcome"], full["unfilled_qty"], full["avg_fill_price"]) == (
+        "filled", 0, "150.0000000000")
+
+
+def test_slice_fill_carries_the_increment_and_both_totals() -> None:
+    """slice.fill: this fill's qty and price, the slice's and the parent's totals after it."""
+    record = replace(SLICES[0], status=SliceStatus.SUBMITTED, broker_order_id="b0",
+                     filled_qty=3, fill_notional=Decimal("450.75"))
+    parent = replace(PARENT, filled_qty=4, notional=Decimal("600.75"))
+    message = events.slice_fill(parent, record, fill_qty=2, fill_price=Decimal("150.25"),
+                                filled_at=AT, at=AT)
+    assert envelope(message)[:3] == ("events", "slice.fill.alpha", "slice.fill")
+    assert fields(message) == {**slice_fields(0, "submitted"), "event_type": "slice.fill",
+                               "broker_order_id": "b0", "filled_qty": 3,
+                               "avg_fill_price": "150.2500000000", "fill_qty": 2,
+                               "fill_price": "150.25", "parent_filled_qty": 4,
+                               "parent_avg_fill_price": "150.1875000000",
+                               "filled_at": "2024-05-01T15:00:00Z"}
+
+
+def test_filled_and_closed_slices_report_their_fills() -> None:
+    """slice.filled: filled qty and average; slice.closed adds the unfilled qty and why."""
+    filled = replace(SLICES[0], status=SliceStatus.FILLED, broker_order_id="b0", filled_qty=5,
+                     fill_notional=Decimal("751"))
+    assert fields(events.slice_event(PARENT, filled, at=AT)) == {
+        **slice_fields(0, "filled"), "broker_order_id": "b0", "filled_qty": 5,
+        "avg_fill_price": "150.2000000000"}
+    closed = replace(SLICES[1], status=SliceStatus.CLOSED, broker_order_id="b1", filled_qty=0)
+    assert fields(events.slice_event(PARENT, closed, reason="slice end", at=AT)) == {
+        **slice_fields(1, "closed"), "broker_order_id": "b1", "filled_qty": 0,
+        "avg_fill_price": None, "unfilled_qty": 5, "reason": "slice end"}
 
 
 # -- slice events ------------------------------------------------------------------------------
 def slice_fields(num: int, status: str) -> dict[str, Any]:
-    return {**PARENT_FIELDS, **PLAN[num], "event_type": f"slice.{status}", "status": status}
+    return {**PARENT_FIELDS, **PLAN[num], "event_type": f"slice.{status}", "status": status,
+            "filled_qty": 0, "avg_fill_price": None}
 
 
 def test_submitted_slice_reports_attempts_and_lateness() -> None:
@@ -218,7 +260,7 @@ def test_request_rejected_lists_the_errors() -> None:
                                       strategy_id="alpha", parent_order_id="p1", at=AT)
     assert envelope(message)[:4] == ("events", "request.rejected.alpha", "request.rejected",
                                      "p1")
-    assert fields(message) == {"schema_version": 1, "event_type": "request.rejected",
+    assert fields(message) == {"schema_version": 2, "event_type": "request.rejected",
                                "errors": [{"loc": "qty", "msg": "bad"}], "message_id": "m",
                                "correlation_id": "c", "strategy_id": "alpha",
                                "parent_order_id": "p1"}
@@ -232,7 +274,7 @@ def test_request_duplicate_names_the_existing_parent() -> None:
     message = events.request_duplicate("p1", "alpha", message_id="m", correlation_id="c", at=AT)
     assert envelope(message)[:4] == ("events", "request.duplicate.alpha", "request.duplicate",
                                      "p1")
-    assert fields(message) == {"schema_version": 1, "event_type": "request.duplicate",
+    assert fields(message) == {"schema_version": 2, "event_type": "request.duplicate",
                                "parent_order_id": "p1", "strategy_id": "alpha",
                                "message_id": "m", "correlation_id": "c"}
 
@@ -249,7 +291,7 @@ def test_control_events_by_switch_and_direction(switch: str, engaged: bool,
     message = events.control_changed(switch, engaged, reason="r", operator="o", automatic=True,
                                      at=AT)
     assert envelope(message)[:4] == ("events", event_type, event_type, None)
-    assert fields(message) == {"schema_version": 1, "event_type": event_type, "reason": "r",
+    assert fields(message) == {"schema_version": 2, "event_type": event_type, "reason": "r",
                                "operator": "o", "automatic": True}
 
 

@@ -4,15 +4,19 @@ runtime does with a claim, a guard and an outcome."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from tests.support.memory_store import MemoryStore
 from twap_schemas.common import ParentStatus, SliceStatus
 from twap_schemas.requests import SubmitRequest
+from worker.brokers.orders import Lifecycle, OrderView
 from worker.brokers.sim import SimBroker
+from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
-from worker.runtime.execution import ExecutionPolicy, SliceExecutor
+from worker.runtime.execution import NOTHING_LEFT, ExecutionPolicy, SliceExecutor
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -33,16 +37,18 @@ def _executor(store: MemoryStore, broker: SimBroker, **policy: object) -> SliceE
 
 
 async def test_every_slice_is_sent_once_and_the_parent_completes() -> None:
-    """Both slices sent once each, recorded submitted; a second run of a slice sends nothing."""
+    """Both slices sent once each; the sim fills a market order at once, so each is recorded
+    submitted with that view and ends filled; a second run of a slice sends nothing."""
     store, broker, parent, records = _setup()
     executor = _executor(store, broker)
     for record in records:
         await executor.run(parent.parent_order_id, record.slice_num, record.scheduled_time)
     await executor.run(parent.parent_order_id, 0, records[0].scheduled_time)
     assert broker.attempts == 2
-    assert {r.status for r in store.slices.values()} == {SliceStatus.SUBMITTED}
+    assert {r.status for r in store.slices.values()} == {SliceStatus.FILLED}
     assert store.parents[parent.parent_order_id].status is ParentStatus.COMPLETED
-    assert store.types() == ["slice.submitted", "slice.submitted", "parent.completed"]
+    assert store.types() == ["slice.submitted", "slice.fill", "slice.filled",
+                             "slice.submitted", "slice.fill", "slice.filled", "parent.completed"]
 
 
 async def test_an_engaged_kill_switch_blocks_the_slice_unsent() -> None:
@@ -78,3 +84,41 @@ async def test_failures_trip_the_breaker_and_block_the_next_slice() -> None:
                         SliceStatus.BLOCKED_CIRCUIT_BREAKER]
     assert broker.attempts == 6
     assert store.switches.breaker_tripped
+
+
+async def test_a_shortfall_is_caught_up_by_the_next_slice() -> None:
+    """Slice 0's order closed unfilled: slice 1 sends its plan plus the shortfall (2 + 2),
+    writes its qty before the send (the plan's in planned_qty), and fills."""
+    store, broker, parent, records = _setup(2)
+    store.parents[parent.parent_order_id] = parent = replace(parent, qty=4)
+    store.slices[(parent.parent_order_id, 0)] = replace(records[0], qty=2)
+    store.slices[(parent.parent_order_id, 1)] = replace(records[1], qty=2)
+    executor = _executor(store, broker)
+    pid = parent.parent_order_id
+    broker.market.prices = {"AAPL": Decimal("100")}
+    claimed = await store.claim(pid, 0, NOW)
+    assert claimed is not None
+    await store.finish(claimed[0], claimed[1], Outcome(SliceStatus.SUBMITTED, 1, "b0"), NOW,
+                       max_failures=5)
+    assert store.parents[pid].working_qty == 2
+    store.apply_view(OrderView(records[0].client_order_id, "b0", Lifecycle.CLOSED, 0, None, NOW,
+                               "expired"), NOW)
+    assert store.parents[pid].working_qty == 0
+    await executor.run(pid, 1, records[1].scheduled_time)
+    sent = store.slices[(pid, 1)]
+    assert (sent.qty, sent.planned_qty, sent.status, sent.filled_qty) == (
+        4, 2, SliceStatus.FILLED, 4)
+    assert broker.orders[sent.client_order_id].order.qty == 4
+
+
+async def test_a_slice_with_nothing_left_closes_unsent() -> None:
+    """The parent's qty already filled (or working): the slice sends nothing and ends closed,
+    its qty 0 and the plan's kept beside it."""
+    store, broker, parent, records = _setup(2)
+    pid = parent.parent_order_id
+    store.parents[pid] = replace(parent, filled_qty=parent.qty)
+    await _executor(store, broker).run(pid, 1, records[1].scheduled_time)
+    closed = store.slices[(pid, 1)]
+    assert (closed.status, closed.qty, closed.planned_qty, closed.reason) == (
+        SliceStatus.CLOSED, 0, 1, NOTHING_LEFT)
+    assert broker.attempts == 0

@@ -66,8 +66,22 @@ def test_every_plan_field_changes_the_id() -> None:
         _text(duration_seconds=3601), _text(interval_seconds=30), _text(max_slice_qty=10),
         _text(distribution="even_random"), _text(trade_date=date(2024, 5, 2)),
         _text(request_id="x"), _text(start_at=datetime(2024, 5, 1, tzinfo=UTC)),
+        _text(slice_end="keep"), _text(catch_up=False),
+        _text(max_catch_up_ratio=Decimal("2.5")), _text(keep_working_after_end=True),
     ]
     assert len({ids.parent_order_id(v) for v in variants} | {base}) == len(variants) + 1
+
+
+def test_execution_fields_at_their_defaults_keep_every_existing_id() -> None:
+    """slice_end, catch_up, max_catch_up_ratio and keep_working_after_end are in the text only
+    when they differ from their defaults: the golden ids above stay, written out or not."""
+    explicit = _text(slice_end="cancel", catch_up=True, max_catch_up_ratio=Decimal("2.00"),
+                     keep_working_after_end=False)
+    assert ids.parent_order_id(explicit) == GOLDEN_PARENT
+    assert _text(slice_end="keep", catch_up=False, max_catch_up_ratio=Decimal("1.50"),
+                 keep_working_after_end=True).endswith(
+        "trade_date=2024-05-01\nslice_end=keep\ncatch_up=false\nmax_catch_up_ratio=1.5\n"
+        "keep_working_after_end=true")
 
 
 def test_start_at_is_hashed_in_utc() -> None:

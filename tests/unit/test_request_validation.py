@@ -37,6 +37,22 @@ def test_minimal_submit_gets_the_contract_defaults() -> None:
             req.distribution) == ("AAPL", 60, "market", "day", "front_loaded")
 
 
+def test_execution_fields_default_to_the_contract() -> None:
+    """slice_end cancel, catch_up true, ratio 2, keep_working_after_end false; a ratio is an
+    exact decimal from a number or a string."""
+    req = parse_request(body(), CTX)
+    assert isinstance(req, SubmitRequest)
+    assert (req.slice_end, req.catch_up, req.max_catch_up_ratio, req.keep_working_after_end) == (
+        "cancel", True, Decimal(2), False)
+    req = parse_request(body(slice_end="keep", catch_up=False, max_catch_up_ratio="1.5",
+                             keep_working_after_end=True), CTX)
+    assert isinstance(req, SubmitRequest)
+    assert (req.slice_end, req.catch_up, req.max_catch_up_ratio, req.keep_working_after_end) == (
+        "keep", False, Decimal("1.5"), True)
+    req = parse_request(body(max_catch_up_ratio=10), CTX)
+    assert isinstance(req, SubmitRequest) and req.max_catch_up_ratio == Decimal(10)
+
+
 def test_unknown_field_is_an_error_not_ignored() -> None:
     """A typo such as limit_prce is reported, never silently dropped."""
     assert "limit_prce" in errors(body(limit_prce=1))
@@ -77,6 +93,13 @@ def test_unknown_field_is_an_error_not_ignored() -> None:
         ({"trade_date": "2024/05/01"}, "trade_date", "YYYY-MM-DD"),
         ({"trade_date": 20240501}, "trade_date", "YYYY-MM-DD"),
         ({"request_id": "r" * 65}, "request_id", "at most 64"),
+        ({"slice_end": "stop"}, "slice_end", "'cancel' or 'keep'"),
+        ({"catch_up": "yes"}, "catch_up", "boolean"),
+        ({"catch_up": 1}, "catch_up", "boolean"),
+        ({"max_catch_up_ratio": "0.5"}, "max_catch_up_ratio", "greater than or equal to 1"),
+        ({"max_catch_up_ratio": 11}, "max_catch_up_ratio", "less than or equal to 10"),
+        ({"max_catch_up_ratio": "two"}, "max_catch_up_ratio", "decimal"),
+        ({"keep_working_after_end": "no"}, "keep_working_after_end", "boolean"),
     ],
 )
 def test_each_rule_names_its_field(overrides: dict[str, Any], field: str, fragment: str) -> None:

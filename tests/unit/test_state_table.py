@@ -8,6 +8,7 @@ import pytest
 
 from twap_schemas.common import SliceStatus
 from worker.core.states import (
+    OPEN,
     PENDING,
     TERMINAL,
     TRANSITIONS,
@@ -18,7 +19,7 @@ from worker.core.states import (
 
 STATUSES = [
     "scheduled", "submitting", "submitted", "blocked_kill_switch", "blocked_circuit_breaker",
-    "canceled", "rejected", "failed", "expired",
+    "canceled", "rejected", "failed", "expired", "filled", "closed",
 ]
 ALLOWED = {
     ("scheduled", "submitting"),
@@ -32,22 +33,25 @@ ALLOWED = {
     ("submitting", "rejected"),
     ("submitting", "failed"),
     ("submitting", "expired"),
+    ("submitting", "closed"),  # catch-up left nothing to send
+    ("submitted", "filled"),
+    ("submitted", "closed"),
 }
 FINAL = {
-    "submitted", "blocked_kill_switch", "blocked_circuit_breaker", "canceled", "rejected",
+    "filled", "closed", "blocked_kill_switch", "blocked_circuit_breaker", "canceled", "rejected",
     "failed", "expired",
 }
 ALL_PAIRS = list(itertools.product(STATUSES, STATUSES))
 
 
 def test_the_status_list_is_the_contracts() -> None:
-    """The enum has exactly the nine statuses this table covers."""
+    """The enum has exactly the eleven statuses this table covers."""
     assert sorted(s.value for s in SliceStatus) == sorted(STATUSES)
 
 
 @pytest.mark.parametrize(("current", "new"), sorted(ALLOWED))
 def test_allowed_transition_passes(current: str, new: str) -> None:
-    """Each of the eleven allowed moves is accepted."""
+    """Each of the fourteen allowed moves is accepted."""
     check_transition(SliceStatus(current), SliceStatus(new))
 
 
@@ -68,11 +72,14 @@ def test_transition_table_has_a_row_for_every_status() -> None:
 
 @pytest.mark.parametrize("status", STATUSES)
 def test_terminal_statuses_are_exactly_the_final_ones(status: str) -> None:
-    """is_terminal is true for the seven final statuses and false for scheduled/submitting."""
+    """is_terminal is true for the eight final statuses; false for scheduled, submitting and
+    submitted (working at the broker until its order ends)."""
     assert is_terminal(SliceStatus(status)) is (status in FINAL)
 
 
 def test_terminal_and_pending_sets_are_written_out() -> None:
-    """TERMINAL holds the seven final statuses, PENDING the two that can still move."""
+    """TERMINAL holds the eight final statuses, PENDING the two not yet at the broker, OPEN
+    those and `submitted`."""
     assert {s.value for s in TERMINAL} == FINAL
     assert {s.value for s in PENDING} == {"scheduled", "submitting"}
+    assert {s.value for s in OPEN} == {"scheduled", "submitting", "submitted"}

@@ -51,7 +51,7 @@ def started() -> Progress:
     return Progress.start(
         PARENT,
         [
-            record(0, SliceStatus.SUBMITTED, 4),
+            record(0, SliceStatus.FILLED, 4),
             record(1, SliceStatus.SCHEDULED),
             record(2, SliceStatus.SCHEDULED),
         ],
@@ -69,11 +69,19 @@ def test_events_count_once_and_never_move_a_slice_back() -> None:
     progress = started()
     submitted = event("e1", "slice.submitted", slice_num=1, status="submitted", qty=3)
     assert progress.apply(submitted) == [
-        "slice 1 submitted qty 3; 2/3 slices done, 7/10 shares sent"
+        "slice 1 submitted qty 3; 1/3 slices done, 7/10 shares sent"
     ]
     assert progress.apply(submitted) == []
     assert progress.refresh(ParentStatus.ACTIVE, [record(1, SliceStatus.SCHEDULED)]) == []
     assert progress.sent_qty == 7
+    fill = event("e4", "slice.fill", slice_num=1, status="submitted", qty=3, fill_qty=3,
+                 fill_price="190.27", filled_qty=3)
+    assert progress.apply(fill) == [
+        "slice 1 fill 3 at 190.27; 3/10 shares filled, 7/10 sent"]
+    assert progress.apply(fill | {"event_id": "e5"}) == []  # the same figure again: nothing
+    filled = event("e2", "slice.filled", slice_num=1, status="filled", qty=3)
+    assert progress.apply(filled) == ["slice 1 filled qty 3; 2/3 slices done, 7/10 shares sent"]
+    assert progress.apply(submitted | {"event_id": "e3"}) == []  # never back to submitted
 
 
 def test_other_parents_events_are_ignored() -> None:

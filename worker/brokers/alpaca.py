@@ -15,8 +15,9 @@ import json
 import logging
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,8 @@ from requests.adapters import HTTPAdapter
 
 from twap_schemas.common import OrderType
 from worker.brokers.alpaca_errors import Operation, classify_http_error, error_message
-from worker.brokers.base import BeforeSend, BrokerOrder, OrderRequest
+from worker.brokers.base import BeforeSend, OrderRequest
+from worker.brokers.orders import Lifecycle, OrderView, Quote, QuoteUnavailable, Resync
 from worker.brokers.ratelimit import RateLimiter
 from worker.core.retry import BrokerRejection, TransientBrokerError
 
@@ -102,7 +104,7 @@ class AlpacaBroker:
 
     async def submit(
         self, order: OrderRequest, before_send: BeforeSend | None = None
-    ) -> BrokerOrder:
+    ) -> OrderView:
         request = _order_request(order)
         try:
             raw = await self._call(
@@ -113,7 +115,7 @@ class AlpacaBroker:
             raise _classify("submit", failure) from None
         return _broker_order("submit", raw)
 
-    async def find(self, client_order_id: str) -> BrokerOrder | None:
+    async def find(self, client_order_id: str) -> OrderView | None:
         try:
             get = self._client.get_order_by_client_id
             raw = await self._call("find", client_order_id, lambda: get(client_order_id))
@@ -148,6 +150,14 @@ class AlpacaBroker:
                 return False
             raise _classify("cancel", failure) from None
         return True
+
+    async def updates(self) -> AsyncIterator[OrderView | Resync]:
+        """No push stream yet: one Resync (reconcile with find), then nothing until closed."""
+        yield Resync()
+        await asyncio.Event().wait()
+
+    async def quote(self, symbol: str) -> Quote:
+        raise QuoteUnavailable(f"alpaca: quotes for {symbol} are not available from this adapter")
 
     async def close(self) -> None:
         if self._closed:
@@ -215,8 +225,8 @@ def _unwrap(exc: Exception) -> _HttpFailure:
     )
 
 
-def _broker_order(op: Operation, raw: Any) -> BrokerOrder:
-    """The three fields the worker needs, read from Alpaca's order JSON."""
+def _broker_order(op: Operation, raw: Any) -> OrderView:
+    """The order's view, read from Alpaca's order JSON."""
     fields = {key: raw.get(key) if isinstance(raw, dict) else None for key in _ORDER_FIELDS}
     if not all(isinstance(value, str) and value for value in fields.values()):
         raise TransientBrokerError(
@@ -224,11 +234,18 @@ def _broker_order(op: Operation, raw: Any) -> BrokerOrder:
             ambiguous=op == "submit",
         )
     status = str(fields["status"])
-    return BrokerOrder(
-        broker_order_id=str(fields["id"]),
+    lifecycle = (Lifecycle.WORKING if status in OPEN_STATUSES
+                 else Lifecycle.FILLED if status == "filled" else Lifecycle.CLOSED)
+    filled = raw.get("filled_qty")
+    avg = raw.get("filled_avg_price")
+    return OrderView(
         client_order_id=str(fields["client_order_id"]),
-        status=status,
-        is_open=status in OPEN_STATUSES,
+        broker_order_id=str(fields["id"]),
+        lifecycle=lifecycle,
+        filled_qty=int(Decimal(str(filled))) if filled else 0,
+        avg_fill_price=Decimal(str(avg)) if avg else None,
+        at=datetime.now(UTC),
+        reason=None if lifecycle is not Lifecycle.CLOSED else f"{status} at the broker",
     )
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
 from twap_schemas.common import OrderType, Side, TimeInForce
+from worker.brokers.orders import OrderView, Quote, Resync
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,16 +25,6 @@ class OrderRequest:
     stop_price: Decimal | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerOrder:
-    """What the broker knows about an order."""
-
-    broker_order_id: str
-    client_order_id: str
-    status: str
-    is_open: bool
-
-
 class NotSent(Exception):
     """Raised by a `before_send` guard: the order was not sent. Adapters let it through as is."""
 
@@ -43,7 +34,7 @@ BeforeSend = Callable[[], Awaitable[None]]
 
 
 class Broker(Protocol):
-    """Place, find and cancel orders. Failures raise the classes of `worker.core.retry`.
+    """Place, find, cancel and follow orders. Failures raise the classes of `worker.core.retry`.
 
     - `submit` raises BrokerRejection (refused; never retried), DuplicateOrder (the broker
       already has this client_order_id) or TransientBrokerError (retry; `ambiguous` when the
@@ -52,17 +43,31 @@ class Broker(Protocol):
       it raises (NotSent), nothing is sent and its exception propagates unchanged.
     - `find` returns None only when the broker answered that it has no order with that
       client_order_id; anything it cannot tell (a timeout, an error page) raises.
-    - `cancel` returns True when the order was open and is now being canceled.
+    - `submit` returns the broker's view right after accepting: WORKING, or already FILLED
+      or CLOSED (a sim market order filled at once, an ioc canceled).
+    - `cancel` returns True when the order was open and a cancel was requested; the order's
+      final view (CLOSED, or FILLED when the fill won the race) comes through `updates()`
+      and `find()`.
+    - `updates()`: each call is a new, independent subscription that never ends until
+      `close()`. Its first item is Resync(), and again after every reconnect of an underlying
+      stream (updates may have been missed: reconcile with `find`). Then OrderView items in
+      the order the broker reported them, maybe stale or repeated: consumers apply them
+      cumulatively.
+    - `quote` raises QuoteUnavailable (worker.brokers.orders) when it cannot be had.
     """
 
     name: str
 
     async def submit(
         self, order: OrderRequest, before_send: BeforeSend | None = None
-    ) -> BrokerOrder: ...
+    ) -> OrderView: ...
 
-    async def find(self, client_order_id: str) -> BrokerOrder | None: ...
+    async def find(self, client_order_id: str) -> OrderView | None: ...
 
     async def cancel(self, broker_order_id: str) -> bool: ...
+
+    def updates(self) -> AsyncIterator[OrderView | Resync]: ...
+
+    async def quote(self, symbol: str) -> Quote: ...
 
     async def close(self) -> None: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 from worker.brokers.base import Broker
 from worker.brokers.ratelimit import RateLimiter
 from worker.brokers.sim import SimBroker
+from worker.brokers.sim_market import Market, parse_prices
 from worker.settings import Settings
 
 _KEY_VARS = "ALPACA_API_KEY (or APCA_API_KEY_ID)"
@@ -18,8 +19,13 @@ class MissingCredentials(ValueError):
 def build_broker(settings: Settings) -> Broker:
     """The configured broker. Alpaca's adapter (and alpaca-py, pandas) load only when chosen."""
     if settings.broker == "sim":
+        market = Market(prices=parse_prices(settings.sim_prices),
+                        volatility_bps=settings.sim_volatility_bps,
+                        spread_bps=settings.sim_spread_bps)
         return SimBroker(
-            ledger_path=settings.sim_ledger_path, latency=settings.sim_latency_ms / 1000
+            ledger_path=settings.sim_ledger_path, latency=settings.sim_latency_ms / 1000,
+            market=market, fill_qty=settings.sim_fill_qty,
+            fill_interval=settings.sim_fill_interval_ms / 1000,
         )
     key, secret = settings.alpaca_api_key, settings.alpaca_secret_key
     missing = [

@@ -55,12 +55,14 @@ class SimBook:
         interval: float = 0.2,
         clock: Callable[[], datetime] = _utcnow,
         on_end: Callable[[OrderView], None] = lambda view: None,
+        on_view: Callable[[OrderView], None] = lambda view: None,
     ) -> None:
         self.market = market
         self.chunk = chunk
         self.interval = interval
         self.clock = clock
         self.on_end = on_end
+        self.on_view = on_view  # every view published (each fill, each end), before on_end
         self._open: dict[str, _Resting] = {}  # by client_order_id
         self._symbols: dict[str, set[str]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -79,6 +81,25 @@ class SimBook:
             self._symbols.setdefault(order.symbol, set()).add(order.client_order_id)
             self._arm(order.symbol)
         return view
+
+    def restore(self, order: OrderRequest, broker_order_id: str, received: datetime,
+                filled_qty: int, notional: Decimal) -> None:
+        """Put back an order that was open when the book was last written (a restart on the
+        ledger): it rests with what it had filled, and the next tick looks at it."""
+        resting = _Resting(order, broker_order_id, _expiry(order.time_in_force, received),
+                           filled_qty, notional)
+        self._open[order.client_order_id] = resting
+        self._symbols.setdefault(order.symbol, set()).add(order.client_order_id)
+        self._arm(order.symbol)
+
+    def subscribe(self) -> asyncio.Queue[OrderView]:
+        """A queue that receives every view published from now on (`unsubscribe` it)."""
+        queue: asyncio.Queue[OrderView] = asyncio.Queue()
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[OrderView]) -> None:
+        self._subscribers.discard(queue)
 
     def cancel(
         self, client_order_id: str, reason: str = "canceled at the broker"
@@ -155,6 +176,7 @@ class SimBook:
         return view
 
     def _publish(self, view: OrderView) -> None:
+        self.on_view(view)
         for queue in self._subscribers:
             queue.put_nowait(view)
 

@@ -14,21 +14,26 @@ import sqlite3
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from twap_schemas.common import OrderType, Side, TimeInForce
-from worker.brokers.base import BrokerOrder, OrderRequest
+from worker.brokers.base import OrderRequest
+from worker.brokers.orders import Lifecycle, OrderView
 
 OPEN_STATUSES = frozenset({"new", "accepted"})
+# The book's status of an order that ended, by its lifecycle.
+END_STATUS = {Lifecycle.FILLED: "filled", Lifecycle.CLOSED: "canceled"}
 # Small: a page it misses comes back from the OS's file cache in microseconds, and the earlier
 # 512 KiB filled so slowly (about 20 KiB per 1,000 parents) that it read as growth in a soak.
 PAGE_CACHE_KIB = 64
 
 _COLUMNS = (
     "client_order_id, broker_order_id, symbol, side, qty, order_type, time_in_force, "
-    "limit_price, stop_price, status, received_at"
+    "limit_price, stop_price, status, received_at, filled_qty, avg_fill_price, reason"
 )
+_MARKS = ", ".join("?" for _ in _COLUMNS.split(","))
 _SCHEMA = """
 CREATE TABLE orders (
     seq INTEGER PRIMARY KEY,
@@ -42,7 +47,10 @@ CREATE TABLE orders (
     limit_price TEXT,
     stop_price TEXT,
     status TEXT NOT NULL,
-    received_at REAL NOT NULL
+    received_at REAL NOT NULL,
+    filled_qty INTEGER NOT NULL DEFAULT 0,
+    avg_fill_price TEXT,
+    reason TEXT
 );
 """
 
@@ -53,17 +61,27 @@ class SimOrder:
     broker_order_id: str
     received_at: float  # wall clock, seconds since the epoch
     status: str
+    filled_qty: int = 0
+    avg_fill_price: Decimal | None = None
+    reason: str | None = None
 
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
 
-    def view(self) -> BrokerOrder:
-        return BrokerOrder(
-            broker_order_id=self.broker_order_id,
+    def view(self, at: datetime | None = None) -> OrderView:
+        """The order as the book last recorded it (an open order's live view is the book's
+        in memory: `SimBook.view`)."""
+        lifecycle = (Lifecycle.WORKING if self.is_open
+                     else Lifecycle.FILLED if self.status == "filled" else Lifecycle.CLOSED)
+        return OrderView(
             client_order_id=self.order.client_order_id,
-            status=self.status,
-            is_open=self.is_open,
+            broker_order_id=self.broker_order_id,
+            lifecycle=lifecycle,
+            filled_qty=self.filled_qty,
+            avg_fill_price=self.avg_fill_price,
+            at=at or datetime.fromtimestamp(self.received_at, UTC),
+            reason=self.reason,
         )
 
     def ledger_line(self) -> dict[str, Any]:
@@ -81,7 +99,28 @@ class SimOrder:
             "stop_price": None if o.stop_price is None else str(o.stop_price),
             "status": self.status,
             "received_at": self.received_at,
+            "filled_qty": self.filled_qty,
+            "avg_fill_price": None if self.avg_fill_price is None else str(self.avg_fill_price),
+            "reason": self.reason,
         }
+
+
+def status_of(view: OrderView) -> str:
+    """The book's status for an order in this view."""
+    return END_STATUS.get(view.lifecycle, "new")
+
+
+def update_line(view: OrderView) -> dict[str, Any]:
+    """An order's fills and end as one ledger line (read back by `SimOrders.load`)."""
+    return {
+        "event": "update",
+        "client_order_id": view.client_order_id,
+        "status": status_of(view),
+        "filled_qty": view.filled_qty,
+        "avg_fill_price": None if view.avg_fill_price is None else str(view.avg_fill_price),
+        "reason": view.reason,
+        "at": view.at.isoformat(),
+    }
 
 
 def _price(value: object) -> Decimal | None:
@@ -100,7 +139,9 @@ def order_from_line(line: dict[str, Any]) -> SimOrder:
         limit_price=_price(line.get("limit_price")),
         stop_price=_price(line.get("stop_price")),
     )
-    return SimOrder(order, line["broker_order_id"], float(line["received_at"]), line["status"])
+    return SimOrder(order, line["broker_order_id"], float(line["received_at"]), line["status"],
+                    int(line.get("filled_qty") or 0), _price(line.get("avg_fill_price")),
+                    line.get("reason"))
 
 
 def _row(line: dict[str, Any]) -> tuple[Any, ...]:
@@ -116,6 +157,9 @@ def _row(line: dict[str, Any]) -> tuple[Any, ...]:
         None if line.get("stop_price") is None else str(line["stop_price"]),
         line["status"],
         line["received_at"],
+        int(line.get("filled_qty") or 0),
+        None if line.get("avg_fill_price") is None else str(line["avg_fill_price"]),
+        line.get("reason"),
     )
 
 
@@ -136,18 +180,37 @@ class SimOrders:
     def add(self, order: SimOrder) -> None:
         """Record a new order; the caller has checked that its client_order_id is new."""
         self._db.execute(
-            f"INSERT INTO orders ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO orders ({_COLUMNS}) VALUES ({_MARKS})",
             _row(order.ledger_line()),
         )
 
     def load(self, lines: Iterable[dict[str, Any]]) -> None:
-        """Record ledger lines in one transaction; a repeated client_order_id keeps the first."""
+        """Record ledger lines in one transaction, in their order: order lines (a repeated
+        client_order_id keeps the first) and update lines (`"event": "update"`, an order's
+        fills and end: the last one stands)."""
         self._db.execute("BEGIN")
-        self._db.executemany(
-            f"INSERT OR IGNORE INTO orders ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (_row(line) for line in lines),
-        )
+        for line in lines:
+            if line.get("event") == "update":
+                self._update(line["client_order_id"], line["status"], int(line["filled_qty"]),
+                             line.get("avg_fill_price"), line.get("reason"))
+            else:
+                self._db.execute(
+                    f"INSERT OR IGNORE INTO orders ({_COLUMNS}) VALUES ({_MARKS})", _row(line))
         self._db.execute("COMMIT")
+
+    def record(self, view: OrderView) -> None:
+        """An order's fills and, once it ended, its end (what `find` answers for it then)."""
+        self._update(view.client_order_id, status_of(view), view.filled_qty,
+                     None if view.avg_fill_price is None else str(view.avg_fill_price),
+                     view.reason)
+
+    def _update(self, client_order_id: str, status: str, filled_qty: int, avg: str | None,
+                reason: str | None) -> None:
+        self._db.execute(
+            "UPDATE orders SET status = ?, filled_qty = ?, avg_fill_price = ?, reason = ? "
+            "WHERE client_order_id = ?",
+            (status, filled_qty, avg, reason, client_order_id),
+        )
 
     def has(self, client_order_id: str) -> bool:
         found = self._db.execute(
@@ -160,11 +223,6 @@ class SimOrders:
             f"SELECT {_COLUMNS} FROM orders WHERE client_order_id = ?", (client_order_id,)
         ).fetchone()
         return None if row is None else order_from_line(dict(row))
-
-    def set_status(self, client_order_id: str, status: str) -> None:
-        self._db.execute(
-            "UPDATE orders SET status = ? WHERE client_order_id = ?", (status, client_order_id)
-        )
 
     def open_orders(self) -> Iterator[SimOrder]:
         """Orders still working (after loading a ledger: the ones to keep in memory)."""

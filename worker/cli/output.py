@@ -19,7 +19,9 @@ from rich.measure import Measurement
 from rich.table import Table
 
 STYLES = {
-    "submitted": "green",
+    "submitted": "cyan",
+    "filled": "green",
+    "closed": "yellow",
     "completed": "green",
     "active": "cyan",
     "scheduled": "cyan",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
@@ -12,8 +13,10 @@ from worker.cli import output
 from worker.cli.app import app
 from worker.cli.durations import flag_since
 from worker.cli.exits import CODES_HELP, NOT_FOUND, CliError
+from worker.cli.progress import SENT
 from worker.cli.runner import database, load_settings, run
 from worker.cli.watching import complete_parent_id
+from worker.core.fills import average
 from worker.core.records import ParentRecord, SliceRecord
 from worker.core.states import TERMINAL
 from worker.settings import Settings
@@ -29,9 +32,11 @@ def _price(parent: ParentRecord) -> str:
 
 
 def progress_of(tallies: dict[str, tuple[int, int]]) -> dict[str, int]:
-    """Slices done (terminal) and shares sent (submitted), from (count, qty) per status."""
+    """Slices done (terminal) and shares sent (the order reached the broker: working there,
+    filled or closed there), from (count, qty) per status."""
     done = sum(count for status, (count, _) in tallies.items() if SliceStatus(status) in TERMINAL)
-    return {"done_slices": done, "sent_qty": tallies.get("submitted", (0, 0))[1]}
+    sent = sum(qty for status, (_, qty) in tallies.items() if SliceStatus(status) in SENT)
+    return {"done_slices": done, "sent_qty": sent}
 
 
 async def _status(settings: Settings, parent_id: str, as_json: bool) -> None:
@@ -53,6 +58,7 @@ async def _status(settings: Settings, parent_id: str, as_json: bool) -> None:
                 "cancel_reason": notes and notes.cancel_reason,
                 "updated_at": notes and notes.updated_at,
                 **progress,
+                "avg_fill_price": average(parent.notional, parent.filled_qty),
                 "slices": records,
             }
         )
@@ -77,15 +83,28 @@ async def _status(settings: Settings, parent_id: str, as_json: bool) -> None:
             f"{progress['done_slices']}/{parent.total_slices} slices done, "
             f"{progress['sent_qty']}/{parent.qty} shares sent",
         ),
+        (
+            "filled",
+            f"{parent.filled_qty}/{parent.qty} shares, avg price "
+            f"{_avg(parent.notional, parent.filled_qty)}, {parent.working_qty} working"
+            + (f", outcome {parent.outcome.value}" if parent.outcome is not None else ""),
+        ),
         ("submitted by", parent.submitted_by),
     ]
     if notes is not None and notes.cancel_reason:
         fields.append(("cancel reason", notes.cancel_reason))
     output.print_fields(fields, title=f"parent {parent.parent_order_id}")
     output.print_table(
-        ["#", "qty", "due", "status", "broker order id", "attempts", "reason"],
+        ["#", "qty", "due", "status", "filled", "avg price", "broker order id", "attempts",
+         "reason"],
         [_slice_row(r) for r in records],
     )
+
+
+def _avg(notional: Decimal, qty: int) -> str:
+    """The average fill price, trailing zeros dropped; "-" when nothing filled."""
+    avg = average(notional, qty)
+    return "-" if avg is None else format(avg.normalize(), "f")
 
 
 def _slice_row(r: SliceRecord) -> list[Any]:
@@ -94,6 +113,8 @@ def _slice_row(r: SliceRecord) -> list[Any]:
         r.qty,
         r.scheduled_time,
         r.status.value,
+        r.filled_qty,
+        _avg(r.fill_notional, r.filled_qty),
         r.broker_order_id,
         r.attempts,
         r.reason,
@@ -103,7 +124,7 @@ def _slice_row(r: SliceRecord) -> list[Any]:
 @app.command(
     "status",
     epilog="Example: twap status 3f2a9c0d41b7e8a2c6d5f013 --json | "
-    "jq '.slices[] | select(.status != \"submitted\")'\n\n" + CODES_HELP,
+    "jq '.slices[] | select(.status != \"filled\")'\n\n" + CODES_HELP,
 )
 def status_command(
     parent_id: Annotated[
@@ -150,6 +171,7 @@ async def _list(
                 parent.status.value,
                 f"{progress['done_slices']}/{parent.total_slices}",
                 f"{progress['sent_qty']}/{parent.qty}",
+                f"{parent.filled_qty}/{parent.qty}",
                 parent.created_at,
             ]
         )
@@ -157,7 +179,8 @@ async def _list(
         output.say("no parents match")
         return
     output.print_table(
-        ["parent", "strategy", "symbol", "side", "status", "slices done", "qty sent", "created"],
+        ["parent", "strategy", "symbol", "side", "status", "slices done", "qty sent",
+         "qty filled", "created"],
         rows,
     )
 

@@ -15,6 +15,18 @@ from worker.cli.exits import FAILED, OK
 from worker.core.records import ParentRecord, SliceRecord
 from worker.core.states import TERMINAL
 
+# Slices whose order reached the broker: working there, or ended there (filled or closed).
+SENT = frozenset({SliceStatus.SUBMITTED, SliceStatus.FILLED, SliceStatus.CLOSED})
+
+
+def _rank(status: SliceStatus) -> int:
+    """How far along its life a status is: a slice never moves back."""
+    if status in TERMINAL:
+        return 3
+    if status is SliceStatus.SUBMITTED:
+        return 2
+    return 1 if status is SliceStatus.SUBMITTING else 0
+
 
 @dataclass
 class Progress:
@@ -24,6 +36,7 @@ class Progress:
     total_qty: int
     status: ParentStatus = ParentStatus.ACTIVE
     slices: dict[int, tuple[SliceStatus, int]] = field(default_factory=dict)
+    filled: dict[int, int] = field(default_factory=dict)  # per slice, its filled qty
     seen: set[str] = field(default_factory=set)
 
     @classmethod
@@ -38,18 +51,18 @@ class Progress:
         return progress
 
     def _move(self, num: int, status: SliceStatus, qty: int) -> bool:
+        """Record a slice's newer status; True when it is worth a line (sent, or ended)."""
         current = self.slices.get(num)
-        if current is not None and current[0] in TERMINAL:
-            return False
-        if current is not None and current[0] == status:
-            return False
+        if current is not None and _rank(current[0]) >= _rank(status):
+            return False  # a repeat, or a late event of an earlier step
         self.slices[num] = (status, qty)
-        return status in TERMINAL
+        return status in TERMINAL or status is SliceStatus.SUBMITTED
 
     def refresh(self, status: ParentStatus, records: list[SliceRecord]) -> list[str]:
         """Apply a database read; lines for the slices it shows newly finished."""
         lines = []
         for record in records:
+            self._fill(record.slice_num, record.filled_qty)
             if self._move(record.slice_num, record.status, record.qty):
                 lines.append(
                     self._slice_line(record.slice_num, record.status, record.qty, record.reason)
@@ -67,7 +80,15 @@ class Progress:
         if isinstance(event_id, str):
             self.seen.add(event_id)
         kind = str(event.get("event_type", ""))
+        if kind == "slice.fill" and "slice_num" in event:
+            num = int(event["slice_num"])
+            if not self._fill(num, int(event.get("filled_qty") or 0)):
+                return []
+            return [f"slice {num} fill {event.get('fill_qty')} at {event.get('fill_price')}; "
+                    f"{self.filled_qty}/{self.total_qty} shares filled, "
+                    f"{self.sent_qty}/{self.total_qty} sent"]
         if kind.startswith("slice.") and "slice_num" in event and "status" in event:
+            self._fill(int(event["slice_num"]), int(event.get("filled_qty") or 0))
             try:
                 status = SliceStatus(event["status"])
             except ValueError:
@@ -93,13 +114,24 @@ class Progress:
         )
         return f"{line} ({reason})" if reason and status is not SliceStatus.SUBMITTED else line
 
+    def _fill(self, num: int, filled_qty: int) -> bool:
+        """A slice's filled qty as reported (it never decreases); True when it rose."""
+        if filled_qty <= self.filled.get(num, 0):
+            return False
+        self.filled[num] = filled_qty
+        return True
+
+    @property
+    def filled_qty(self) -> int:
+        return sum(self.filled.values())
+
     @property
     def done_slices(self) -> int:
         return sum(1 for status, _ in self.slices.values() if status in TERMINAL)
 
     @property
     def sent_qty(self) -> int:
-        return sum(qty for status, qty in self.slices.values() if status is SliceStatus.SUBMITTED)
+        return sum(qty for status, qty in self.slices.values() if status in SENT)
 
     @property
     def problems(self) -> dict[str, int]:
@@ -107,7 +139,7 @@ class Progress:
         counts = Counter(
             status.value
             for status, _ in self.slices.values()
-            if status in TERMINAL and status is not SliceStatus.SUBMITTED
+            if status in TERMINAL and status not in SENT
         )
         return dict(sorted(counts.items()))
 
@@ -122,7 +154,7 @@ class Progress:
         return OK if ok else FAILED
 
     def summary(self) -> str:
-        sent = sum(1 for status, _ in self.slices.values() if status is SliceStatus.SUBMITTED)
+        sent = sum(1 for status, _ in self.slices.values() if status in SENT)
         text = (
             f"{self.status.value}: {sent}/{self.total_slices} slices submitted, "
             f"{self.sent_qty}/{self.total_qty} shares"

@@ -8,14 +8,16 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from twap_schemas import events as ev
-from twap_schemas.common import Outcome, Side, SliceStatus
+from twap_schemas.common import ExecutionOutcome, Outcome, Side, SliceStatus
 from twap_schemas.errors import ErrorDetail
 from twap_schemas.replies import Reply
+from worker.core.fills import average
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 
 
@@ -105,21 +107,38 @@ def parent_canceled(
         in_flight_slices=in_flight,
         reason=reason,
         working_orders_canceled=working,
+        filled_qty=parent.filled_qty,
     )
     return _event(model, parent.strategy_id, parent.parent_order_id)
+
+
+# Statuses of slices whose order reached the broker.
+SENT = (SliceStatus.SUBMITTED, SliceStatus.FILLED, SliceStatus.CLOSED)
+
+
+def execution_outcome(qty: int, filled_qty: int) -> ExecutionOutcome:
+    if filled_qty >= qty:
+        return ExecutionOutcome.FILLED
+    return ExecutionOutcome.PARTIAL if filled_qty > 0 else ExecutionOutcome.UNFILLED
 
 
 def parent_completed(parent: ParentRecord, tallies: dict[SliceStatus, tuple[int, int]], *,
                      at: datetime) -> OutboxMessage:
     """`tallies` maps each slice status to (count, qty)."""
     by_status = {st: ev.StatusTally(count=c, qty=q) for st, (c, q) in tallies.items()}
-    submitted = tallies.get(SliceStatus.SUBMITTED, (0, 0))[1]
+    # Sent: every slice whose order reached the broker (it ended filled or closed there).
+    submitted = sum(tallies.get(status, (0, 0))[1] for status in SENT)
     model = ev.ParentCompleted(
         **_base(parent, at),
         total_qty=parent.qty,
         total_slices=parent.total_slices,
         submitted_qty=submitted,
         by_status=by_status,
+        filled_qty=parent.filled_qty,
+        unfilled_qty=parent.qty - parent.filled_qty,
+        avg_fill_price=average(parent.notional, parent.filled_qty),
+        notional=parent.notional,
+        outcome=execution_outcome(parent.qty, parent.filled_qty),
     )
     return _event(model, parent.strategy_id, parent.parent_order_id)
 
@@ -138,8 +157,15 @@ def slice_event(
         "scheduled_time": record.scheduled_time,
         "status": record.status,
         "broker_order_id": record.broker_order_id,
+        "filled_qty": record.filled_qty,
+        "avg_fill_price": average(record.fill_notional, record.filled_qty),
     }
-    if record.status is SliceStatus.SUBMITTED:
+    if record.status is SliceStatus.FILLED:
+        pass
+    elif record.status is SliceStatus.CLOSED:
+        fields["unfilled_qty"] = record.qty - record.filled_qty
+        fields["reason"] = reason or record.reason
+    elif record.status is SliceStatus.SUBMITTED:
         fields["attempts"] = record.attempts
         if record.sent_at is not None:
             fields["sent_at"] = record.sent_at
@@ -151,6 +177,29 @@ def slice_event(
     else:
         fields["reason"] = reason or record.reason
     return _event(model_type(**fields), parent.strategy_id, parent.parent_order_id)
+
+
+def slice_fill(parent: ParentRecord, record: SliceRecord, *, fill_qty: int,
+               fill_price: Decimal, filled_at: datetime, at: datetime) -> OutboxMessage:
+    """`slice.fill`: one increment of the slice's filled qty; `parent` and `record` are as
+    they are after the fill."""
+    model = ev.SliceFill(
+        **_base(parent, at),
+        slice_num=record.slice_num,
+        client_order_id=record.client_order_id,
+        qty=record.qty,
+        scheduled_time=record.scheduled_time,
+        status=record.status,
+        broker_order_id=record.broker_order_id,
+        filled_qty=record.filled_qty,
+        avg_fill_price=average(record.fill_notional, record.filled_qty),
+        fill_qty=fill_qty,
+        fill_price=fill_price,
+        parent_filled_qty=parent.filled_qty,
+        parent_avg_fill_price=average(parent.notional, parent.filled_qty),
+        filled_at=filled_at,
+    )
+    return _event(model, parent.strategy_id, parent.parent_order_id)
 
 
 # -- many slice events in one outbox row ------------------------------------------------------

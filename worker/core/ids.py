@@ -34,8 +34,16 @@ def canonical_parent_text(
     start_at: datetime | None,
     trade_date: date,
     request_id: str | None,
+    slice_end: str = "cancel",
+    catch_up: bool = True,
+    max_catch_up_ratio: Decimal = Decimal(2),
+    keep_working_after_end: bool = False,
 ) -> str:
-    """The text the parent id hashes: one `key=value` line per plan-defining field."""
+    """The text the parent id hashes: one `key=value` line per plan-defining field.
+
+    The execution fields of contract v2 are written only when they differ from their defaults,
+    so the id of every plan that leaves them alone is the one it had before they existed.
+    """
     fields: list[tuple[str, str]] = [
         ("strategy_id", strategy_id),
         ("symbol", symbol.upper()),
@@ -55,6 +63,14 @@ def canonical_parent_text(
     fields.append(("trade_date", trade_date.isoformat()))
     if request_id is not None:
         fields.append(("request_id", request_id))
+    if slice_end != "cancel":
+        fields.append(("slice_end", slice_end))
+    if not catch_up:
+        fields.append(("catch_up", "false"))
+    if max_catch_up_ratio != 2:
+        fields.append(("max_catch_up_ratio", normalize_price(max_catch_up_ratio)))
+    if keep_working_after_end:
+        fields.append(("keep_working_after_end", "true"))
     return "\n".join(f"{key}={value}" for key, value in fields)
 
 

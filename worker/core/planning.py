@@ -45,6 +45,10 @@ def build_plan(
         start_at=request.start_at,
         trade_date=trade_date,
         request_id=request.request_id,
+        slice_end=request.slice_end.value,
+        catch_up=request.catch_up,
+        max_catch_up_ratio=request.max_catch_up_ratio,
+        keep_working_after_end=request.keep_working_after_end,
     )
     parent_id = ids.parent_order_id(canonical)
     plan = slicing.plan(
@@ -76,6 +80,10 @@ def build_plan(
         submitted_by=submitted_by,
         total_slices=plan.count,
         created_at=now,
+        slice_end=request.slice_end,
+        catch_up=request.catch_up,
+        max_catch_up_ratio=request.max_catch_up_ratio,
+        keep_working_after_end=request.keep_working_after_end,
     )
     child_ids = ids.client_order_ids(parent_id, plan.count)
     slices = [

@@ -8,9 +8,11 @@ from decimal import Decimal
 
 from twap_schemas.common import (
     Distribution,
+    ExecutionOutcome,
     OrderType,
     ParentStatus,
     Side,
+    SliceEnd,
     SliceStatus,
     TimeInForce,
 )
@@ -38,6 +40,15 @@ class ParentRecord:
     total_slices: int
     status: ParentStatus = ParentStatus.ACTIVE
     created_at: datetime | None = None
+    # Execution (contract v2): how slices end and catch up, and what has executed so far.
+    slice_end: SliceEnd = SliceEnd.CANCEL
+    catch_up: bool = True
+    max_catch_up_ratio: Decimal = Decimal(2)
+    keep_working_after_end: bool = False
+    filled_qty: int = 0
+    notional: Decimal = Decimal(0)  # sum of fill qty x fill price, exact
+    working_qty: int = 0  # qty at the broker not yet filled
+    outcome: ExecutionOutcome | None = None  # set when it completes
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,9 @@ class SliceRecord:
     attempts: int = 0
     reason: str | None = None
     sent_at: datetime | None = None
+    filled_qty: int = 0
+    fill_notional: Decimal = Decimal(0)  # sum of fill qty x fill price; avg is derived
+    planned_qty: int | None = None  # the plan's qty, when catch-up set `qty` otherwise at claim
 
 
 @dataclass(frozen=True, slots=True)

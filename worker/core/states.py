@@ -6,7 +6,8 @@ from twap_schemas.common import SliceStatus as S
 
 TERMINAL: frozenset[S] = frozenset(
     {
-        S.SUBMITTED,
+        S.FILLED,
+        S.CLOSED,
         S.BLOCKED_KILL_SWITCH,
         S.BLOCKED_CIRCUIT_BREAKER,
         S.CANCELED,
@@ -15,7 +16,10 @@ TERMINAL: frozenset[S] = frozenset(
         S.EXPIRED,
     }
 )
+# Not yet sent (or being sent): what a cancel or the scheduler still has to settle.
 PENDING: frozenset[S] = frozenset({S.SCHEDULED, S.SUBMITTING})
+# Every status that is not terminal: pending, or working at the broker (`submitted`).
+OPEN: frozenset[S] = PENDING | {S.SUBMITTED}
 
 TRANSITIONS: dict[S, frozenset[S]] = {
     # Guards run after the claim, so a scheduled slice only leaves by being claimed, canceled,
@@ -30,8 +34,12 @@ TRANSITIONS: dict[S, frozenset[S]] = {
             S.REJECTED,
             S.FAILED,
             S.EXPIRED,
+            S.CLOSED,  # catch-up left nothing for it to send
         }
     ),
+    # Working at the broker until the order ends: every share filled, or closed (canceled at
+    # the slice's or parent's end, by a cancel, expired or done for the day at the broker).
+    S.SUBMITTED: frozenset({S.FILLED, S.CLOSED}),
     **{status: frozenset() for status in TERMINAL},
 }
 

@@ -19,7 +19,7 @@ REQUEST_OUTCOMES = ("accepted", "duplicate", "canceled", "rejected", "requeued",
 TERMINAL_STATUSES = tuple(
     s.value for s in SliceStatus if s not in {SliceStatus.SCHEDULED, SliceStatus.SUBMITTING}
 )
-BROKER_OPERATIONS = ("submit", "find", "cancel")
+BROKER_OPERATIONS = ("submit", "find", "cancel", "quote")
 
 
 class WorkerMetrics:
@@ -127,7 +127,30 @@ class WorkerMetrics:
         self.leader = Gauge(
             "twap_worker_active", "1 when this process holds leadership (0: standby)", registry=r
         )
+        self.fills = Counter(
+            "twap_fills", "Fills applied (each increment of a slice's filled qty)", registry=r
+        )
+        self.filled_shares = Counter(
+            "twap_filled_shares", "Shares filled, over all slices", registry=r
+        )
+        self.working_orders = Gauge(
+            "twap_working_orders",
+            "Orders working at the broker (slices submitted, not yet filled or closed), as of "
+            "the last reconciliation pass",
+            registry=r,
+        )
+        self.reconcile_lag = Gauge(
+            "twap_reconcile_lag_seconds",
+            "Age of the oldest news of a working order at the last reconciliation pass (how "
+            "long the worker may not have known an order's state)",
+            registry=r,
+        )
         self._prime()
+
+    def filled(self, fill_qty: int) -> None:
+        """A fill was applied."""
+        self.fills.inc()
+        self.filled_shares.inc(fill_qty)
 
     def _prime(self) -> None:
         """Create every labelled series at zero, so rate() works from the first scrape."""

@@ -12,7 +12,14 @@ Every slice passes the same path, in this order:
    nothing is sent. An ambiguous failure (the order may have arrived) is looked up by
    client_order_id before anything is resent; a lookup the broker cannot answer is repeated
    until it does, the slice staying `submitting` meanwhile: never `failed` on a guess;
-4. record the outcome (submitted with the broker order id, rejected, failed...) with its event.
+4. record the outcome (submitted with the broker order id, rejected, failed...) with its event;
+   `submitted` is recorded with the broker's answer to the submit (its view of the order), in
+   the same transaction: a market order may come back filled already.
+
+Between 2 and 3 the slice is sized (contract v2): with `slice_end: cancel` the parent's
+earlier orders still working are canceled and their outcome applied first (`prepare`), then
+catch-up (core.catchup) gives the qty from the parent's filled and working qty. A slice left
+nothing to send ends `closed` ("nothing left to send"), without a broker call.
 """
 
 from __future__ import annotations
@@ -20,14 +27,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from twap_schemas.common import SliceStatus
-from worker.brokers.base import Broker, BrokerOrder, NotSent, OrderRequest
+from worker.brokers.base import Broker, NotSent, OrderRequest
+from worker.brokers.orders import OrderView
+from worker.core.catchup import slice_qty
 from worker.core.guards import stop_reason
 from worker.core.outcomes import Outcome
 from worker.core.records import ParentRecord, SliceRecord, SwitchState
@@ -38,6 +47,7 @@ from worker.core.retry import (
     backoff_seconds,
     is_retryable,
 )
+from worker.core.slice_end import planned_quantities
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.admission import AdmissionGate
 from worker.runtime.batching import ClaimBatcher, FinishBatcher
@@ -54,6 +64,8 @@ MIN_LOOKUP_WAIT = 0.01
 EXPIRE_BATCH = 1000
 # Slices in flight when nothing says otherwise: the default pool (10) + broker concurrency (4).
 DEFAULT_IN_FLIGHT = 14
+# Why a slice sent nothing: the parent's qty is already filled or working at the broker.
+NOTHING_LEFT = "nothing left to send: the parent's qty is filled or working at the broker"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,7 @@ class _Sends:
     sent_at: datetime | None
     ambiguous: bool = False  # one of them may have reached the broker unanswered
     looked_at: float | None = None  # monotonic time of the last guard read, if any
+    view: OrderView | None = None  # the broker's view of the order, once it is known
 
 
 class _Stop(NotSent):
@@ -104,6 +117,7 @@ class SliceExecutor:
         leading: Callable[[], bool] = lambda: True,
         landed: Callable[[SliceRecord, str], None] = lambda record, broker_order_id: None,
         gate: AdmissionGate | None = None,
+        prepare: Callable[[ParentRecord, int], Awaitable[ParentRecord]] | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -123,6 +137,8 @@ class SliceExecutor:
         # slice still with its own answer (batching.py).
         self.claims = ClaimBatcher(store)
         self.finishes = FinishBatcher(store, max_failures=policy.breaker_max_failures)
+        # Before a slice is sized: end the parent's earlier orders (slice_end), fresh fills.
+        self.prepare = prepare
 
     def held(self) -> frozenset[SliceKey]:
         """Slices this process is working on right now (the sweeper leaves them alone)."""
@@ -216,7 +232,61 @@ class SliceExecutor:
             await self._record(parent, record, Outcome(stop.status, record.attempts,
                                                        reason=stop.reason))
             return
-        await self._record(parent, record, await self._submit(parent, record, looked_at))
+        if self.prepare is not None:
+            parent = await self.prepare(parent, record.slice_num)
+            looked_at = 0.0  # the guards are read again before the send
+        sized = await self._size(parent, record, ids)
+        if sized is None:
+            return
+        record = sized
+        if record.qty == 0:
+            await self._record(parent, record, Outcome(SliceStatus.CLOSED, record.attempts,
+                                                       reason=NOTHING_LEFT))
+            return
+        sends: list[OrderView] = []
+        outcome = await self._submit(parent, record, looked_at, sends)
+        await self._record(parent, record, outcome, sends[-1] if sends else None)
+
+    async def _size(self, parent: ParentRecord, record: SliceRecord,
+                    ids: dict[str, object]) -> SliceRecord | None:
+        """Catch-up: the qty this slice sends now, written before the send when it differs
+        from the plan (a lookup after a crash must know what went out). None: the write
+        failed (the slice stays submitting; the sweeper settles it)."""
+        planned = planned_quantities(parent)
+        num = record.slice_num
+        if num >= len(planned) or planned[num] != record.qty:
+            return record  # a plan this rule does not know (amended, or sized already)
+        pid = parent.parent_order_id
+
+        def size(filled: int, working: int) -> int:
+            return slice_qty(planned, num, total_qty=parent.qty, filled_qty=filled,
+                             working_qty=working, catch_up=parent.catch_up,
+                             max_ratio=parent.max_catch_up_ratio)
+
+        qty = size(parent.filled_qty, parent.working_qty)  # as the claim read the parent
+        if qty != record.qty:
+            # Off the plan, as of the claim's read: look again, in one statement, at the
+            # parent's fills and working qty now, with its slices being sent (submitting)
+            # and the earlier ones still to fire (late, all due at once after an outage),
+            # which send their own qty: only a real shortfall is caught up.
+            filled, working, coming = await self.store.catch_up_state(pid, num)
+            qty = size(filled, working + coming)
+        if qty == record.qty:
+            return record
+        sized = replace(record, qty=qty, planned_qty=record.qty)
+        if qty == 0:
+            return sized  # written with its outcome
+        try:
+            await with_db_retry(
+                lambda: self.store.set_claimed_qty(parent.parent_order_id, num, qty,
+                                                   record.qty, self.clock()),
+                clock=self.clock, deadline=record.scheduled_time + self.policy.grace,
+                what="size", ids=ids)
+        except Exception as exc:
+            self.errors.error("slice.size_failed", exc, ids)
+            return None
+        log.info("slice.caught_up", extra={**ids, "planned_qty": record.qty, "qty": qty})
+        return sized
 
     async def resume(self, parent: ParentRecord, record: SliceRecord) -> None:
         """Settle a slice left `submitting` (by a dead process, or a path that gave up on it):
@@ -238,7 +308,9 @@ class SliceExecutor:
     async def _settle(self, parent: ParentRecord, record: SliceRecord) -> None:
         """Look the slice's order up; record it found, expired, or sent now."""
         found = await self._resolve(record)
+        sends: list[OrderView] = []
         if found is not None:
+            sends.append(found)
             outcome: Outcome | None = Outcome(
                 SliceStatus.SUBMITTED, max(record.attempts, 1), found.broker_order_id,
                 sent_at=record.sent_at,
@@ -248,13 +320,16 @@ class SliceExecutor:
                               reason="interrupted and past the grace; not at the broker")
         else:
             # Sent only if the guards allow it right before the send (cancel included).
-            outcome = await self._submit(parent, record)
-        await self._record(parent, record, outcome)
+            outcome = await self._submit(parent, record, None, sends)
+        await self._record(parent, record, outcome, sends[-1] if sends else None)
 
     async def _submit(self, parent: ParentRecord, record: SliceRecord,
-                      looked_at: float | None = None) -> Outcome | None:
+                      looked_at: float | None = None,
+                      views: list[OrderView] | None = None) -> Outcome | None:
         """Send with retries; None when a guard found the slice is not ours to settle.
-        `looked_at`: when the guards were last read (monotonic), if they were."""
+        `looked_at`: when the guards were last read (monotonic), if they were. The broker's
+        view of the order, when one is had, is appended to `views`."""
+        views = views if views is not None else []
         order = OrderRequest(
             client_order_id=record.client_order_id, symbol=parent.symbol, side=parent.side,
             qty=record.qty, order_type=parent.order_type, time_in_force=parent.time_in_force,
@@ -272,8 +347,9 @@ class SliceExecutor:
             sends.attempts += 1
             sends.sent_at = self.clock()
 
-        def submitted(broker_order_id: str, sent_at: datetime | None) -> Outcome:
-            return Outcome(SliceStatus.SUBMITTED, sends.attempts, broker_order_id,
+        def submitted(view: OrderView, sent_at: datetime | None) -> Outcome:
+            views.append(view)
+            return Outcome(SliceStatus.SUBMITTED, sends.attempts, view.broker_order_id,
                            sent_at=sent_at)
 
         retrying = AsyncRetrying(
@@ -288,7 +364,7 @@ class SliceExecutor:
                     if sends.ambiguous:
                         found = await self._resolve(record)
                         if found is not None:
-                            return submitted(found.broker_order_id, sends.sent_at)
+                            return submitted(found, sends.sent_at)
                     try:
                         placed = await self.broker.submit(order, before_send)
                     except TransientBrokerError as exc:
@@ -297,13 +373,13 @@ class SliceExecutor:
                             **_ids(record), "attempt": sends.attempts, "error": str(exc)})
                         raise
                     # Accepted now: lateness includes any wait for the rate limiter.
-                    return submitted(placed.broker_order_id, self.clock())
+                    return submitted(placed, self.clock())
         except _Stop as stop:
             return stop.outcome
         except DuplicateOrder:
             found = await self._resolve(record)
             if found is not None:
-                return submitted(found.broker_order_id, sends.sent_at)
+                return submitted(found, sends.sent_at)
             return Outcome(SliceStatus.FAILED, sends.attempts,
                            reason="broker reported a duplicate it cannot find")
         except BrokerRejection as exc:
@@ -312,7 +388,7 @@ class SliceExecutor:
             if sends.ambiguous:
                 found = await self._resolve(record)
                 if found is not None:
-                    return submitted(found.broker_order_id, sends.sent_at)
+                    return submitted(found, sends.sent_at)
             return Outcome(SliceStatus.FAILED, sends.attempts,
                            reason=f"retries exhausted after {sends.attempts} attempts: {exc}")
         except Exception as exc:
@@ -320,7 +396,7 @@ class SliceExecutor:
             if sends.attempts > record.attempts:  # it may have gone out: ask before deciding
                 found = await self._resolve(record)
                 if found is not None:
-                    return submitted(found.broker_order_id, sends.sent_at)
+                    return submitted(found, sends.sent_at)
             return Outcome(SliceStatus.FAILED, sends.attempts,
                            reason=f"{type(exc).__name__}: {exc}")
         raise AssertionError("unreachable: tenacity either returns or raises")
@@ -357,7 +433,7 @@ class SliceExecutor:
             return None
         return _Stop(Outcome(stop.status, attempts, reason=stop.reason))
 
-    async def _resolve(self, record: SliceRecord) -> BrokerOrder | None:
+    async def _resolve(self, record: SliceRecord) -> OrderView | None:
         """The broker's definite answer about this slice's order: found, or None when the broker
         says it has no such order. A lookup that fails (timeout, error page) is repeated with
         backoff until it answers; meanwhile the slice stays `submitting`, says so in its reason,
@@ -393,16 +469,23 @@ class SliceExecutor:
             log.warning("slice.note_failed", extra={**_ids(record), "error": str(exc)[:200]})
 
     async def _record(self, parent: ParentRecord, record: SliceRecord,
-                      outcome: Outcome | None) -> None:
-        """Write the outcome. An order that went out is recorded whatever it takes. None: the
-        slice is not ours to settle (the guard said why, in the log)."""
+                      outcome: Outcome | None, view: OrderView | None = None) -> None:
+        """Write the outcome. An order that went out is recorded whatever it takes, with the
+        broker's view of it (`view`). None: the slice is not ours to settle (the guard said
+        why, in the log)."""
         if outcome is None:
             return
         ids = _ids(record)
         went_out = outcome.status is SliceStatus.SUBMITTED
         try:
             updated = await with_db_retry(
-                lambda: self.finishes.finish(parent, record, outcome, self.clock()),
+                # An order that went out is recorded with the broker's view of it (fills it
+                # already has) in its own transaction; other outcomes go in groups.
+                (lambda: self.store.finish(parent, record, outcome, self.clock(),
+                                           max_failures=self.policy.breaker_max_failures,
+                                           view=view))
+                if went_out and view is not None else
+                (lambda: self.finishes.finish(parent, record, outcome, self.clock())),
                 clock=self.clock,
                 deadline=None if went_out else record.scheduled_time + self.policy.grace * 10,
                 what="record", ids=ids,
@@ -415,6 +498,10 @@ class SliceExecutor:
         if updated is not None:
             self.metrics.slice_recorded(outcome.status, outcome.attempts, record.scheduled_time,
                                         outcome.sent_at)
+            if went_out and updated.filled_qty:  # the submit's own view filled it (in part)
+                self.metrics.filled(updated.filled_qty)
+            if went_out and updated.status is not SliceStatus.SUBMITTED:
+                self.metrics.slices_ended(updated.status)
         extra = {**ids, "status": outcome.status.value, "attempts": outcome.attempts,
                  "broker_order_id": outcome.broker_order_id, "reason": outcome.reason}
         if updated is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from worker.brokers.orders import OrderView
 from worker.core.guards import GuardState
 from worker.core.outcomes import Outcome
 from worker.core.records import ParentRecord, SliceRecord, SwitchState
@@ -46,8 +47,20 @@ class SliceStore(Protocol):
         ...
 
     async def finish(self, parent: ParentRecord, record: SliceRecord, outcome: Outcome,
-                     now: datetime, *, max_failures: int) -> SliceRecord | None:
-        """The outcome with its event, the parent's completion and the breaker's count."""
+                     now: datetime, *, max_failures: int,
+                     view: OrderView | None = None) -> SliceRecord | None:
+        """The outcome with its event, the parent's completion and the breaker's count; a
+        `submitted` outcome with the broker's view of the order applied with it."""
+        ...
+
+    async def catch_up_state(self, parent_id: str, slice_num: int) -> tuple[int, int, int]:
+        """(filled qty, working qty) of the parent now, and the qty of its other slices
+        submitting plus those before `slice_num` still scheduled."""
+        ...
+
+    async def set_claimed_qty(self, parent_id: str, slice_num: int, qty: int,
+                              planned_qty: int, now: datetime) -> bool:
+        """Catch-up: a claimed slice sends `qty` instead of its planned qty."""
         ...
 
     async def finish_many(self, items: list[Finished], now: datetime, *,

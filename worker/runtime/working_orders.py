@@ -9,6 +9,15 @@ many orders the broker canceled.
 
 A slice that was in flight when its parent was canceled lands later: once it is recorded
 `submitted` (`landed`, called by the executor), its order is canceled at the broker at once.
+
+The ends of contract v2 go through the same guarded, rate-limited path (`close`): with
+`slice_end: cancel`, a slice's order still working when the next slice comes due
+(`end_earlier`, called by the executor before it sizes that slice, so catch-up sees the
+outcome) or at the parent's end; with `keep_working_after_end: false`, every order still
+working at the parent's end (`end_due`, a periodic pass, also the backstop of the first).
+A close cancels the order, then waits (bounded) for its final view and applies it: the slice
+ends `closed`, or `filled` when the fill won the race with the cancel. An outcome not known
+within the wait is left to the order updates and reconciliation.
 """
 
 from __future__ import annotations
@@ -19,26 +28,41 @@ from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
+from twap_schemas.common import SliceEnd
 from worker.brokers.base import Broker
-from worker.core.records import SliceRecord
+from worker.brokers.orders import OrderView
+from worker.core.records import ParentRecord, SliceRecord
+from worker.core.slice_end import order_deadline
 from worker.runtime.clock import Clock
 from worker.runtime.dbretry import with_db_retry
+from worker.runtime.order_updates import OrderUpdates
 from worker.store.repository import Store
 
 log = logging.getLogger(__name__)
 
 # How far back a start looks for orders that landed after their parent's cancel.
 LOOK_BACK = timedelta(days=1)
+# How long a close waits for the order's final view after its cancel, looking it up again
+# every so often (doubling from the first wait).
+OUTCOME_WAIT = 2.0
+FIRST_LOOK = 0.01
+
+SLICE_END = "slice end: canceled when the next slice came due"
+PARENT_END = "parent end: canceled at the end of the parent's duration"
+CANCELED = "parent canceled with cancel_working_orders"
 
 
 class WorkingOrders:
     def __init__(self, store: Store, broker: Broker, clock: Clock,
-                 notify: Callable[[], None] = lambda: None, *, concurrency: int = 2) -> None:
+                 notify: Callable[[], None] = lambda: None, *, concurrency: int = 2,
+                 updates: OrderUpdates | None = None) -> None:
         self.store = store
         self.broker = broker
         self.clock = clock
         self.notify = notify
-        self._calls = asyncio.Semaphore(max(1, concurrency))
+        self.calls = self._calls = asyncio.Semaphore(max(1, concurrency))
+        self.updates = updates  # applies the final views (without it: left to the stream)
+        self._closing: set[str] = set()  # client_order_ids being closed right now
         # Parents canceled with their working orders in this process's life (or found so at
         # start with a slice in flight): a slice of theirs that lands is canceled at once.
         self._watched: set[str] = set()
@@ -109,29 +133,90 @@ class WorkingOrders:
                                                        "canceled": canceled})
 
     async def _cancel_found(self, record: SliceRecord) -> bool:
-        """Look the order up and cancel it if it is still open; a failure is logged, counted
-        as not canceled, and the other orders go on."""
-        async with self._calls:
-            try:
-                found = await self.broker.find(record.client_order_id)
-                return bool(found is not None and found.is_open
-                            and await self.broker.cancel(found.broker_order_id))
-            except Exception as exc:
-                log.warning("cancel.working_order_failed", extra={
-                    **_ids(record), "error": repr(exc)[:200]})
-                return False
+        """Close the order of a canceled parent's slice (see `close`)."""
+        return await self.close(record, CANCELED)
 
     async def _cancel_landed(self, record: SliceRecord, broker_order_id: str) -> None:
-        async with self._calls:
-            try:
-                canceled = await self.broker.cancel(broker_order_id)
-            except Exception as exc:
-                log.warning("cancel.working_order_failed", extra={
-                    **_ids(record), "broker_order_id": broker_order_id,
-                    "error": repr(exc)[:200]})
-                return
+        canceled = await self.close(record, CANCELED)
         log.info("cancel.landed_order_canceled" if canceled else "cancel.landed_order_closed",
                  extra={**_ids(record), "broker_order_id": broker_order_id})
+
+    # -- the ends of slices and parents -------------------------------------------------------
+    async def end_earlier(self, parent: ParentRecord, slice_num: int) -> ParentRecord:
+        """slice_end cancel: close the parent's orders of slices before `slice_num` still
+        working; returns the parent as it is now (its fills after those outcomes)."""
+        if parent.slice_end is not SliceEnd.CANCEL or parent.working_qty <= 0 or slice_num == 0:
+            return parent
+        pid = parent.parent_order_id
+        working = [r for r in await self.store.working_slices(pid) if r.slice_num < slice_num]
+        if not working:
+            return parent
+        await asyncio.gather(*(self.close(record, SLICE_END) for record in working))
+        return await self.store.get_parent(pid) or parent
+
+    async def end_due(self) -> int:
+        """The periodic pass: close every working order past its deadline (core.slice_end);
+        returns how many closes it started."""
+        now = self.clock()
+        started = 0
+        for parent, record in await self.store.working_orders():
+            deadline = order_deadline(parent, record.slice_num)
+            if deadline is None or now < deadline or record.client_order_id in self._closing:
+                continue
+            last = record.slice_num >= parent.total_slices - 1
+            reason = (SLICE_END if parent.slice_end is SliceEnd.CANCEL and not last
+                      and deadline < now else PARENT_END)
+            self._spawn(self.close(record, reason), parent.parent_order_id)
+            started += 1
+        return started
+
+    async def close(self, record: SliceRecord, reason: str) -> bool:
+        """Cancel the slice's order if it is still open, then apply its final view (waiting a
+        bounded time for it). True when the broker accepted the cancel. A failure is logged
+        and counted as not canceled; the other orders go on."""
+        coid = record.client_order_id
+        if coid in self._closing:
+            return False
+        self._closing.add(coid)
+        try:
+            async with self._calls:
+                found = await self.broker.find(coid)
+                if found is None:
+                    return False
+                if found.ended:
+                    await self._apply(found)
+                    return False
+                if self.updates is not None:
+                    self.updates.closing(coid, reason)
+                canceled = await self.broker.cancel(found.broker_order_id)
+            await self._outcome(record)
+            return canceled
+        except Exception as exc:
+            log.warning("cancel.working_order_failed", extra={
+                **_ids(record), "error": repr(exc)[:200]})
+            return False
+        finally:
+            self._closing.discard(coid)
+
+    async def _outcome(self, record: SliceRecord) -> None:
+        """Look the order up until it has ended (for up to OUTCOME_WAIT), and apply it."""
+        deadline = asyncio.get_running_loop().time() + OUTCOME_WAIT
+        wait = FIRST_LOOK
+        while True:
+            async with self._calls:
+                view = await self.broker.find(record.client_order_id)
+            if view is not None and view.ended:
+                await self._apply(view)
+                return
+            if asyncio.get_running_loop().time() + wait > deadline:
+                log.info("cancel.outcome_pending", extra=_ids(record))
+                return
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 0.25)
+
+    async def _apply(self, view: OrderView) -> None:
+        if self.updates is not None:
+            await self.updates.apply(view)
 
 
 def _ids(record: SliceRecord) -> dict[str, object]:

@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, bindparam, exists, func, select, update
+from sqlalchemy import BigInteger, Boolean, Integer, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from twap_schemas.common import ParentStatus, SliceStatus
@@ -37,7 +37,10 @@ async def transition(conn: AsyncConnection, parent: ParentRecord, record: SliceR
         return updated
     event = events.slice_event(parent, updated, reason=outcome.reason, at=now)
     await outbox.write(conn, [event], now)
-    await parent_rows.close_slices(conn, parent, 1, now)
+    if outcome.status is SliceStatus.SUBMITTED:  # working at the broker, not yet terminal
+        await parent_rows.add_working(conn, parent.parent_order_id, updated.qty)
+    else:
+        await parent_rows.close_slices(conn, parent, 1, now)
     return updated
 
 
@@ -62,6 +65,7 @@ async def finish_many(conn: AsyncConnection, items: list[Finished], now: datetim
     written: list[SliceRecord | None] = []
     messages: list[OutboxMessage] = []
     closed: Counter[str] = Counter()
+    working: Counter[str] = Counter()
     by_id: dict[str, ParentRecord] = {}
     for parent, record, outcome in items:
         check_transition(record.status, outcome.status)
@@ -72,11 +76,17 @@ async def finish_many(conn: AsyncConnection, items: list[Finished], now: datetim
         written.append(updated)
         if outcome.status not in PENDING:
             messages.append(events.slice_event(parent, updated, reason=outcome.reason, at=now))
-            closed[parent.parent_order_id] += 1
+            if outcome.status is SliceStatus.SUBMITTED:
+                working[parent.parent_order_id] += updated.qty
+            else:
+                closed[parent.parent_order_id] += 1
             by_id[parent.parent_order_id] = parent
     await outbox.write(conn, messages, now)
-    for parent_id in sorted(closed):
-        await parent_rows.close_slices(conn, by_id[parent_id], closed[parent_id], now)
+    for parent_id in sorted(set(closed) | set(working)):
+        if working[parent_id]:
+            await parent_rows.add_working(conn, parent_id, working[parent_id])
+        if closed[parent_id]:
+            await parent_rows.close_slices(conn, by_id[parent_id], closed[parent_id], now)
     await switches.record_outcomes(
         conn,
         [(o.status, o.reason) for (_, _, o), w in zip(items, written, strict=True) if w],
@@ -92,7 +102,8 @@ def _finish_alone() -> Any:
         update(parents)
         .where(parents.c.parent_order_id == PID)
         .where(hit)
-        .values(open_slices=parents.c.open_slices - 1)
+        .values(open_slices=parents.c.open_slices - bindparam("b_closes", type_=Integer()),
+                working_qty=parents.c.working_qty + bindparam("b_working", type_=BigInteger()))
         .returning(parents.c.open_slices, parents.c.status)
         .cte("par")
     )
@@ -107,7 +118,8 @@ def _finish_alone() -> Any:
 
 # PostgreSQL: a slice's outcome as one statement, so it runs in autocommit: one round trip.
 # The compare-and-set, its event, the breaker reset and the parent's open count, taken down
-# by one only if the compare-and-set hit. That UPDATE waits for the parent's row lock and then
+# by one only if the compare-and-set hit and the slice is terminal (a `submitted` slice adds
+# its qty to the parent's working qty instead). That UPDATE waits for the parent's row lock and then
 # reads the newest count, so the finisher that brings it to zero is the one that saw every
 # other slice terminal: it alone completes the parent (parents.complete_alone).
 FINISH_ALONE = _finish_alone()
@@ -128,12 +140,14 @@ async def finish_alone(conn: AsyncConnection, parent: ParentRecord, record: Slic
         raise ValueError(f"finish_alone cannot record {outcome.status.value}")
     updated = applied(record, outcome)
     message = events.slice_event(parent, updated, reason=outcome.reason, at=now)
+    working = outcome.status is SliceStatus.SUBMITTED
     params = {**slice_rows.transition_params(record, updated, now),
-              **outbox.params(message, now), "b_reset": outcome.status is SliceStatus.SUBMITTED}
+              **outbox.params(message, now), "b_reset": working,
+              "b_closes": 0 if working else 1, "b_working": updated.qty if working else 0}
     row = (await conn.execute(FINISH_ALONE, params)).one()
     if row.updated != 1:
         return None, False
-    last = (row.open_slices is not None and row.open_slices <= 0
+    last = (not working and row.open_slices is not None and row.open_slices <= 0
             and row.parent_status == ParentStatus.ACTIVE.value)
     return updated, last
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Row, bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, Integer, Row, String, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from twap_schemas.common import ParentStatus, SliceStatus
 from worker.core import events
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
-from worker.core.states import PENDING
+from worker.core.states import OPEN
 from worker.store import bulk, outbox
 from worker.store import slices as slice_rows
 from worker.store.rows import (
@@ -81,8 +81,20 @@ COMPLETE = (
     update(parents)
     .where(parents.c.parent_order_id == PID)
     .where(parents.c.status == ParentStatus.ACTIVE.value)
-    .values(status=ParentStatus.COMPLETED.value, updated_at=NOW)
+    .values(status=ParentStatus.COMPLETED.value, updated_at=NOW,
+            outcome=bindparam("b_outcome", type_=String()))
 )
+
+# A slice's order is at the broker: its qty counts as working until it fills or ends.
+ADD_WORKING = (
+    update(parents)
+    .where(parents.c.parent_order_id == PID)
+    .values(working_qty=parents.c.working_qty + bindparam("b_qty", type_=BigInteger()))
+)
+
+
+async def add_working(conn: AsyncConnection, parent_id: str, qty: int) -> None:
+    await conn.execute(ADD_WORKING, {"b_pid": parent_id, "b_qty": qty})
 
 
 async def close_slices(conn: AsyncConnection, parent: ParentRecord, count: int,
@@ -102,7 +114,7 @@ async def final_tallies(
 ) -> dict[SliceStatus, tuple[int, int]] | None:
     """(count, qty) of the parent's slices by status; None while any is still pending."""
     tallies = await slice_rows.tallies(conn, parent_id)
-    return None if any(status in PENDING for status in tallies) else tallies
+    return None if any(status in OPEN for status in tallies) else tallies
 
 
 async def maybe_complete(conn: AsyncConnection, parent: ParentRecord, now: datetime) -> bool:
@@ -121,10 +133,14 @@ async def _complete_if_done(conn: AsyncConnection, parent: ParentRecord, now: da
     tallies = await final_tallies(conn, parent.parent_order_id)
     if tallies is None:
         return False
-    result = await conn.execute(COMPLETE, {"b_pid": parent.parent_order_id, "b_now": now})
+    fresh = await get(conn, parent.parent_order_id)  # its fills as they are now
+    assert fresh is not None
+    outcome = events.execution_outcome(fresh.qty, fresh.filled_qty)
+    result = await conn.execute(COMPLETE, {"b_pid": parent.parent_order_id, "b_now": now,
+                                           "b_outcome": outcome.value})
     if result.rowcount != 1:
         return False
-    await outbox.write(conn, [events.parent_completed(parent, tallies, at=now)], now)
+    await outbox.write(conn, [events.parent_completed(fresh, tallies, at=now)], now)
     return True
 
 
@@ -148,8 +164,13 @@ async def complete_alone(conn: AsyncConnection, parent: ParentRecord, now: datet
     tallies = await final_tallies(conn, parent.parent_order_id)
     if not tallies:
         return False
-    message = events.parent_completed(parent, tallies, at=now)
+    # Every slice is terminal and committed: the parent's fills cannot change any more.
+    fresh = await get(conn, parent.parent_order_id)
+    assert fresh is not None
+    message = events.parent_completed(fresh, tallies, at=now)
+    outcome = events.execution_outcome(fresh.qty, fresh.filled_qty)
     row = (await conn.execute(COMPLETE_ALONE, {"b_pid": parent.parent_order_id, "b_now": now,
+                                               "b_outcome": outcome.value,
                                                **outbox.params(message, now)})).one()
     return bool(row.updated == 1)
 

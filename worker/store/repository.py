@@ -16,7 +16,7 @@ from worker.core.guards import GuardState
 from worker.core.intake import IntakeItem
 from worker.core.outcomes import Outcome
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
-from worker.store import intake, outbox, outcomes, switches
+from worker.store import fills, intake, outbox, outcomes, switches
 from worker.store import parents as parent_rows
 from worker.store import slices as slice_rows
 from worker.store.dialects import dialect_for
@@ -141,8 +141,22 @@ class Store:
             return await slice_rows.note_claimed(conn, parent_id, slice_num, reason, now)
 
     async def finish(self, parent: ParentRecord, record: SliceRecord, outcome: Outcome,
-                     now: datetime, *, max_failures: int) -> SliceRecord | None:
-        """Write a claimed slice's outcome with its event; None: someone else settled it."""
+                     now: datetime, *, max_failures: int,
+                     view: fills.BrokerView | None = None) -> SliceRecord | None:
+        """Write a claimed slice's outcome with its event; None: someone else settled it.
+
+        `view`: the broker's answer to the submit, applied in the same transaction as the
+        `submitted` it follows (a market order may come back filled already), so no update
+        of the order can be applied before the slice is known to be at the broker."""
+        if (view is not None and outcome.status is SliceStatus.SUBMITTED
+                and (view.filled_qty > 0 or view.ended)):
+            async with self.transaction() as conn:
+                updated = await outcomes.finish(conn, parent, record, outcome, now,
+                                                max_failures=max_failures)
+                if updated is not None:
+                    result = await fills.apply_view(conn, view, now)
+                    updated = result.slice or updated
+                return updated
         if self.db.one_statement_outcomes and outcome.status is not SliceStatus.FAILED:
             async with self._single.begin() as conn:
                 updated, last = await outcomes.finish_alone(conn, parent, record, outcome, now)
@@ -273,6 +287,45 @@ class Store:
         async with self.transaction() as conn:
             return await parent_rows.cancel(conn, parent_id, reason, now,
                                                    working_orders=working_orders)
+
+    # -- fills -------------------------------------------------------------------------------
+    async def apply_view(self, view: fills.BrokerView, now: datetime,
+                         reason: str | None = None) -> fills.ViewResult:
+        """Apply the broker's view of one order (idempotent: see store/fills.py); `reason`:
+        why the slice closes, if this view ends it unfilled (else the broker's reason)."""
+        async with self.transaction() as conn:
+            return await fills.apply_view(conn, view, now, reason)
+
+    async def fills_of(self, parent_id: str) -> list[dict[str, object]]:
+        async with self.engine.connect() as conn:
+            return await fills.of_parent(conn, parent_id)
+
+    async def submitted_slices(self, *, untouched_since: datetime | None = None,
+                               limit: int | None = None) -> list[tuple[SliceRecord, datetime]]:
+        """Slices whose order is working at the broker, with their last news (reconciliation's
+        list); with `untouched_since`, only those without news since then."""
+        async with self.engine.connect() as conn:
+            return await slice_rows.submitted(conn, untouched_since, limit)
+
+    async def working_orders(self, limit: int | None = None
+                             ) -> list[tuple[ParentRecord, SliceRecord]]:
+        """Slices working at the broker, with their parents."""
+        async with self.engine.connect() as conn:
+            return await slice_rows.submitted_with_parents(conn, limit)
+
+    async def catch_up_state(self, parent_id: str, slice_num: int) -> tuple[int, int, int]:
+        """The parent's filled and working qty now, and the qty of its other slices being
+        sent (submitting) and of those before `slice_num` still to fire (scheduled), in one
+        statement (one snapshot)."""
+        async with self.engine.connect() as conn:
+            return await slice_rows.catch_up_state(conn, parent_id, slice_num)
+
+    async def set_claimed_qty(self, parent_id: str, slice_num: int, qty: int,
+                              planned_qty: int, now: datetime) -> bool:
+        """Catch-up: a claimed slice sends `qty`, not its planned qty (kept beside it)."""
+        async with self.transaction() as conn:
+            return await slice_rows.set_claimed_qty(conn, parent_id, slice_num, qty,
+                                                    planned_qty, now)
 
     # -- broker cancels of a canceled parent's working orders ------------------------------
     async def working_slices(self, parent_id: str) -> list[SliceRecord]:

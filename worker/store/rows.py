@@ -30,12 +30,16 @@ def _readers(record_type: type) -> dict[str, Callable[[Any], Any]]:
         kind = hints[field.name]
         base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
         if isinstance(base, type) and issubclass(base, Enum):
-            out[field.name] = base
+            out[field.name] = base if base is kind else _optional(base)
         elif base is date:
             out[field.name] = date.fromisoformat
         else:
             out[field.name] = _same
     return out
+
+
+def _optional(read: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else read(value)
 
 
 def _same(value: Any) -> Any:

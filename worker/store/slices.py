@@ -22,6 +22,7 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    or_,
     select,
     table,
     tuple_,
@@ -144,8 +145,26 @@ NOTE_CLAIMED = (
     .values(reason=bindparam("b_reason", type_=slices.c.reason.type), updated_at=NOW)
 )
 
+# Catch-up sets the qty of a claimed slice before its send; the plan's qty stays beside it.
+SET_CLAIMED_QTY = (
+    update(slices)
+    .where(_KEY)
+    .where(slices.c.status == SliceStatus.SUBMITTING.value)
+    .values(qty=bindparam("b_qty", type_=slices.c.qty.type),
+            planned_qty=bindparam("b_planned", type_=slices.c.planned_qty.type), updated_at=NOW)
+)
+
+
+async def set_claimed_qty(conn: AsyncConnection, parent_id: str, slice_num: int, qty: int,
+                          planned_qty: int, now: datetime) -> bool:
+    result = await conn.execute(SET_CLAIMED_QTY, {"b_pid": parent_id, "b_num": slice_num,
+                                                  "b_qty": qty, "b_planned": planned_qty,
+                                                  "b_now": now})
+    return bool(result.rowcount == 1)
+
+
 # A compare-and-set of every mutable column, from the status the caller read.
-MUTABLE = ("status", "broker_order_id", "attempts", "reason", "sent_at")
+MUTABLE = ("status", "broker_order_id", "attempts", "reason", "sent_at", "qty", "planned_qty")
 TRANSITION = (
     update(slices)
     .where(_KEY)
@@ -318,8 +337,10 @@ FIRST_SCHEDULED = (
     .group_by(slices.c.parent_order_id)
 )
 
+# Parents with a slice not yet terminal (still to send, being sent, or working at the broker).
 PENDING_PARENT_IDS = select(slices.c.parent_order_id).where(
-    slices.c.status.in_([SliceStatus.SCHEDULED.value, SliceStatus.SUBMITTING.value])
+    slices.c.status.in_([SliceStatus.SCHEDULED.value, SliceStatus.SUBMITTING.value,
+                         SliceStatus.SUBMITTED.value])
 )
 
 
@@ -333,3 +354,44 @@ async def working(conn: AsyncConnection, parent_id: str) -> list[SliceRecord]:
         .order_by(slices.c.slice_num)
     )
     return [to_slice(row) for row in rows]
+
+
+async def submitted(conn: AsyncConnection, untouched_since: datetime | None,
+                    limit: int | None) -> list[tuple[SliceRecord, datetime]]:
+    """Slices working at the broker with their last write, oldest first; with
+    `untouched_since`, only those not written since then."""
+    query = select(slices).where(status_is(SliceStatus.SUBMITTED.value))
+    if untouched_since is not None:
+        query = query.where(slices.c.updated_at < untouched_since)
+    rows = await conn.execute(query.order_by(slices.c.updated_at).limit(limit))
+    return [(to_slice(row), row.updated_at) for row in rows]
+
+
+async def submitted_with_parents(conn: AsyncConnection,
+                                 limit: int | None) -> list[tuple[ParentRecord, SliceRecord]]:
+    """Slices working at the broker with their parents (the slice and parent ends' scan)."""
+    rows = await conn.execute(
+        WITH_PARENT.where(status_is(SliceStatus.SUBMITTED.value))
+        .order_by(slices.c.scheduled_time).limit(limit)
+    )
+    return [split_row(row) for row in rows]
+
+
+CATCH_UP_STATE = select(
+    parents.c.filled_qty,
+    parents.c.working_qty,
+    select(func.coalesce(func.sum(slices.c.qty), 0))
+    .where(slices.c.parent_order_id == PID)
+    .where(slices.c.slice_num != NUM)
+    .where(or_(slices.c.status == SliceStatus.SUBMITTING.value,
+               and_(slices.c.slice_num < NUM,
+                    slices.c.status == SliceStatus.SCHEDULED.value)))
+    .scalar_subquery(),
+).where(parents.c.parent_order_id == PID)
+
+
+async def catch_up_state(conn: AsyncConnection, parent_id: str,
+                         slice_num: int) -> tuple[int, int, int]:
+    filled, working, scheduled = (await conn.execute(
+        CATCH_UP_STATE, {"b_pid": parent_id, "b_num": slice_num})).one()
+    return int(filled), int(working), int(scheduled)

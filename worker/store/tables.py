@@ -53,6 +53,16 @@ parents = Table(
     Column("cancel_reason", String(256), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Execution (migration 0004): the submit's fields and what has executed so far. Notional is
+    # exact decimal text: sums are made in Python (core.fills) under the row's lock.
+    Column("slice_end", String(8), nullable=False, server_default="cancel"),
+    Column("catch_up", Boolean, nullable=False, server_default=text("true")),
+    Column("max_catch_up_ratio", ExactDecimal, nullable=False, server_default="2"),
+    Column("keep_working_after_end", Boolean, nullable=False, server_default=text("false")),
+    Column("filled_qty", BigInteger, nullable=False, server_default="0"),
+    Column("notional", ExactDecimal, nullable=False, server_default="0"),
+    Column("working_qty", BigInteger, nullable=False, server_default="0"),
+    Column("outcome", String(8), nullable=True),
     Index("ix_parents_status", "status"),
     Index("ix_parents_strategy", "strategy_id", "created_at"),
 )
@@ -70,7 +80,10 @@ slices = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("reason", Text, nullable=True),
     Column("sent_at", UTCDateTime, nullable=True),
-    Column("updated_at", UTCDateTime, nullable=False),
+    Column("filled_qty", BigInteger, nullable=False, server_default="0"),
+    Column("fill_notional", ExactDecimal, nullable=False, server_default="0"),
+    Column("planned_qty", BigInteger, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),  # last: rows.slice_tuple relies on it
     UniqueConstraint("client_order_id", name="uq_slices_client_order_id"),
     # Partial: only slices still to fire (the sweeper's overdue scan) or in flight (recovery).
     # An index over every status made the planner scan all scheduled slices of every parent
@@ -80,6 +93,26 @@ slices = Table(
     Index("ix_slices_submitting", "scheduled_time",
           postgresql_where=text("status = 'submitting'"),
           sqlite_where=text("status = 'submitting'")),
+    # Orders working at the broker, by their last news: reconciliation's scan.
+    Index("ix_slices_submitted", "updated_at",
+          postgresql_where=text("status = 'submitted'"),
+          sqlite_where=text("status = 'submitted'")),
+)
+
+# Every fill applied, keyed by the order and its cumulative filled qty after the fill: the
+# same broker figure applied twice hits the key and adds nothing. The execution report reads it.
+fills = Table(
+    "fills",
+    metadata,
+    Column("client_order_id", String(24), primary_key=True),
+    Column("filled_qty", BigInteger, primary_key=True),
+    Column("parent_order_id", String(24), nullable=False),
+    Column("slice_num", Integer, nullable=False),
+    Column("fill_qty", BigInteger, nullable=False),
+    Column("fill_price", ExactDecimal, nullable=False),
+    Column("filled_at", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_fills_parent", "parent_order_id", "slice_num"),
 )
 
 switches = Table(

@@ -1,0 +1,176 @@
+"""Fills applied from the broker's cumulative views, on both databases: exact decimals, a
+duplicate, stale or reordered view changes nothing, two concurrent applies of one view write
+it once, and a slice ends `filled` or `closed` with its parent's completion and outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from twap_schemas.common import ExecutionOutcome, ParentStatus, SliceStatus
+from twap_schemas.requests import SubmitRequest
+from worker.brokers.orders import Lifecycle, OrderView
+from worker.core.outcomes import Outcome
+from worker.core.planning import build_plan
+from worker.core.records import ParentRecord, SliceRecord
+from worker.store.fills import Applied
+from worker.store.repository import Store
+
+pytestmark = pytest.mark.integration
+
+AT = datetime(2026, 12, 6, 15, 0, tzinfo=UTC)
+
+
+async def _parent(store: Store, qty: int = 10, slices: int = 2) -> tuple[ParentRecord,
+                                                                         list[SliceRecord]]:
+    request = SubmitRequest(type="submit", strategy_id="s", symbol="AAPL", side="buy", qty=qty,
+                            duration_seconds=slices, interval_seconds=1,
+                            request_id=uuid.uuid4().hex)
+    parent, records = build_plan(request, now=AT)
+    await store.create_parent(parent, records, AT)
+    return parent, records
+
+
+async def _submitted(store: Store, parent: ParentRecord, num: int,
+                     view: OrderView | None = None) -> SliceRecord:
+    claimed = await store.claim(parent.parent_order_id, num, AT)
+    assert claimed is not None
+    p, record, _ = claimed
+    written = await store.finish(p, record, Outcome(SliceStatus.SUBMITTED, 1, f"b{num}"), AT,
+                                 max_failures=5, view=view)
+    assert written is not None
+    return written
+
+
+def view(record: SliceRecord, lifecycle: Lifecycle, filled: int, avg: str | None,
+         reason: str | None = None, seconds: int = 1) -> OrderView:
+    return OrderView(record.client_order_id, f"b{record.slice_num}", lifecycle, filled,
+                     None if avg is None else Decimal(avg), AT + timedelta(seconds=seconds),
+                     reason)
+
+
+async def _events(store: Store) -> list[dict[str, Any]]:
+    return [json.loads(m.body) for _, m in await store.outbox_fetch(1000)]
+
+
+async def test_fills_add_up_exactly_and_the_slice_ends_filled(store: Store) -> None:
+    """Two cumulative views: the increments, exact; the last one fills the slice."""
+    parent, _ = await _parent(store, qty=10, slices=2)
+    s0 = await _submitted(store, parent, 0)
+    assert (await store.get_parent(parent.parent_order_id)).working_qty == 5  # type: ignore[union-attr]
+
+    first = await store.apply_view(view(s0, Lifecycle.WORKING, 2, "100.10"), AT)
+    assert first.applied is Applied.CHANGED and first.fill is not None
+    assert (first.fill.qty, first.fill.price) == (2, Decimal("100.1000000000"))
+    # 5 shares at an average of 100.16: the last 3 at (500.80 - 200.20) / 3 = 100.20.
+    last = await store.apply_view(view(s0, Lifecycle.FILLED, 5, "100.16", seconds=2), AT)
+    assert last.applied is Applied.CHANGED and last.ended is SliceStatus.FILLED
+    assert last.fill is not None and (last.fill.qty, last.fill.price) == (3, Decimal("100.2"))
+
+    s = (await store.get_slices(parent.parent_order_id))[0]
+    assert (s.status, s.filled_qty, s.fill_notional) == (SliceStatus.FILLED, 5,
+                                                         Decimal("500.80"))
+    p = await store.get_parent(parent.parent_order_id)
+    assert p is not None
+    assert (p.filled_qty, p.notional, p.working_qty, p.status) == (
+        5, Decimal("500.80"), 0, ParentStatus.ACTIVE)
+    rows = await store.fills_of(parent.parent_order_id)
+    assert [(r["filled_qty"], r["fill_qty"], r["fill_price"]) for r in rows] == [
+        (2, 2, Decimal("100.1")), (5, 3, Decimal("100.2"))]
+    fills = [e for e in await _events(store) if e["event_type"] == "slice.fill"]
+    assert [(e["fill_qty"], e["fill_price"], e["filled_qty"], e["parent_filled_qty"],
+             e["parent_avg_fill_price"]) for e in fills] == [
+        (2, "100.1000000000", 2, 2, "100.1000000000"),
+        (3, "100.2000000000", 5, 5, "100.1600000000")]
+
+
+async def test_duplicate_stale_and_reordered_views_change_nothing(store: Store) -> None:
+    parent, _ = await _parent(store)
+    s0 = await _submitted(store, parent, 0)
+    newer = view(s0, Lifecycle.WORKING, 3, "99.5")
+    older = view(s0, Lifecycle.WORKING, 1, "99")
+    assert (await store.apply_view(newer, AT)).applied is Applied.CHANGED
+    before = await _events(store)
+    for again in (newer, older, newer):  # repeated, then stale (arrived late), then repeated
+        assert (await store.apply_view(again, AT)).applied is Applied.UNCHANGED
+    assert await _events(store) == before
+    s = (await store.get_slices(parent.parent_order_id))[0]
+    assert (s.filled_qty, s.fill_notional) == (3, Decimal("298.5"))
+    assert len(await store.fills_of(parent.parent_order_id)) == 1
+
+
+async def test_two_concurrent_applies_of_one_view_write_it_once(store: Store) -> None:
+    parent, _ = await _parent(store)
+    s0 = await _submitted(store, parent, 0)
+    v = view(s0, Lifecycle.FILLED, 5, "12.34")
+    results = await asyncio.gather(store.apply_view(v, AT), store.apply_view(v, AT))
+    assert sorted(r.applied for r in results) == [Applied.CHANGED, Applied.UNCHANGED]
+    p = await store.get_parent(parent.parent_order_id)
+    assert p is not None and (p.filled_qty, p.notional, p.working_qty) == (5, Decimal("61.70"), 0)
+    kinds = [e["event_type"] for e in await _events(store)]
+    assert (kinds.count("slice.fill"), kinds.count("slice.filled")) == (1, 1)
+
+
+async def test_closed_slices_complete_the_parent_with_its_outcome(store: Store) -> None:
+    """Slice 0 filled, slice 1 closed with 1 of 5: completed, partial, 6 of 10 at 50.5."""
+    parent, _ = await _parent(store)
+    s0 = await _submitted(store, parent, 0, view=None)
+    await store.apply_view(view(s0, Lifecycle.FILLED, 5, "50"), AT)
+    s1 = await _submitted(store, parent, 1)
+    result = await store.apply_view(
+        view(s1, Lifecycle.CLOSED, 1, "53", reason="canceled at the slice's end"), AT)
+    assert result.ended is SliceStatus.CLOSED
+    p = await store.get_parent(parent.parent_order_id)
+    assert p is not None
+    assert (p.status, p.outcome, p.filled_qty, p.working_qty) == (
+        ParentStatus.COMPLETED, ExecutionOutcome.PARTIAL, 6, 0)
+    events = await _events(store)
+    closed = next(e for e in events if e["event_type"] == "slice.closed")
+    assert (closed["filled_qty"], closed["unfilled_qty"], closed["avg_fill_price"],
+            closed["reason"]) == (1, 4, "53.0000000000", "canceled at the slice's end")
+    done = next(e for e in events if e["event_type"] == "parent.completed")
+    assert (done["filled_qty"], done["unfilled_qty"], done["avg_fill_price"], done["notional"],
+            done["outcome"], done["by_status"]) == (
+        6, 4, "50.5000000000", "303", "partial",
+        {"filled": {"count": 1, "qty": 5}, "closed": {"count": 1, "qty": 5}})
+
+
+async def test_a_view_for_a_slice_not_yet_recorded_is_left_for_later(store: Store) -> None:
+    """The broker's push can beat the executor's record of `submitted`: the store says so and
+    writes nothing; the record with the submit's view then applies it."""
+    parent, _ = await _parent(store)
+    claimed = await store.claim(parent.parent_order_id, 0, AT)
+    assert claimed is not None
+    p, record, _ = claimed
+    early = view(record, Lifecycle.FILLED, 5, "10")
+    assert (await store.apply_view(early, AT)).applied is Applied.SUBMITTING
+    assert (await store.get_slices(parent.parent_order_id))[0].filled_qty == 0
+    written = await store.finish(p, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"), AT,
+                                 max_failures=5, view=early)
+    assert written is not None and written.status is SliceStatus.FILLED
+    s = (await store.get_slices(parent.parent_order_id))[0]
+    assert (s.status, s.filled_qty, s.broker_order_id) == (SliceStatus.FILLED, 5, "b0")
+    assert (await store.apply_view(early, AT)).applied is Applied.UNCHANGED
+
+
+async def test_an_unknown_order_is_reported_unknown(store: Store) -> None:
+    ghost = OrderView("nope", "b", Lifecycle.FILLED, 1, Decimal(1), AT)
+    assert (await store.apply_view(ghost, AT)).applied is Applied.UNKNOWN
+
+
+async def test_exact_decimals_that_do_not_terminate(store: Store) -> None:
+    """Three shares for 100: the notional stays exact, the average is rounded once."""
+    parent, _ = await _parent(store, qty=6, slices=2)
+    s0 = await _submitted(store, parent, 0)
+    await store.apply_view(view(s0, Lifecycle.WORKING, 1, "33.33"), AT)
+    await store.apply_view(view(s0, Lifecycle.FILLED, 3, "33.3333333333"), AT)
+    s = (await store.get_slices(parent.parent_order_id))[0]
+    assert s.fill_notional == Decimal("99.9999999999")
+    p = await store.get_parent(parent.parent_order_id)
+    assert p is not None and p.notional == Decimal("99.9999999999")

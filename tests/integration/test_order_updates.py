@@ -1,0 +1,206 @@
+"""The broker's order updates and reconciliation, applied to a real store on both databases:
+a view that beats the record of `submitted` is parked and applied right after the record,
+even when the record commits between the store's answer and the park; reconciliation finds
+what the stream missed, and closes an order the broker does not have."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from twap_schemas.common import OrderType, SliceStatus
+from twap_schemas.requests import SubmitRequest
+from worker.brokers.base import OrderRequest
+from worker.brokers.orders import Lifecycle, OrderView
+from worker.brokers.sim import SimBroker
+from worker.brokers.sim_market import Market
+from worker.core.outcomes import Outcome
+from worker.core.planning import build_plan
+from worker.core.records import ParentRecord, SliceRecord
+from worker.observability.metrics import WorkerMetrics
+from worker.runtime.order_updates import OrderUpdates
+from worker.runtime.reconcile import NO_SUCH_ORDER, Reconciler
+from worker.runtime.working_orders import SLICE_END, WorkingOrders
+from worker.store.fills import Applied, BrokerView, ViewResult
+from worker.store.repository import Store
+
+pytestmark = pytest.mark.integration
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _claimed(store: Store, qty: int = 5) -> tuple[ParentRecord, SliceRecord]:
+    request = SubmitRequest(type="submit", strategy_id="u", symbol="AAPL", side="buy", qty=qty,
+                            duration_seconds=1, request_id=uuid.uuid4().hex)
+    parent, records = build_plan(request, now=_now())
+    await store.create_parent(parent, records, _now())
+    claimed = await store.claim(parent.parent_order_id, 0, _now())
+    assert claimed is not None
+    return claimed[0], claimed[1]
+
+
+def _filled(record: SliceRecord) -> OrderView:
+    return OrderView(record.client_order_id, "b0", Lifecycle.FILLED, record.qty, Decimal("10"),
+                     _now())
+
+
+async def _status(store: Store, parent: ParentRecord) -> SliceRecord:
+    return (await store.get_slices(parent.parent_order_id))[0]
+
+
+async def test_a_view_ahead_of_the_record_is_applied_when_the_slice_lands(store: Store) -> None:
+    parent, record = await _claimed(store)
+    updates = OrderUpdates(store, SimBroker(), _now, WorkerMetrics())
+    result = await updates.apply(_filled(record))
+    assert result is not None and result.applied is Applied.SUBMITTING
+    await updates.drain()  # its one retry at once: still not recorded
+    assert updates.parked == 1 and (await _status(store, parent)).filled_qty == 0
+    written = await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"), _now(),
+                                 max_failures=5)
+    assert written is not None
+    updates.landed(written, "b0")  # what the executor calls after its record
+    await updates.drain()
+    s = await _status(store, parent)
+    assert (s.status, s.filled_qty, updates.parked) == (SliceStatus.FILLED, 5, 0)
+    metrics = updates.metrics.registry
+    assert metrics.get_sample_value("twap_fills_total") == 1
+    assert metrics.get_sample_value("twap_filled_shares_total") == 5
+
+
+class RecordLandsMeanwhile(Store):
+    """The record of `submitted` commits right after the store answered SUBMITTING (and its
+    `landed` found nothing parked yet): the window the immediate retry covers."""
+
+    record: tuple[ParentRecord, SliceRecord] | None = None
+
+    async def apply_view(self, view: BrokerView, now: datetime,
+                         reason: str | None = None) -> ViewResult:
+        result = await super().apply_view(view, now, reason)
+        if result.applied is Applied.SUBMITTING and self.record is not None:
+            parent, record = self.record
+            self.record = None
+            await self.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"), now,
+                              max_failures=5)
+        return result
+
+
+async def test_a_record_that_commits_between_the_answer_and_the_park(
+    database_url: str
+) -> None:
+    store = RecordLandsMeanwhile(Store.from_url(database_url).engine)
+    try:
+        parent, record = await _claimed(store)
+        store.record = (parent, record)
+        updates = OrderUpdates(store, SimBroker(), _now, WorkerMetrics())
+        result = await updates.apply(_filled(record))
+        assert result is not None and result.applied is Applied.SUBMITTING
+        await updates.drain()
+        s = await _status(store, parent)
+        assert (s.status, s.filled_qty, updates.parked) == (SliceStatus.FILLED, 5, 0)
+    finally:
+        await store.close()
+
+
+async def test_reconciliation_applies_what_the_stream_missed(store: Store) -> None:
+    """A resting order canceled at the broker by someone else, and one the broker lost: one
+    pass closes both slices, with the broker's reason and 'no such order'."""
+    broker = SimBroker(market=Market(prices={"AAPL": Decimal("100")}))
+    slices = []
+    for _ in range(2):
+        parent, record = await _claimed(store)
+        view = await broker.submit(OrderRequest(record.client_order_id, "AAPL", parent.side,
+                                                record.qty, OrderType.LIMIT,
+                                                limit_price=Decimal("50")))
+        await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1,
+                                                   view.broker_order_id), _now(),
+                           max_failures=5, view=view)
+        slices.append((parent, record, view))
+    (p0, _, v0), (p1, r1, _) = slices
+    assert await broker.cancel(v0.broker_order_id)  # not through the worker: no update seen
+    metrics = WorkerMetrics()
+    updates = OrderUpdates(store, broker, _now, metrics)
+    lost = SimBroker()  # a broker that never saw the second order
+    reconciler = Reconciler(store, _Either(broker, lost, r1.client_order_id), _now, metrics,
+                            updates, every=30)
+    assert await reconciler.reconcile() >= 2
+    first, second = await _status(store, p0), await _status(store, p1)
+    assert (first.status, first.reason) == (SliceStatus.CLOSED,
+                                            "canceled at the worker's request")
+    assert (second.status, second.reason) == (SliceStatus.CLOSED, NO_SUCH_ORDER)
+    assert metrics.registry.get_sample_value("twap_working_orders") is not None
+
+
+class _Either(SimBroker):
+    """find() answers from `lost` for one order, from `broker` for the others."""
+
+    def __init__(self, broker: SimBroker, lost: SimBroker, lost_id: str) -> None:
+        super().__init__()
+        self._broker, self._lost, self._lost_id = broker, lost, lost_id
+
+    async def find(self, client_order_id: str) -> OrderView | None:
+        source = self._lost if client_order_id == self._lost_id else self._broker
+        return await source.find(client_order_id)
+
+
+async def test_the_stream_is_consumed_and_a_resync_asks_for_reconciliation(
+    store: Store
+) -> None:
+    """run(): the first item (Resync) calls on_resync; a pushed fill is applied."""
+    broker = SimBroker(market=Market(prices={"AAPL": Decimal("100")}), fill_qty=2,
+                       fill_interval=0.01)
+    resyncs: list[int] = []
+    updates = OrderUpdates(store, broker, _now, WorkerMetrics(),
+                           on_resync=lambda: resyncs.append(1))
+    stopping = asyncio.Event()
+    task = asyncio.create_task(updates.run(stopping))
+    parent, record = await _claimed(store, qty=5)
+    view = await broker.submit(OrderRequest(record.client_order_id, "AAPL", parent.side,
+                                            record.qty))
+    await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1, view.broker_order_id),
+                       _now(), max_failures=5, view=view)
+    for _ in range(300):
+        if (await _status(store, parent)).status is SliceStatus.FILLED:
+            break
+        await asyncio.sleep(0.01)
+    s = await _status(store, parent)
+    assert (s.status, s.filled_qty, s.fill_notional) == (SliceStatus.FILLED, 5,
+                                                         Decimal("500.05"))
+    assert resyncs == [1]
+    stopping.set()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+class FillsFirst(SimBroker):
+    """A cancel that loses the race: the market reaches the order's limit just before the
+    cancel arrives, the order fills, and the cancel finds nothing open."""
+
+    async def cancel(self, broker_order_id: str) -> bool:
+        self.market.prices = {"AAPL": Decimal("40")}
+        await asyncio.sleep(0.1)  # a few looks at the market (every 10 ms): it fills
+        return await super().cancel(broker_order_id)
+
+
+async def test_a_cancel_that_loses_the_race_with_a_fill_ends_filled(store: Store) -> None:
+    broker = FillsFirst(market=Market(prices={"AAPL": Decimal("100")}), fill_interval=0.01)
+    parent, record = await _claimed(store)
+    view = await broker.submit(OrderRequest(record.client_order_id, "AAPL", parent.side,
+                                            record.qty, OrderType.LIMIT,
+                                            limit_price=Decimal("50")))
+    assert view.lifecycle is Lifecycle.WORKING
+    written = await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1,
+                                                         view.broker_order_id),
+                                 _now(), max_failures=5, view=view)
+    assert written is not None
+    updates = OrderUpdates(store, broker, _now, WorkerMetrics())
+    working = WorkingOrders(store, broker, _now, updates=updates)
+    assert await working.close(written, SLICE_END) is False  # nothing was open to cancel
+    s = await _status(store, parent)
+    assert (s.status, s.filled_qty, s.reason) == (SliceStatus.FILLED, 5, None)
+    assert s.fill_notional == Decimal("200.05")  # 5 at the ask of 40 (40.01)

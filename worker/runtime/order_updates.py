@@ -1,0 +1,150 @@
+"""Following orders at the broker: its stream of order updates, applied to the store.
+
+One supervised task consumes `broker.updates()`: each view is applied (worker.store.fills,
+idempotent, so a repeated or stale update is harmless); a Resync (the first item, and after
+every reconnect) asks the reconciler to look up every working order. A subscription that fails
+is opened again after a backoff.
+
+The broker's push can arrive before the executor has recorded the slice `submitted` (the
+order filled while the record was being written): the store answers SUBMITTING and writes
+nothing. Such a view is parked here, in memory, and applied again right after the executor's
+record (`landed`); the record itself also applies the submit's own view. A view parked by a
+process that dies is not lost either: reconciliation finds the order at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from worker.brokers.base import Broker
+from worker.brokers.orders import Lifecycle, OrderView, Resync
+from worker.core.fills import FillError
+from worker.core.records import SliceRecord
+from worker.observability.metrics import WorkerMetrics
+from worker.runtime.clock import Clock
+from worker.runtime.dbretry import with_db_retry
+from worker.store.fills import Applied, ViewResult
+from worker.store.repository import Store
+
+log = logging.getLogger(__name__)
+
+# Waits between two subscriptions after one failed: doubling from the first, capped.
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 15.0
+
+
+class OrderUpdates:
+    def __init__(self, store: Store, broker: Broker, clock: Clock, metrics: WorkerMetrics,
+                 notify: Callable[[], None] = lambda: None,
+                 on_resync: Callable[[], None] = lambda: None) -> None:
+        self.store = store
+        self.broker = broker
+        self.clock = clock
+        self.metrics = metrics
+        self.notify = notify
+        self.on_resync = on_resync
+        self._parked: dict[str, OrderView] = {}  # by client_order_id: the newest view
+        self._reasons: dict[str, str] = {}  # why the worker is closing an order (its cancel)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
+    def closing(self, client_order_id: str, reason: str) -> None:
+        """The worker is canceling this order: a close that follows is for `reason`."""
+        self._reasons[client_order_id] = reason
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Consume the broker's updates until `stopping`; a failed subscription is reopened."""
+        wait = FIRST_BACKOFF
+        while not stopping.is_set():
+            try:
+                async for item in self.broker.updates():
+                    if isinstance(item, Resync):
+                        self.on_resync()
+                    else:
+                        await self.apply(item)
+                    wait = FIRST_BACKOFF
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("order_updates.stream_failed", extra={
+                    "error": repr(exc)[:200], "retry_in_s": wait})
+            try:
+                await asyncio.wait_for(stopping.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+            wait = min(wait * 2, MAX_BACKOFF)
+
+    async def apply(self, view: OrderView, *, retry: bool = True) -> ViewResult | None:
+        """Apply one view; None when it could not be (logged: reconciliation retries it).
+        A view for a slice not yet recorded `submitted` is parked (`retry`: and tried once
+        more at once, in case the record committed meanwhile)."""
+        ids = {"client_order_id": view.client_order_id, "broker_order_id": view.broker_order_id,
+               "filled_qty": view.filled_qty, "lifecycle": view.lifecycle.value}
+        if view.lifecycle is Lifecycle.UNKNOWN:
+            log.info("order_updates.unknown_status", extra=ids)
+            return None
+        reason = self._reasons.get(view.client_order_id) if view.ended else None
+        try:
+            result = await with_db_retry(
+                lambda: self.store.apply_view(view, self.clock(), reason),
+                clock=self.clock, deadline=None, what="fill", ids=ids)
+        except FillError as exc:
+            log.error("order_updates.bad_view", extra={**ids, "error": str(exc)})
+            return None
+        except Exception as exc:
+            log.error("order_updates.apply_failed", extra={**ids, "error": repr(exc)[:200]})
+            return None
+        if result.applied is Applied.SUBMITTING:
+            self._park(view, retry)
+        elif result.applied is Applied.CHANGED:
+            self._changed(result, ids)
+        if view.ended and result.applied is not Applied.SUBMITTING:
+            self._reasons.pop(view.client_order_id, None)
+        return result
+
+    def _changed(self, result: ViewResult, ids: dict[str, object]) -> None:
+        if result.fill is not None:
+            self.metrics.filled(result.fill.qty)
+        if result.ended is not None:
+            self.metrics.slices_ended(result.ended)
+            log.info(f"slice.{result.ended.value}", extra=ids)
+        self.notify()
+
+    def _park(self, view: OrderView, retry: bool) -> None:
+        held = self._parked.get(view.client_order_id)
+        if held is None or (view.filled_qty, view.ended) >= (held.filled_qty, held.ended):
+            self._parked[view.client_order_id] = view
+        if retry:
+            # The record may have committed between the store's answer and the park: its
+            # `landed` found nothing parked then, so try once more now. If it has not
+            # committed yet, its `landed` will find this view parked.
+            self._spawn(self._retry_parked(view.client_order_id))
+
+    def landed(self, record: SliceRecord, broker_order_id: str) -> None:
+        """The executor recorded the slice `submitted`: apply what was parked for it."""
+        if record.client_order_id in self._parked:
+            self._spawn(self._retry_parked(record.client_order_id))
+
+    async def _retry_parked(self, client_order_id: str) -> None:
+        view = self._parked.get(client_order_id)  # stays parked while it is applied
+        if view is None:
+            return
+        result = await self.apply(view, retry=False)
+        if result is None or result.applied is not Applied.SUBMITTING:
+            if self._parked.get(client_order_id) is view:
+                del self._parked[client_order_id]
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
