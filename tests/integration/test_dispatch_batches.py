@@ -67,13 +67,13 @@ async def test_a_claim_group_racing_a_cancel_never_sends_a_canceled_slice(
 ) -> None:
     """Every slice of a parent fired in the same moment (one claim statement for all) while
     the parent is canceled, 10 times, the cancel started 0-4 ms late so that it lands before,
-    during and after the claim statement: each slice ends either submitted and at the broker,
+    during and after the claim statement: each slice ends either sent (filled at once by the sim market) and at the broker,
     or canceled and never sent."""
     store = RecordingStore(database_url)
     broker = SimBroker(latency=0.001)
     executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0),
                              lambda: datetime.now(UTC))
-    seen = {SliceStatus.SUBMITTED: 0, SliceStatus.CANCELED: 0}
+    seen = {SliceStatus.FILLED: 0, SliceStatus.CANCELED: 0}
     try:
         for trial in range(TRIALS):
             parent = await _parent(store, SLICES)
@@ -90,7 +90,7 @@ async def test_a_claim_group_racing_a_cancel_never_sends_a_canceled_slice(
             for row in await store.get_slices(pid):
                 assert row.status in seen, (trial, row.slice_num, row.status)
                 at_broker = row.client_order_id in broker.orders
-                assert at_broker == (row.status is SliceStatus.SUBMITTED), (trial, row)
+                assert at_broker == (row.status is SliceStatus.FILLED), (trial, row)
                 seen[row.status] += 1
     finally:
         await store.close()
@@ -118,7 +118,7 @@ async def test_a_kill_switch_engaged_between_two_claim_groups_sends_nothing_of_t
         assert store.claim_groups == [4, 4]
         rows = await store.get_slices(pid)
         assert [r.status for r in rows] == (
-            [SliceStatus.SUBMITTED] * 4 + [SliceStatus.BLOCKED_KILL_SWITCH] * 4)
+            [SliceStatus.FILLED] * 4 + [SliceStatus.BLOCKED_KILL_SWITCH] * 4)
         assert sorted(broker.orders) == sorted(r.client_order_id for r in rows[:4])
         assert [r.reason for r in rows[4:]] == ["halt"] * 4
     finally:

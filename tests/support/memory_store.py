@@ -3,7 +3,7 @@ compare-and-sets, open counts, completion and breaker policy as the database sto
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -143,8 +143,19 @@ class MemoryStore:
         if view.ended:
             self._complete_if_done(key[0], now)
 
-    async def finish_many(self, items: list[Finished], now: datetime, *,
-                          max_failures: int) -> list[SliceRecord | None]:
+    async def finish_many(self, items: list[Finished], now: datetime, *, max_failures: int,
+                          views: Sequence[OrderView | None] | None = None,
+                          ) -> list[SliceRecord | None]:
+        written = self._finish_many(items, now, max_failures=max_failures)
+        for i, view in enumerate(views or []):
+            if written[i] is not None and view is not None:
+                self.apply_view(view, now)
+                key = (items[i][1].parent_order_id, items[i][1].slice_num)
+                written[i] = self.slices[key]
+        return written
+
+    def _finish_many(self, items: list[Finished], now: datetime, *,
+                     max_failures: int) -> list[SliceRecord | None]:
         written: list[SliceRecord | None] = []
         moved: list[tuple[SliceStatus, str | None]] = []
         for parent, record, outcome in items:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
 from tests.support.memory_store import MemoryStore
 from twap_schemas.common import SliceStatus
 from twap_schemas.requests import SubmitRequest
+from worker.brokers.orders import Lifecycle, OrderView
 from worker.brokers.sim import SimBroker
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
@@ -48,17 +51,19 @@ class CountingStore(MemoryStore):
         return out
 
     async def finish(self, parent: ParentRecord, record: SliceRecord, outcome: Outcome,
-                     now: datetime, *, max_failures: int) -> SliceRecord | None:
+                     now: datetime, *, max_failures: int,
+                     view: OrderView | None = None) -> SliceRecord | None:
         self.calls.append(("finish", 1))
         return (await MemoryStore.finish_many(self, [(parent, record, outcome)], now,
-                                              max_failures=max_failures))[0]
+                                              max_failures=max_failures, views=[view]))[0]
 
-    async def finish_many(self, items: list[Finished], now: datetime, *,
-                          max_failures: int) -> list[SliceRecord | None]:
+    async def finish_many(self, items: list[Finished], now: datetime, *, max_failures: int,
+                          views: Sequence[OrderView | None] | None = None,
+                          ) -> list[SliceRecord | None]:
         self.calls.append(("finish_many", len(items)))
         if self.fail_with is not None:
             raise self.fail_with
-        return await super().finish_many(items, now, max_failures=max_failures)
+        return await super().finish_many(items, now, max_failures=max_failures, views=views)
 
 
 def _setup(slices: int) -> tuple[CountingStore, ParentRecord]:
@@ -182,7 +187,26 @@ async def test_outcomes_of_one_turn_go_as_one_finish_many_each_with_its_own_row(
     written = await asyncio.gather(*(batcher.finish(p, r, o, NOW) for p, r, o in items))
     assert store.calls == [("finish_many", 3)]
     assert [w.broker_order_id if w else None for w in written] == ["b-0", "b-1", "b-2"]
-    assert store.types() == ["slice.submitted"] * 3 + ["parent.completed"]
+    # Submitted is working at the broker, not terminal: the parent stays active.
+    assert store.types() == ["slice.submitted"] * 3
+
+
+async def test_views_of_a_finish_group_are_applied_with_their_outcomes() -> None:
+    """Three orders that came back filled at once: one finish_many, and each slice ends
+    filled at its own price, the parent completed filled."""
+    store, parent = _setup(3)
+    items = await _claimed(store, parent, 3)
+    views = [OrderView(r.client_order_id, f"b-{i}", Lifecycle.FILLED, r.qty,
+                       Decimal("10.5") + i, NOW) for i, (_, r, _) in enumerate(items)]
+    batcher = FinishBatcher(store, max_failures=5)
+    written = await asyncio.gather(*(batcher.finish(p, r, o, NOW, v)
+                                     for (p, r, o), v in zip(items, views, strict=True)))
+    assert store.calls == [("finish_many", 3)]
+    assert [w.status if w else None for w in written] == [SliceStatus.FILLED] * 3
+    assert [w.fill_notional / w.filled_qty if w else None for w in written] == [
+        Decimal("10.5"), Decimal("11.5"), Decimal("12.5")]
+    assert store.types().count("slice.filled") == 3
+    assert store.types()[-1] == "parent.completed"
 
 
 async def test_a_lone_outcome_is_the_single_finish() -> None:
@@ -282,7 +306,8 @@ async def test_slices_firing_together_are_claimed_and_recorded_in_groups() -> No
     await asyncio.gather(*(executor.run(parent.parent_order_id, n, NOW) for n in range(6)))
     assert store.calls == [("claim_many", 6), ("finish_many", 6)]
     assert broker.attempts == 6
-    assert {r.status for r in store.slices.values()} == {SliceStatus.SUBMITTED}
+    # The sim fills a market order at once: its answer is applied with the outcome.
+    assert {r.status for r in store.slices.values()} == {SliceStatus.FILLED}
 
 
 async def test_a_kill_switch_engaged_between_two_claim_groups_stops_the_second() -> None:
@@ -299,6 +324,6 @@ async def test_a_kill_switch_engaged_between_two_claim_groups_stops_the_second()
     await asyncio.gather(*(executor.run(pid, n, NOW) for n in range(3, 6)))
     assert [c for c in store.calls if c[0] == "claim_many"] == [("claim_many", 3)] * 2
     statuses = [store.slices[(pid, n)].status for n in range(6)]
-    assert statuses == [SliceStatus.SUBMITTED] * 3 + [SliceStatus.BLOCKED_KILL_SWITCH] * 3
+    assert statuses == [SliceStatus.FILLED] * 3 + [SliceStatus.BLOCKED_KILL_SWITCH] * 3
     assert sorted(broker.orders) == sorted(store.slices[(pid, n)].client_order_id
                                            for n in range(3))

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from worker.brokers.orders import OrderView
 from worker.core.outcomes import Outcome
 from worker.core.records import ParentRecord, SliceRecord
 from worker.runtime.ports import Claimed, SliceKey, SliceStore
@@ -137,7 +138,8 @@ async def _each_alone(calls: list[Callable[[], Awaitable[Answer]]]) -> list[Answ
 
 
 ClaimCall = tuple[SliceKey, datetime]
-FinishCall = tuple[ParentRecord, SliceRecord, Outcome, datetime]
+# The broker's view comes with a `submitted` outcome: applied in the same transaction.
+FinishCall = tuple[ParentRecord, SliceRecord, Outcome, datetime, OrderView | None]
 
 
 class ClaimBatcher:
@@ -196,22 +198,21 @@ class FinishBatcher:
         return self._coalescer.groups
 
     async def finish(self, parent: ParentRecord, record: SliceRecord, outcome: Outcome,
-                     now: datetime) -> SliceRecord | None:
-        """As SliceStore.finish: the outcome with its event; None when someone else settled
-        the slice first."""
-        return await self._coalescer.call((parent, record, outcome, now))
+                     now: datetime, view: OrderView | None = None) -> SliceRecord | None:
+        """As SliceStore.finish: the outcome with its event (and the broker's view of a sent
+        order); None when someone else settled the slice first."""
+        return await self._coalescer.call((parent, record, outcome, now, view))
 
     async def _finish_group(self, calls: list[FinishCall]) -> list[SliceRecord | Exception | None]:
         if len(calls) == 1:
-            parent, record, outcome, now = calls[0]
-            return [await self.store.finish(parent, record, outcome, now,
-                                            max_failures=self.max_failures)]
+            return [await self._finish_alone(calls[0])()]
         if len(calls) <= self.alone_up_to:
             return await _all_alone([self._finish_alone(call) for call in calls])
-        now = max(at for *_, at in calls)
+        now = max(call[3] for call in calls)
         try:
-            written = await self.store.finish_many([(p, r, o) for p, r, o, _ in calls], now,
-                                                   max_failures=self.max_failures)
+            written = await self.store.finish_many([(p, r, o) for p, r, o, _, _ in calls], now,
+                                                   max_failures=self.max_failures,
+                                                   views=[call[4] for call in calls])
         except Exception as exc:
             if is_outage(exc):
                 raise
@@ -219,6 +220,6 @@ class FinishBatcher:
         return list(written)
 
     def _finish_alone(self, call: FinishCall) -> Callable[[], Awaitable[SliceRecord | None]]:
-        parent, record, outcome, now = call
+        parent, record, outcome, now, view = call
         return lambda: self.store.finish(parent, record, outcome, now,
-                                         max_failures=self.max_failures)
+                                         max_failures=self.max_failures, view=view)

@@ -479,13 +479,10 @@ class SliceExecutor:
         went_out = outcome.status is SliceStatus.SUBMITTED
         try:
             updated = await with_db_retry(
-                # An order that went out is recorded with the broker's view of it (fills it
-                # already has) in its own transaction; other outcomes go in groups.
-                (lambda: self.store.finish(parent, record, outcome, self.clock(),
-                                           max_failures=self.policy.breaker_max_failures,
-                                           view=view))
-                if went_out and view is not None else
-                (lambda: self.finishes.finish(parent, record, outcome, self.clock())),
+                # An order that went out is recorded with the broker's view of it (the
+                # fills it already has), in the same transaction.
+                lambda: self.finishes.finish(parent, record, outcome, self.clock(),
+                                             view if went_out else None),
                 clock=self.clock,
                 deadline=None if went_out else record.scheduled_time + self.policy.grace * 10,
                 what="record", ids=ids,

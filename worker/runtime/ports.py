@@ -63,9 +63,10 @@ class SliceStore(Protocol):
         """Catch-up: a claimed slice sends `qty` instead of its planned qty."""
         ...
 
-    async def finish_many(self, items: list[Finished], now: datetime, *,
-                          max_failures: int) -> list[SliceRecord | None]:
-        """`finish` of each item, in one step."""
+    async def finish_many(self, items: list[Finished], now: datetime, *, max_failures: int,
+                          views: list[OrderView | None] | None = None,
+                          ) -> list[SliceRecord | None]:
+        """`finish` of each item, in one step; `views[i]`, when given, as `finish`'s view."""
         ...
 
     async def expire_overdue(self, now: datetime, grace: timedelta, limit: int = 1000) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -148,8 +148,7 @@ class Store:
         `view`: the broker's answer to the submit, applied in the same transaction as the
         `submitted` it follows (a market order may come back filled already), so no update
         of the order can be applied before the slice is known to be at the broker."""
-        if (view is not None and outcome.status is SliceStatus.SUBMITTED
-                and (view.filled_qty > 0 or view.ended)):
+        if view is not None and outcome.status is SliceStatus.SUBMITTED and _view_counts(view):
             async with self.transaction() as conn:
                 updated = await outcomes.finish(conn, parent, record, outcome, now,
                                                 max_failures=max_failures)
@@ -173,13 +172,28 @@ class Store:
                                          max_failures=max_failures)
 
     async def finish_many(self, items: list[outcomes.Finished], now: datetime, *,
-                          max_failures: int) -> list[SliceRecord | None]:
+                          max_failures: int,
+                          views: Sequence[fills.BrokerView | None] | None = None,
+                          ) -> list[SliceRecord | None]:
         """Outcomes of many claimed slices in one transaction (outcomes.finish_many); per
-        item the slice as written, None where someone else settled it first."""
+        item the slice as written, None where someone else settled it first. `views[i]`: the
+        broker's answer to item i's submit, applied in the same transaction as `finish` does,
+        parents in id order as the open counts were."""
         if not items:
             return []
         async with self.transaction() as conn:
-            return await outcomes.finish_many(conn, items, now, max_failures=max_failures)
+            written = await outcomes.finish_many(conn, items, now, max_failures=max_failures)
+            if views is None:
+                return written
+            order = sorted(range(len(items)), key=lambda i: (items[i][1].parent_order_id,
+                                                             items[i][1].slice_num))
+            for i in order:
+                view, outcome = views[i], items[i][2]
+                if (written[i] is not None and view is not None and _view_counts(view)
+                        and outcome.status is SliceStatus.SUBMITTED):
+                    result = await fills.apply_view(conn, view, now)
+                    written[i] = result.slice or written[i]
+            return written
 
     async def expire_overdue(self, now: datetime, grace: timedelta, limit: int = 1000) -> int:
         """Scheduled slices missed beyond the grace → expired, with events; returns how many."""
@@ -350,3 +364,8 @@ class Store:
 
 
 __all__ = ["CancelResult", "PendingParent", "Store"]
+
+
+def _view_counts(view: fills.BrokerView) -> bool:
+    """A submit's answer with something to apply: fills already, or the order already ended."""
+    return view.filled_qty > 0 or view.ended
