@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
 from twap_schemas.common import OrderType, Side, TimeInForce
+from worker.brokers.orders import OrderView, Quote, Resync
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,8 @@ class OrderRequest:
 
 @dataclass(frozen=True, slots=True)
 class BrokerOrder:
-    """What the broker knows about an order."""
+    """What the broker knows about an order (v1). Removed by the Broker Protocol v2: only the
+    sim adapter and the executor still use it until they move to OrderView."""
 
     broker_order_id: str
     client_order_id: str
@@ -52,17 +54,29 @@ class Broker(Protocol):
       it raises (NotSent), nothing is sent and its exception propagates unchanged.
     - `find` returns None only when the broker answered that it has no order with that
       client_order_id; anything it cannot tell (a timeout, an error page) raises.
-    - `cancel` returns True when the order was open and is now being canceled.
+    - `cancel` returns True when the order was open and a cancel was requested. The order's
+      final view (CLOSED, or FILLED when the fill won the race) arrives through `updates()`
+      and `find()`.
+    - `submit` and `find` return the broker's OrderView (cumulative filled qty and average).
+    - `updates()`: each call is a new independent subscription that never ends until
+      `close()`. Its first item is Resync(), and again after every reconnect of an
+      underlying stream ("updates may have been missed; reconcile with find()"); then
+      OrderView items in the order the broker reported them (possibly stale or repeated).
+    - `quote` raises QuoteUnavailable with a clear message when no quote can be had.
     """
 
     name: str
 
     async def submit(
         self, order: OrderRequest, before_send: BeforeSend | None = None
-    ) -> BrokerOrder: ...
+    ) -> OrderView: ...
 
-    async def find(self, client_order_id: str) -> BrokerOrder | None: ...
+    async def find(self, client_order_id: str) -> OrderView | None: ...
 
     async def cancel(self, broker_order_id: str) -> bool: ...
+
+    def updates(self) -> AsyncIterator[OrderView | Resync]: ...
+
+    async def quote(self, symbol: str) -> Quote: ...
 
     async def close(self) -> None: ...

@@ -29,3 +29,28 @@ class OrderView:
     @property
     def ended(self) -> bool:
         return self.lifecycle in (Lifecycle.FILLED, Lifecycle.CLOSED)
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """First item of every updates() subscription and after every reconnect."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    symbol: str
+    bid: Decimal | None
+    ask: Decimal | None
+    last: Decimal | None
+    at: datetime
+
+    @property
+    def reference(self) -> Decimal | None:
+        """Mid (bid + ask) / 2 when both are > 0, else last, else None."""
+        if self.bid is not None and self.ask is not None and self.bid > 0 and self.ask > 0:
+            return (self.bid + self.ask) / 2
+        return self.last
+
+
+class QuoteUnavailable(Exception):
+    """No usable quote for a symbol; the message says which and why."""
