@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -169,7 +169,7 @@ class AlpacaBroker:
             raise _classify("cancel", failure) from None
         return True
 
-    def updates(self) -> AsyncIterator[OrderView | Resync]:
+    def updates(self) -> AsyncGenerator[OrderView | Resync, None]:
         """A new subscription to the trade updates stream (see TradeUpdates.subscribe)."""
         return self._updates.subscribe()
 

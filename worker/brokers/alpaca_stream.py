@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -120,7 +120,7 @@ class TradeUpdates:
         self.connections = 0  # times the stream reached "listening"
         stream.subscribe_trade_updates(self._on_trade_update)
 
-    async def subscribe(self) -> AsyncIterator[OrderView | Resync]:
+    async def subscribe(self) -> AsyncGenerator[OrderView | Resync, None]:
         """A new subscription: Resync first, then every update, a Resync after each reconnect.
 
         The first Resync waits for the stream's first connection attempt (bounded by the

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from worker.brokers.base import BeforeSend, Broker, BrokerOrder, NotSent, OrderRequest
+from worker.brokers.base import BeforeSend, Broker, NotSent, OrderRequest
+from worker.brokers.orders import OrderView, Quote, Resync
 from worker.core.retry import BrokerRejection, DuplicateOrder, TransientBrokerError
 from worker.observability.metrics import WorkerMetrics
 
@@ -40,14 +41,20 @@ class TimedBroker:
 
     async def submit(
         self, order: OrderRequest, before_send: BeforeSend | None = None
-    ) -> BrokerOrder:
+    ) -> OrderView:
         return await self._timed("submit", self.inner.submit(order, before_send))
 
-    async def find(self, client_order_id: str) -> BrokerOrder | None:
+    async def find(self, client_order_id: str) -> OrderView | None:
         return await self._timed("find", self.inner.find(client_order_id))
 
     async def cancel(self, broker_order_id: str) -> bool:
         return await self._timed("cancel", self.inner.cancel(broker_order_id))
+
+    def updates(self) -> AsyncIterator[OrderView | Resync]:
+        return self.inner.updates()  # a stream, not a call: nothing to time
+
+    async def quote(self, symbol: str) -> Quote:
+        return await self._timed("quote", self.inner.quote(symbol))
 
     async def close(self) -> None:
         await self.inner.close()
