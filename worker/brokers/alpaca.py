@@ -190,7 +190,8 @@ class AlpacaBroker:
                 f"alpaca quote {symbol}: HTTP {failure.status}: {error_message(failure.body)}"
             ) from None
         except TransientBrokerError as exc:
-            raise QuoteUnavailable(f"alpaca quote {symbol}: {exc}") from None
+            reason = str(exc).removeprefix("alpaca quote: ")
+            raise QuoteUnavailable(f"alpaca quote {symbol}: {reason}") from None
         quote = _quote(symbol, raw)
         self._quotes[symbol] = (now, quote)
         return quote
@@ -401,10 +402,13 @@ def _quote(symbol: str, raw: Any) -> Quote:
         last = price(latest_trade.get("p"), "last")
     except ValueError as exc:
         raise QuoteUnavailable(f"alpaca quote {symbol}: unreadable market data ({exc})") from None
-    if bid is None and ask is None and last is None:
-        raise QuoteUnavailable(f"alpaca quote {symbol}: no bid, ask or last trade")
     at = timestamp(latest_quote.get("t")) or timestamp(latest_trade.get("t"))
-    return Quote(symbol=symbol, bid=bid, ask=ask, last=last, at=at or datetime.now(UTC))
+    quote = Quote(symbol=symbol, bid=bid, ask=ask, last=last, at=at or datetime.now(UTC))
+    if quote.reference is None:
+        raise QuoteUnavailable(
+            f"alpaca quote {symbol}: no two-sided quote (bid {bid}, ask {ask}) and no last trade"
+        )
+    return quote
 
 
 class _TimeoutSession(requests.Session):
