@@ -23,12 +23,15 @@ from worker.settings import Settings
 pytest_plugins = ["tests.support.alpaca_fixtures"]
 pytestmark = pytest.mark.timeout(20)
 
-# The sim: MSFT at 410 with a 2 bps spread (bid 409.959, ask 410.041), whole fills at once.
+# The sim: MSFT at 410 with a 2 bps spread, to the cent outward (bid 409.95, ask 410.05),
+# whole fills at once.
 # The Alpaca stand-in: market orders fill at 100.00; MSFT quotes 409.9 / 410.1.
-SIM: dict[str, Any] = {"sim_prices": "MSFT=410", "sim_spread_bps": 2, "sim_volatility_bps": 0, "sim_fill_qty": 0}
-MARKET_FILL_PRICE = {"sim": Decimal("410.041"), "alpaca": Decimal("100.00")}
+SIM: dict[str, Any] = {
+    "sim_prices": "MSFT=410", "sim_spread_bps": 2, "sim_volatility_bps": 0, "sim_fill_qty": 0,
+}
+MARKET_FILL_PRICE = {"sim": Decimal("410.05"), "alpaca": Decimal("100.00")}
 MSFT_QUOTE = {
-    "sim": (Decimal("409.959"), Decimal("410.041")),
+    "sim": (Decimal("409.95"), Decimal("410.05")),
     "alpaca": (Decimal("409.9"), Decimal("410.1")),
 }
 RESTING_LIMIT = Decimal("400")  # far below MSFT: a buy limit there rests
