@@ -125,3 +125,24 @@ def test_bool_is_not_a_number() -> None:
 )
 def test_timestamp(value: Any, expected: datetime | None) -> None:
     assert timestamp(value) == expected
+
+
+TIMES = ("updated_at", "filled_at", "canceled_at", "expired_at", "submitted_at", "created_at")
+
+
+@pytest.mark.parametrize("present", TIMES)
+def test_any_one_of_the_orders_times_is_enough(present: str) -> None:
+    """With only one of its times set, the view is at that time."""
+    order = raw(**{name: None for name in TIMES})
+    order[present] = "2026-12-04T16:00:00Z"
+    assert order_view(order).at == datetime(2026, 12, 4, 16, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("0", Decimal("0")), ("0.00", Decimal("0.00"))]
+)
+def test_a_zero_price_is_a_price(value: str, expected: Decimal) -> None:
+    """Zero is read (a one-sided quote sends it); only below zero is refused."""
+    assert price(value, "p") == expected
+    with pytest.raises(ValueError, match=r"p: '-0\.01' is negative"):
+        price("-0.01", "p")

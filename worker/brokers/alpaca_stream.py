@@ -114,7 +114,6 @@ class TradeUpdates:
         self._subscribers: set[_Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()  # the first connection attempt ended, either way
-        self._listening = False
         self._closed = False
         self._unknown_events: set[str] = set()
         self.connections = 0  # times the stream reached "listening"
@@ -169,7 +168,6 @@ class TradeUpdates:
                 async with asyncio.timeout(self.handshake_seconds):
                     await self._open()
                 failures = 0
-                self._listening = True
                 self.connections += 1
                 log.info("broker.stream_listening url=%s", self._url)
                 self._attempted.set()
@@ -185,7 +183,6 @@ class TradeUpdates:
                     wait,
                 )
             finally:
-                self._listening = False
                 self._attempted.set()
                 await self._close_socket()
             await asyncio.sleep(wait)

@@ -102,9 +102,7 @@ def _required_text(raw: Mapping[str, Any], name: str) -> str:
 
 def _decimal(value: Any, name: str) -> Decimal:
     # Alpaca sends decimal strings; a JSON number is read through its shortest text form.
-    text = value if isinstance(value, str) else repr(value)
-    if isinstance(value, bool):
-        raise ValueError(f"{name}: {value!r} is not a number")
+    text = value if isinstance(value, str) else repr(value)  # True reads "True": refused
     try:
         number = Decimal(text)
     except InvalidOperation:
