@@ -14,8 +14,10 @@ from tests.support.alpaca_settings import STANDIN_KEY, STANDIN_SECRET, standin_s
 from tests.support.alpaca_standin import AlpacaStandIn, Fault
 from worker.brokers.alpaca import AlpacaBroker
 from worker.brokers.factory import build_broker
-from worker.brokers.orders import Quote, QuoteUnavailable
+from worker.brokers.orders import Quote, QuoteUnavailable, Resync
 from worker.brokers.ratelimit import RateLimiter
+from worker.observability.broker import TimedBroker
+from worker.observability.metrics import WorkerMetrics
 
 pytest_plugins = ["tests.support.alpaca_fixtures"]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(20)]
@@ -135,3 +137,21 @@ async def test_one_sided_quote_falls_back_to_last_else_unavailable(
         return
     quote = await alpaca_broker.quote("AAPL")
     assert isinstance(quote, Quote) and quote.reference == reference
+
+
+async def test_timed_broker_times_quotes_and_passes_updates_through(
+    alpaca_broker: AlpacaBroker,
+) -> None:
+    """The metrics wrapper observes quote() as operation "quote" (ok, then error) and hands
+    out the adapter's own updates() subscription."""
+    metrics = WorkerMetrics()
+    timed = TimedBroker(alpaca_broker, metrics)
+    await timed.quote("AAPL")
+    with pytest.raises(QuoteUnavailable):
+        await timed.quote("ZZZZ")
+    for result in ("ok", "error"):
+        count = metrics.registry.get_sample_value(
+            "twap_broker_call_seconds_count", {"operation": "quote", "result": result})
+        assert count == 1
+    updates = timed.updates()
+    assert await asyncio.wait_for(anext(updates), 10) == Resync()
