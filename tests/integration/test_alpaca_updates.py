@@ -306,6 +306,27 @@ async def test_refused_credentials_still_start_with_resync_and_retry_with_backof
         await broker.close()
 
 
+async def test_a_listen_never_confirmed_is_a_failed_attempt(
+    alpaca_broker: AlpacaBroker, alpaca_standin: AlpacaStandIn
+) -> None:
+    """A server that takes the login but never confirms `listen`: the attempt times out (the
+    subscription still starts with its Resync), and once the server confirms again the
+    stream listens and brings the next Resync."""
+    stream = stream_of(alpaca_standin)
+    stream.answer_listen = False
+    updates = alpaca_broker.updates()
+    assert await take(updates) == [Resync()]
+    assert alpaca_broker._updates.connections == 0
+    stream.answer_listen = True
+    assert await take(updates) == [Resync()]
+    assert alpaca_broker._updates.connections == 1
+    assert stream.connections >= 2
+    placed = await alpaca_broker.submit(a_limit_order())
+    (new,) = await views(updates, 1)
+    assert new.broker_order_id == placed.broker_order_id
+    await updates.aclose()
+
+
 async def test_credentials_never_logged_by_the_stream(
     alpaca_standin: AlpacaStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
