@@ -40,6 +40,23 @@ class Settings(BaseSettings):
     alpaca_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("ALPACA_BASE_URL", "APCA_API_BASE_URL")
     )
+    alpaca_stream_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ALPACA_STREAM_URL"),
+        description="trade updates websocket; unset: derived from ALPACA_BASE_URL, else Alpaca's",
+    )
+    alpaca_data_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ALPACA_DATA_URL"),
+        description="market data REST root (quotes); unset: Alpaca's own",
+    )
+    stream_reconnect_wait_seconds: float = Field(
+        default=1.0, gt=0, description="first wait before reconnecting a broker stream"
+    )
+    stream_reconnect_wait_cap_seconds: float = Field(
+        default=30.0, gt=0, description="longest wait before reconnecting a broker stream"
+    )
+    quote_cache_seconds: float = Field(
+        default=1.0, ge=0, description="how long a broker quote is reused (0: never)"
+    )
 
     broker_timeout_seconds: float = Field(
         default=10.0, gt=0, description="timeout of every broker HTTP request"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from twap_schemas.common import OrderType, Side, TimeInForce
 from worker.brokers.alpaca import AlpacaBroker
 from worker.brokers.base import NotSent, OrderRequest
 from worker.brokers.factory import MissingCredentials, build_broker
-from worker.brokers.orders import Lifecycle
+from worker.brokers.orders import Lifecycle, OrderView
 from worker.brokers.ratelimit import WAIT_EVENT, RateLimiter
 from worker.core.retry import BrokerRejection, DuplicateOrder, TransientBrokerError
 from worker.observability.broker import TimedBroker
@@ -82,11 +83,56 @@ async def test_submit_sends_each_order_type_with_its_prices(
 
 
 async def test_market_order_is_filled_and_priced_order_rests(alpaca_broker: AlpacaBroker) -> None:
-    """The stand-in fills market orders at once; a limit order stays open."""
+    """submit returns the broker's view: the stand-in fills a market order at once (7 shares
+    at its fill price 100.00, an exact Decimal); a limit order rests, nothing filled."""
     market = await alpaca_broker.submit(an_order(OrderType.MARKET))
     limit = await alpaca_broker.submit(an_order(OrderType.LIMIT))
-    assert (market.lifecycle, market.ended) == (Lifecycle.FILLED, True)
-    assert (limit.lifecycle, limit.ended) == (Lifecycle.WORKING, False)
+    assert (market.lifecycle, market.filled_qty, market.avg_fill_price, market.reason) == (
+        Lifecycle.FILLED, 7, Decimal("100.00"), None)
+    assert str(market.avg_fill_price) == "100.00"
+    assert market.ended
+    assert (limit.lifecycle, limit.filled_qty, limit.avg_fill_price, limit.ended) == (
+        Lifecycle.WORKING, 0, None, False)
+    for view in (market, limit):
+        assert view.at.tzinfo is not None and view.at.utcoffset() == timedelta(0)
+        assert abs(datetime.now(UTC) - view.at) < timedelta(seconds=30)
+
+
+async def test_find_returns_the_view_with_cumulative_fills(
+    alpaca_broker: AlpacaBroker, alpaca_standin: AlpacaStandIn
+) -> None:
+    """find reads filled_qty and filled_avg_price from Alpaca's strings exactly, and the time
+    from updated_at; a canceled order is CLOSED with its reason."""
+    order = an_order(OrderType.LIMIT)
+    placed = await alpaca_broker.submit(order)
+    alpaca_standin.fill(placed.broker_order_id, 3, "150.01", report=False)
+    alpaca_standin.fill(placed.broker_order_id, 1, "150.02", report=False)
+    alpaca_standin.orders[placed.broker_order_id]["updated_at"] = "2026-12-04T15:30:01.123456789Z"
+    found = await alpaca_broker.find(order.client_order_id)
+    assert found == OrderView(
+        client_order_id=order.client_order_id,
+        broker_order_id=placed.broker_order_id,
+        lifecycle=Lifecycle.WORKING,
+        filled_qty=4,
+        avg_fill_price=Decimal("150.0125"),
+        at=datetime(2026, 12, 4, 15, 30, 1, 123456, tzinfo=UTC),
+    )
+    assert await alpaca_broker.cancel(placed.broker_order_id) is True
+    closed = await alpaca_broker.find(order.client_order_id)
+    assert closed is not None
+    assert (closed.lifecycle, closed.filled_qty, closed.reason) == (
+        Lifecycle.CLOSED, 4, "canceled at the broker")
+
+
+async def test_answer_that_is_not_a_readable_order_is_transient(
+    alpaca_broker: AlpacaBroker, alpaca_standin: AlpacaStandIn
+) -> None:
+    """A 200 whose order has a fractional filled_qty is not guessed at: transient, naming it."""
+    order = an_order(OrderType.LIMIT)
+    placed = await alpaca_broker.submit(order)
+    alpaca_standin.orders[placed.broker_order_id]["filled_qty"] = "0.5"
+    with pytest.raises(TransientBrokerError, match=r"filled_qty: .0\.5. is not a whole"):
+        await alpaca_broker.find(order.client_order_id)
 
 
 async def test_price_that_a_float_would_change_is_rejected_before_sending(

@@ -6,21 +6,26 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.support.alpaca_settings import standin_settings
+from tests.support.alpaca_settings import STANDIN_KEY, STANDIN_SECRET, standin_settings
 from tests.support.alpaca_standin import AlpacaStandIn
+from tests.support.alpaca_stream import TradeStreamStandIn
 from worker.brokers.alpaca import AlpacaBroker
 from worker.brokers.factory import build_broker
 
 
 @pytest.fixture
 def alpaca_standin() -> Iterator[AlpacaStandIn]:
-    """A fresh stand-in per test; fails the test if a request crashed a server thread."""
-    standin = AlpacaStandIn().start()
+    """A fresh stand-in per test, with its trade updates stream attached; fails the test if a
+    request crashed a server thread."""
+    stream = TradeStreamStandIn(STANDIN_KEY, STANDIN_SECRET).start()
+    standin = AlpacaStandIn(stream=stream).start()
     try:
         yield standin
     finally:
         standin.stop()
+        stream.stop()
     assert not standin.errors, f"stand-in handler errors: {standin.errors!r}"
+    assert not stream.errors, f"stream stand-in errors: {stream.errors!r}"
 
 
 @pytest.fixture

@@ -15,12 +15,17 @@ TEST_TIMEOUT = 0.3
 
 
 def standin_settings(standin: AlpacaStandIn, **overrides: Any) -> Settings:
-    """Settings for TWAP_BROKER=alpaca against the stand-in, with a tiny timeout."""
+    """Settings for TWAP_BROKER=alpaca against the stand-in (and its trade updates stream,
+    when attached), with a tiny timeout and quick reconnects."""
     values: dict[str, Any] = {
         "broker": "alpaca",
         "alpaca_api_key": SecretStr(STANDIN_KEY),
         "alpaca_secret_key": SecretStr(STANDIN_SECRET),
         "alpaca_base_url": standin.url,
+        "alpaca_data_url": standin.url,
+        "alpaca_stream_url": standin.stream.url if standin.stream is not None else None,
+        "stream_reconnect_wait_seconds": 0.05,
+        "stream_reconnect_wait_cap_seconds": 0.5,
         "broker_timeout_seconds": TEST_TIMEOUT,
         "broker_rate_limit_per_minute": 6000,
         "broker_max_concurrency": 4,
@@ -30,8 +35,9 @@ def standin_settings(standin: AlpacaStandIn, **overrides: Any) -> Settings:
 
 
 BROKER_FIELDS = ("broker", "alpaca_api_key", "alpaca_secret_key", "alpaca_base_url",
-                 "broker_timeout_seconds", "broker_rate_limit_per_minute",
-                 "broker_max_concurrency")
+                 "alpaca_data_url", "alpaca_stream_url", "stream_reconnect_wait_seconds",
+                 "stream_reconnect_wait_cap_seconds", "broker_timeout_seconds",
+                 "broker_rate_limit_per_minute", "broker_max_concurrency")
 
 
 def standin_broker_fields(standin: AlpacaStandIn, **overrides: Any) -> dict[str, Any]:

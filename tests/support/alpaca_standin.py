@@ -1,7 +1,9 @@
-"""A local stand-in for Alpaca's trading REST API, enough for alpaca-py's TradingClient.
+"""A local stand-in for Alpaca's trading REST API, enough for alpaca-py's TradingClient, and
+for its market data snapshots (StockHistoricalDataClient, CryptoHistoricalDataClient).
 
 It books orders like Alpaca (market orders fill at once, priced orders rest), refuses a
-repeated client_order_id with 422, and plays scripted faults (status + body, or "book the
+repeated client_order_id with 422, reports each change on its trade updates stream when one
+is attached (`stream`), and plays scripted faults (status + body, or "book the
 order, then answer late") so tests can pin what the adapter does with each failure. It
 counts every request and keeps every booked order, so a test can assert exactly one order
 per client_order_id reached the "broker".
@@ -18,13 +20,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
+
+if TYPE_CHECKING:
+    from tests.support.alpaca_stream import TradeStreamStandIn
 
 FILL_PRICE = "100.00"
 OPEN = {"new", "accepted", "pending_new", "partially_filled", "held"}
 ORDER_TYPES = {"market", "limit", "stop", "stop_limit"}
 TIME_IN_FORCE = {"day", "gtc", "opg", "cls", "ioc", "fok"}
+# Market data the stand-in answers (JSON numbers, as Alpaca sends them): bid, ask, last.
+QUOTES: dict[str, tuple[float, float, float]] = {
+    "AAPL": (189.5, 190.5, 190.02),
+    "MSFT": (409.9, 410.1, 410.0),
+    "BTC/USD": (64000.5, 64010.25, 64005.0),
+}
 Answer = tuple[int, Any]
 
 
@@ -77,6 +88,9 @@ class AlpacaStandIn:
     errors: list[BaseException] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    quotes: dict[str, tuple[float, float, float]] = field(default_factory=lambda: dict(QUOTES))
+    stream: TradeStreamStandIn | None = None  # trade updates are pushed here when attached
+    _outbox: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _faults: list[Fault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _arrived: threading.Condition | None = None
@@ -148,6 +162,45 @@ class AlpacaStandIn:
         with self._lock:
             self.orders[order_id]["status"] = status
 
+    def fill(self, order_id: str, qty: int, price: str, *, report: bool = True) -> dict[str, Any]:
+        """Fill `qty` more shares at `price`: cumulative filled_qty and average move as at
+        Alpaca. `report=False` keeps the update off the stream (only polling shows it).
+        Returns a copy of the order after the fill."""
+        with self._lock:
+            order = self.orders[order_id]
+            old_qty = Decimal(order["filled_qty"] or "0")
+            old_avg = Decimal(order["filled_avg_price"] or "0")
+            new_qty = old_qty + qty
+            avg = (old_avg * old_qty + Decimal(price) * qty) / new_qty
+            done = new_qty >= Decimal(order["qty"])
+            now = _now()
+            order.update(
+                filled_qty=str(new_qty),
+                filled_avg_price=str(avg.normalize()),
+                status="filled" if done else "partially_filled",
+                updated_at=now,
+                filled_at=now if done else order["filled_at"],
+            )
+            snapshot = dict(order)
+        if report:
+            self._report("fill" if done else "partial_fill", snapshot, price=price, qty=str(qty))
+        return snapshot
+
+    def _report(
+        self, event: str, order: dict[str, Any], *, price: str | None = None,
+        qty: str | None = None,
+    ) -> None:
+        if self.stream is not None:
+            self.stream.push(event, order, price=price, qty=qty)
+
+    def _flush(self) -> None:
+        """Push the trade updates the last request caused (outside the lock)."""
+        with self._lock:
+            pending, self._outbox = self._outbox, []
+        for event, order in pending:
+            price = order["filled_avg_price"] if event == "fill" else None
+            self._report(event, order, price=price, qty=order["filled_qty"] if price else None)
+
     # --- request handling (called from server threads) ---
 
     def handle(self, seen: Seen) -> tuple[Answer | Fault, float]:
@@ -160,6 +213,7 @@ class AlpacaStandIn:
             if fault is not None and not fault.hold_seconds:
                 return fault, 0.0
             answer = self._route(seen)
+        self._flush()
         return answer, fault.hold_seconds if fault else 0.0
 
     def wait_released(self, seconds: float) -> None:
@@ -186,6 +240,10 @@ class AlpacaStandIn:
             ("GET", "/v2/orders:by_client_order_id"): self._by_client_order_id,
             ("GET", "/v2/clock"): lambda _: (200, _clock()),
             ("GET", "/v2/account"): lambda _: (200, _account()),
+            ("GET", "/v2/stocks/snapshots"): lambda seen: (200, self._snapshots(seen)),
+            ("GET", "/v1beta3/crypto/us/snapshots"): lambda seen: (
+                200, {"snapshots": self._snapshots(seen)}
+            ),
         }
         route = routes.get((seen.method, path))
         if route is not None:
@@ -207,7 +265,24 @@ class AlpacaStandIn:
             return 422, {"code": 40010001, "message": "client_order_id must be unique"}
         order = _new_order(body, client_order_id)
         self.orders[order["id"]] = order
+        self._outbox.append(("new", {**order, "status": "new", "filled_qty": "0",
+                                     "filled_avg_price": None, "filled_at": None}))
+        if order["status"] == "filled":
+            self._outbox.append(("fill", dict(order)))
         return 200, order
+
+    def _snapshots(self, seen: Seen) -> dict[str, Any]:
+        """Alpaca's snapshot per known symbol; an unknown symbol is left out, as Alpaca does."""
+        now = _now()
+        answer: dict[str, Any] = {}
+        for symbol in seen.query.get("symbols", "").split(","):
+            if symbol in self.quotes:
+                bid, ask, last = self.quotes[symbol]
+                answer[symbol] = {
+                    "latestQuote": {"bp": bid, "bs": 1, "ap": ask, "as": 1, "t": now},
+                    "latestTrade": {"p": last, "s": 10, "t": now},
+                }
+        return answer
 
     def _list(self, seen: Seen) -> Answer:
         wanted = seen.query.get("status", "open")
@@ -233,6 +308,7 @@ class AlpacaStandIn:
             }
         now = _now()
         order.update(status="canceled", canceled_at=now, updated_at=now)
+        self._outbox.append(("canceled", dict(order)))
         return 204, None
 
 

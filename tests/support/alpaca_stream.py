@@ -31,6 +31,7 @@ class TradeStreamStandIn:
     connections: int = 0
     errors: list[BaseException] = field(default_factory=list)
     holding: bool = False  # True: updates are dropped, as if the stream were away
+    answer_listen: bool = True  # False: a `listen` is never confirmed (a server half there)
     _listeners: set[ServerConnection] = field(default_factory=set)
     _loop: asyncio.AbstractEventLoop | None = None
     _server: Server | None = None
@@ -162,7 +163,7 @@ class TradeStreamStandIn:
             )
             async for raw in ws:
                 message = json.loads(raw)
-                if message.get("action") == "listen":
+                if message.get("action") == "listen" and self.answer_listen:
                     streams = (message.get("data") or {}).get("streams") or []
                     await ws.send(json.dumps({"stream": "listening", "data": {"streams": streams}}))
                     if "trade_updates" in streams:

@@ -7,8 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from worker.brokers.alpaca_status import Lifecycle, close_reason, order_lifecycle
-from worker.brokers.orders import OrderView
+from worker.brokers.alpaca_status import (
+    TRADE_EVENT,
+    close_reason,
+    event_lifecycle,
+    is_known_event,
+    order_lifecycle,
+)
+from worker.brokers.orders import Lifecycle, OrderView
 
 W, F, C = Lifecycle.WORKING, Lifecycle.FILLED, Lifecycle.CLOSED
 
@@ -80,3 +86,59 @@ def test_only_filled_and_closed_orders_have_ended(lifecycle: Lifecycle, ended: b
     """An order view has ended when filled or closed; working and unknown have not."""
     view = OrderView("c0", "b0", lifecycle, 0, None, datetime(2026, 12, 1, tzinfo=UTC))
     assert view.ended is ended
+
+
+# Every trade event of the `trade_updates` stream; for the events that do not say where the
+# order is, the order's status (second column) decides, so the expectation follows it.
+EVENT_TABLE = [
+    ("new", "new", W),
+    ("accepted", "accepted", W),
+    ("pending_new", "pending_new", W),
+    ("partial_fill", "partially_filled", W),
+    ("pending_cancel", "pending_cancel", W),
+    ("pending_replace", "pending_replace", W),
+    ("calculated", "calculated", W),
+    ("suspended", "suspended", W),
+    ("held", "held", W),
+    ("fill", "filled", F),
+    ("canceled", "canceled", C),
+    ("expired", "expired", C),
+    ("done_for_day", "done_for_day", C),
+    ("rejected", "rejected", C),
+    ("replaced", "replaced", C),
+    ("order_cancel_rejected", "filled", F),
+    ("order_cancel_rejected", "partially_filled", W),
+    ("order_replace_rejected", "new", W),
+    ("restated", "canceled", C),
+    ("restated", "mystery", Lifecycle.UNKNOWN),
+    ("margin_called", "new", Lifecycle.UNKNOWN),
+    ("", "filled", Lifecycle.UNKNOWN),
+]
+
+
+@pytest.mark.parametrize(("event", "status", "expected"), EVENT_TABLE)
+def test_every_trade_event_has_its_place(event: str, status: str, expected: Lifecycle) -> None:
+    """Each trade event maps as written; unknown events are UNKNOWN whatever the status."""
+    assert event_lifecycle(event, status) is expected
+
+
+def test_an_event_that_says_where_the_order_is_wins_over_a_stale_status() -> None:
+    """`fill` is FILLED and `canceled` CLOSED even if the order's status lags behind."""
+    assert event_lifecycle("fill", "partially_filled") is F
+    assert event_lifecycle("canceled", "new") is C
+    assert event_lifecycle(" FILL ", "new") is F
+
+
+@pytest.mark.parametrize(
+    ("event", "known"), [("fill", True), ("Done_For_Day", True), ("margin_called", False)]
+)
+def test_known_events(event: str, known: bool) -> None:
+    """is_known_event: the table's events, any case."""
+    assert is_known_event(event) is known
+
+
+def test_every_event_alpaca_py_names_is_in_the_table() -> None:
+    """alpaca-py's TradeEvent enum has no event this table misses."""
+    from tests.support.alpaca_imports import trade_events
+
+    assert set(trade_events()) - set(TRADE_EVENT) == set()

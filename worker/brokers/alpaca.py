@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 from pydantic import SecretStr
@@ -27,35 +28,21 @@ from requests.adapters import HTTPAdapter
 
 from twap_schemas.common import OrderType
 from worker.brokers.alpaca_errors import Operation, classify_http_error, error_message
+from worker.brokers.alpaca_stream import TradeUpdates, stream_factory_check, trade_stream_url
+from worker.brokers.alpaca_views import order_view, price, timestamp
 from worker.brokers.base import BeforeSend, OrderRequest
-from worker.brokers.orders import Lifecycle, OrderView, Quote, QuoteUnavailable, Resync
+from worker.brokers.orders import OrderView, Quote, QuoteUnavailable, Resync
 from worker.brokers.ratelimit import RateLimiter
 from worker.core.retry import BrokerRejection, TransientBrokerError
 
 if TYPE_CHECKING:
-    from alpaca.trading.client import TradingClient
+    from alpaca.common.rest import RESTClient
 
 log = logging.getLogger(__name__)
-
-# Statuses in which an order may still fill (pending_cancel included: it is not canceled yet).
-OPEN_STATUSES = frozenset(
-    {
-        "new",
-        "accepted",
-        "pending_new",
-        "accepted_for_bidding",
-        "partially_filled",
-        "pending_replace",
-        "pending_review",
-        "pending_cancel",
-        "held",
-        "done_for_day",
-    }
-)
-
-
-_ORDER_FIELDS = ("id", "client_order_id", "status")
-
+# The websocket library's own logger prints every frame at DEBUG, the authentication frame
+# (key and secret) included: the stream gets a logger of its own that never goes below INFO.
+_WS_LOG = logging.getLogger("worker.brokers.alpaca.websocket")
+_WS_LOG.setLevel(logging.INFO)
 
 class _HttpFailure(Exception):
     """An HTTP error answer, unwrapped from alpaca-py's APIError (internal)."""
@@ -82,15 +69,46 @@ class AlpacaBroker:
         timeout_seconds: float = 10.0,
         max_concurrency: int = 4,
         limiter: RateLimiter | None = None,
+        stream_url: str | None = None,
+        data_url: str | None = None,
+        stream_wait: float = 1.0,
+        stream_wait_cap: float = 30.0,
+        quote_cache_seconds: float = 1.0,
     ) -> None:
         _import_alpaca()
         from alpaca.common.exceptions import APIError
+        from alpaca.data.historical.crypto import CryptoHistoricalDataClient
+        from alpaca.data.historical.stock import StockHistoricalDataClient
+        from alpaca.trading.client import TradingClient
 
         self._api_error: type[Exception] = APIError
         self.endpoint = _base_url(base_url) or ("paper" if paper else "live")
         self.timeout_seconds = timeout_seconds
-        self._client = _build_client(
-            api_key, secret_key, paper, _base_url(base_url), timeout_seconds, max_concurrency
+        key, secret = api_key.get_secret_value(), secret_key.get_secret_value()
+        self._client = _harden(
+            TradingClient(key, secret, paper=paper, raw_data=True,
+                          url_override=_base_url(base_url)),
+            timeout_seconds, max_concurrency,
+        )
+        data_root = _base_url(data_url)
+        self._stocks = _harden(
+            StockHistoricalDataClient(key, secret, raw_data=True, url_override=data_root),
+            timeout_seconds, max_concurrency,
+        )
+        self._crypto = _harden(
+            CryptoHistoricalDataClient(key, secret, raw_data=True, url_override=data_root),
+            timeout_seconds, max_concurrency,
+        )
+        self.quote_cache_seconds = quote_cache_seconds
+        self._quotes: dict[str, tuple[float, Quote]] = {}
+        self.stream_url = trade_stream_url(stream_url, base_url, paper)
+        self._updates = TradeUpdates(
+            _trading_stream(key, secret, paper, self.stream_url, timeout_seconds),
+            url=self.stream_url,
+            secrets=(key, secret),
+            first_wait=stream_wait,
+            wait_cap=stream_wait_cap,
+            handshake_seconds=max(timeout_seconds * 3, 1.0),
         )
         self._limiter = limiter or RateLimiter(200, 60.0)
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="alpaca")
@@ -113,7 +131,7 @@ class AlpacaBroker:
             )
         except _HttpFailure as failure:
             raise _classify("submit", failure) from None
-        return _broker_order("submit", raw)
+        return _view("submit", raw)
 
     async def find(self, client_order_id: str) -> OrderView | None:
         try:
@@ -129,7 +147,7 @@ class AlpacaBroker:
                     f"{error_message(failure.body)}"
                 ) from None
             raise _classify("find", failure) from None
-        return _broker_order("find", raw)
+        return _view("find", raw)
 
     async def cancel(self, broker_order_id: str) -> bool:
         try:
@@ -151,21 +169,56 @@ class AlpacaBroker:
             raise _classify("cancel", failure) from None
         return True
 
-    async def updates(self) -> AsyncIterator[OrderView | Resync]:
-        """No push stream yet: one Resync (reconcile with find), then nothing until closed."""
-        yield Resync()
-        await asyncio.Event().wait()
+    def updates(self) -> AsyncGenerator[OrderView | Resync, None]:
+        """A new subscription to the trade updates stream (see TradeUpdates.subscribe)."""
+        return self._updates.subscribe()
 
     async def quote(self, symbol: str) -> Quote:
-        raise QuoteUnavailable(f"alpaca: quotes for {symbol} are not available from this adapter")
+        """Bid, ask and last from Alpaca's market data snapshot (one request gives all three;
+        a pair with `/` is crypto), reused for `quote_cache_seconds`."""
+        now = time.monotonic()
+        cached = self._quotes.get(symbol)
+        if cached is not None and now - cached[0] < self.quote_cache_seconds:
+            return cached[1]
+        if not symbol.strip():
+            raise QuoteUnavailable("alpaca quote: the symbol is empty")
+        fetch = self._crypto_snapshot if "/" in symbol else self._stock_snapshot
+        try:
+            raw = await self._call("quote", None, lambda: fetch(symbol))
+        except _HttpFailure as failure:
+            raise QuoteUnavailable(
+                f"alpaca quote {symbol}: HTTP {failure.status}: {error_message(failure.body)}"
+            ) from None
+        except TransientBrokerError as exc:
+            reason = str(exc).removeprefix("alpaca quote: ")
+            raise QuoteUnavailable(f"alpaca quote {symbol}: {reason}") from None
+        quote = _quote(symbol, raw)
+        self._quotes[symbol] = (now, quote)
+        return quote
+
+    def _stock_snapshot(self, symbol: str) -> Any:
+        from alpaca.data.requests import StockSnapshotRequest
+
+        return self._stocks.get_stock_snapshot(
+            StockSnapshotRequest(symbol_or_symbols=symbol)
+        )
+
+    def _crypto_snapshot(self, symbol: str) -> Any:
+        from alpaca.data.requests import CryptoSnapshotRequest
+
+        return self._crypto.get_crypto_snapshot(
+            CryptoSnapshotRequest(symbol_or_symbols=symbol)
+        )
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        await self._updates.close()
         # In-flight requests end within their timeout; wait for them, then drop the connections.
         await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
-        self._client._session.close()
+        for client in (self._client, self._stocks, self._crypto):
+            client._session.close()
 
     async def _call(
         self,
@@ -225,28 +278,15 @@ def _unwrap(exc: Exception) -> _HttpFailure:
     )
 
 
-def _broker_order(op: Operation, raw: Any) -> OrderView:
-    """The order's view, read from Alpaca's order JSON."""
-    fields = {key: raw.get(key) if isinstance(raw, dict) else None for key in _ORDER_FIELDS}
-    if not all(isinstance(value, str) and value for value in fields.values()):
+def _view(op: Operation, raw: Any) -> OrderView:
+    """The OrderView of Alpaca's order JSON; an answer that is not an order is transient (and
+    ambiguous for a submit: the order may exist)."""
+    try:
+        return order_view(raw)
+    except ValueError as exc:
         raise TransientBrokerError(
-            f"alpaca {op}: the answer is not an order (no id, client_order_id or status)",
-            ambiguous=op == "submit",
-        )
-    status = str(fields["status"])
-    lifecycle = (Lifecycle.WORKING if status in OPEN_STATUSES
-                 else Lifecycle.FILLED if status == "filled" else Lifecycle.CLOSED)
-    filled = raw.get("filled_qty")
-    avg = raw.get("filled_avg_price")
-    return OrderView(
-        client_order_id=str(fields["client_order_id"]),
-        broker_order_id=str(fields["id"]),
-        lifecycle=lifecycle,
-        filled_qty=int(Decimal(str(filled))) if filled else 0,
-        avg_fill_price=Decimal(str(avg)) if avg else None,
-        at=datetime.now(UTC),
-        reason=None if lifecycle is not Lifecycle.CLOSED else f"{status} at the broker",
-    )
+            f"alpaca {op}: the answer is not a readable order ({exc})", ambiguous=op == "submit"
+        ) from None
 
 
 def _price(order: OrderRequest, name: str, value: Decimal | None) -> float:
@@ -305,29 +345,17 @@ def _import_alpaca() -> None:
         import alpaca.trading  # noqa: F401
 
 
-def _build_client(
-    api_key: SecretStr,
-    secret_key: SecretStr,
-    paper: bool,
-    base_url: str | None,
-    timeout: float,
-    pool_size: int,
-) -> TradingClient:
-    """A TradingClient with its retries off, a timeout on every request, no urllib3 retries."""
-    from alpaca.trading.client import TradingClient
+_Client = TypeVar("_Client", bound="RESTClient")
 
-    client = TradingClient(
-        api_key=api_key.get_secret_value(),
-        secret_key=secret_key.get_secret_value(),
-        paper=paper,
-        raw_data=True,
-        url_override=base_url,
-    )
+
+def _harden(client: _Client, timeout: float, pool_size: int) -> _Client:
+    """An alpaca-py REST client with its retries off, a timeout on every request and no
+    urllib3 retries."""
     knobs = ("_retry", "_retry_wait", "_retry_codes", "_session")
     missing = [knob for knob in knobs if not hasattr(client, knob)]
     if missing:
         raise RuntimeError(
-            f"alpaca-py changed: TradingClient has no {', '.join(missing)}; "
+            f"alpaca-py changed: {type(client).__name__} has no {', '.join(missing)}; "
             "its blocking retries cannot be switched off"
         )
     client._retry = 0
@@ -336,6 +364,51 @@ def _build_client(
     client._session.close()
     client._session = _TimeoutSession(timeout, pool_size)
     return client
+
+
+def _trading_stream(key: str, secret: str, paper: bool, url: str, timeout: float) -> Any:
+    """alpaca-py's TradingStream for the trade updates, raw JSON (read into OrderView here)."""
+    from alpaca.trading.stream import TradingStream
+
+    stream = TradingStream(
+        key,
+        secret,
+        paper=paper,
+        raw_data=True,
+        url_override=url,
+        websocket_params={
+            "ping_interval": 10,
+            "ping_timeout": 20,  # a silent connection is given up within half a minute
+            "max_queue": 1024,
+            "open_timeout": max(timeout * 3, 1.0),
+            "close_timeout": 1,
+            "logger": _WS_LOG,
+        },
+    )
+    stream_factory_check(stream)
+    return stream
+
+
+def _quote(symbol: str, raw: Any) -> Quote:
+    """A Quote from a snapshot answer ({symbol: {latestQuote, latestTrade}})."""
+    snapshot = raw.get(symbol) if isinstance(raw, dict) else None
+    if not isinstance(snapshot, dict):
+        raise QuoteUnavailable(f"alpaca quote {symbol}: no market data for this symbol")
+    latest_quote = snapshot.get("latestQuote") or {}
+    latest_trade = snapshot.get("latestTrade") or {}
+    try:
+        bid = price(latest_quote.get("bp"), "bid")
+        ask = price(latest_quote.get("ap"), "ask")
+        last = price(latest_trade.get("p"), "last")
+    except ValueError as exc:
+        raise QuoteUnavailable(f"alpaca quote {symbol}: unreadable market data ({exc})") from None
+    at = timestamp(latest_quote.get("t")) or timestamp(latest_trade.get("t"))
+    quote = Quote(symbol=symbol, bid=bid, ask=ask, last=last, at=at or datetime.now(UTC))
+    if quote.reference is None:
+        raise QuoteUnavailable(
+            f"alpaca quote {symbol}: no two-sided quote (bid {bid}, ask {ask}) and no last trade"
+        )
+    return quote
 
 
 class _TimeoutSession(requests.Session):

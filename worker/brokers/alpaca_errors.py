@@ -13,7 +13,7 @@ from typing import Literal
 
 from worker.core.retry import BrokerError, BrokerRejection, DuplicateOrder, TransientBrokerError
 
-Operation = Literal["submit", "find", "cancel"]
+Operation = Literal["submit", "find", "cancel", "quote"]
 
 MESSAGE_LIMIT = 200
 _TAG = re.compile(r"<[^>]*>")

@@ -47,3 +47,43 @@ def order_lifecycle(status: str) -> Lifecycle:
 
 def close_reason(status: str) -> str:
     return CLOSE_REASON.get(status.strip().lower(), f"ended at the broker ({status})")
+
+
+# Trade events of the `trade_updates` stream. An event that says where the order now is maps
+# to that lifecycle; None means the event reports something else (a refused cancel, a
+# restatement) and the order's own status, sent with the event, decides.
+TRADE_EVENT: dict[str, Lifecycle | None] = {
+    "new": Lifecycle.WORKING,
+    "accepted": Lifecycle.WORKING,
+    "pending_new": Lifecycle.WORKING,
+    "partial_fill": Lifecycle.WORKING,
+    "pending_cancel": Lifecycle.WORKING,
+    "pending_replace": Lifecycle.WORKING,
+    "calculated": Lifecycle.WORKING,
+    "suspended": Lifecycle.WORKING,
+    "held": Lifecycle.WORKING,
+    "fill": Lifecycle.FILLED,
+    "canceled": Lifecycle.CLOSED,
+    "expired": Lifecycle.CLOSED,
+    "done_for_day": Lifecycle.CLOSED,
+    "rejected": Lifecycle.CLOSED,
+    "replaced": Lifecycle.CLOSED,
+    # A refused cancel usually means the order filled meanwhile: its status says.
+    "order_cancel_rejected": None,
+    "order_replace_rejected": None,
+    "restated": None,
+}
+
+
+def is_known_event(event: str) -> bool:
+    return event.strip().lower() in TRADE_EVENT
+
+
+def event_lifecycle(event: str, order_status: str) -> Lifecycle:
+    """Where a trade update puts the order; UNKNOWN for an event not listed (the caller logs
+    it and the consumer looks the order up)."""
+    key = event.strip().lower()
+    if key not in TRADE_EVENT:
+        return Lifecycle.UNKNOWN
+    decided = TRADE_EVENT[key]
+    return decided if decided is not None else order_lifecycle(order_status)

@@ -46,4 +46,9 @@ def build_broker(settings: Settings) -> Broker:
         timeout_seconds=settings.broker_timeout_seconds,
         max_concurrency=settings.broker_max_concurrency,
         limiter=RateLimiter(settings.broker_rate_limit_per_minute, 60.0),
+        stream_url=settings.alpaca_stream_url,
+        data_url=settings.alpaca_data_url,
+        stream_wait=settings.stream_reconnect_wait_seconds,
+        stream_wait_cap=settings.stream_reconnect_wait_cap_seconds,
+        quote_cache_seconds=settings.quote_cache_seconds,
     )

@@ -51,7 +51,7 @@ class TimedBroker:
         return await self._timed("cancel", self.inner.cancel(broker_order_id))
 
     def updates(self) -> AsyncIterator[OrderView | Resync]:
-        return self.inner.updates()
+        return self.inner.updates()  # a stream, not a call: nothing to time
 
     async def quote(self, symbol: str) -> Quote:
         return await self._timed("quote", self.inner.quote(symbol))
