@@ -31,7 +31,7 @@ PAGE_CACHE_KIB = 64
 
 _COLUMNS = (
     "client_order_id, broker_order_id, symbol, side, qty, order_type, time_in_force, "
-    "limit_price, stop_price, status, received_at, filled_qty, avg_fill_price, reason"
+    "limit_price, stop_price, status, received_at, filled_qty, avg_fill_price, reason, updated_at"
 )
 _MARKS = ", ".join("?" for _ in _COLUMNS.split(","))
 _SCHEMA = """
@@ -50,7 +50,8 @@ CREATE TABLE orders (
     received_at REAL NOT NULL,
     filled_qty INTEGER NOT NULL DEFAULT 0,
     avg_fill_price TEXT,
-    reason TEXT
+    reason TEXT,
+    updated_at TEXT  -- ISO time of the last fill or the end (the view's `at`)
 );
 """
 
@@ -64,6 +65,7 @@ class SimOrder:
     filled_qty: int = 0
     avg_fill_price: Decimal | None = None
     reason: str | None = None
+    updated_at: datetime | None = None  # the last fill or the end; None: as received
 
     @property
     def is_open(self) -> bool:
@@ -80,7 +82,7 @@ class SimOrder:
             lifecycle=lifecycle,
             filled_qty=self.filled_qty,
             avg_fill_price=self.avg_fill_price,
-            at=at or datetime.fromtimestamp(self.received_at, UTC),
+            at=at or self.updated_at or datetime.fromtimestamp(self.received_at, UTC),
             reason=self.reason,
         )
 
@@ -102,6 +104,7 @@ class SimOrder:
             "filled_qty": self.filled_qty,
             "avg_fill_price": None if self.avg_fill_price is None else str(self.avg_fill_price),
             "reason": self.reason,
+            "updated_at": None if self.updated_at is None else self.updated_at.isoformat(),
         }
 
 
@@ -141,7 +144,8 @@ def order_from_line(line: dict[str, Any]) -> SimOrder:
     )
     return SimOrder(order, line["broker_order_id"], float(line["received_at"]), line["status"],
                     int(line.get("filled_qty") or 0), _price(line.get("avg_fill_price")),
-                    line.get("reason"))
+                    line.get("reason"),
+                    datetime.fromisoformat(line["updated_at"]) if line.get("updated_at") else None)
 
 
 def _row(line: dict[str, Any]) -> tuple[Any, ...]:
@@ -160,6 +164,7 @@ def _row(line: dict[str, Any]) -> tuple[Any, ...]:
         int(line.get("filled_qty") or 0),
         None if line.get("avg_fill_price") is None else str(line["avg_fill_price"]),
         line.get("reason"),
+        line.get("updated_at"),
     )
 
 
@@ -192,7 +197,7 @@ class SimOrders:
         for line in lines:
             if line.get("event") == "update":
                 self._update(line["client_order_id"], line["status"], int(line["filled_qty"]),
-                             line.get("avg_fill_price"), line.get("reason"))
+                             line.get("avg_fill_price"), line.get("reason"), line.get("at"))
             else:
                 self._db.execute(
                     f"INSERT OR IGNORE INTO orders ({_COLUMNS}) VALUES ({_MARKS})", _row(line))
@@ -202,14 +207,14 @@ class SimOrders:
         """An order's fills and, once it ended, its end (what `find` answers for it then)."""
         self._update(view.client_order_id, status_of(view), view.filled_qty,
                      None if view.avg_fill_price is None else str(view.avg_fill_price),
-                     view.reason)
+                     view.reason, view.at.isoformat())
 
     def _update(self, client_order_id: str, status: str, filled_qty: int, avg: str | None,
-                reason: str | None) -> None:
+                reason: str | None, at: str | None) -> None:
         self._db.execute(
-            "UPDATE orders SET status = ?, filled_qty = ?, avg_fill_price = ?, reason = ? "
-            "WHERE client_order_id = ?",
-            (status, filled_qty, avg, reason, client_order_id),
+            "UPDATE orders SET status = ?, filled_qty = ?, avg_fill_price = ?, reason = ?, "
+            "updated_at = ? WHERE client_order_id = ?",
+            (status, filled_qty, avg, reason, at, client_order_id),
         )
 
     def has(self, client_order_id: str) -> bool:
