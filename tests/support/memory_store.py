@@ -95,22 +95,25 @@ class MemoryStore:
             self.apply_view(view, now)
         return written
 
-    async def catch_up_state(self, parent_id: str, slice_num: int) -> tuple[int, int, int]:
-        parent = self.parents[parent_id]
-        scheduled = sum(r.qty for (pid, num), r in self.slices.items()
-                        if pid == parent_id and num != slice_num
-                        and (r.status is SliceStatus.SUBMITTING
-                             or (num < slice_num and r.status is SliceStatus.SCHEDULED)))
-        return parent.filled_qty, parent.working_qty, scheduled
-
-    async def set_claimed_qty(self, parent_id: str, slice_num: int, qty: int,
-                              planned_qty: int, now: datetime) -> bool:
+    async def size_claimed(self, parent_id: str, slice_num: int,
+                           rule: Callable[[int, int], int], planned_qty: int,
+                           now: datetime) -> int | None:
+        # No await inside: atomic, as the database's locked transaction is.
         key = (parent_id, slice_num)
         record = self.slices.get(key)
         if record is None or record.status is not SliceStatus.SUBMITTING:
-            return False
-        self.slices[key] = replace(record, qty=qty, planned_qty=planned_qty)
-        return True
+            return None
+        parent = self.parents[parent_id]
+        if parent.status is not ParentStatus.ACTIVE:
+            return record.qty
+        coming = sum(r.qty for (pid, num), r in self.slices.items()
+                     if pid == parent_id and num != slice_num
+                     and (r.status is SliceStatus.SUBMITTING
+                          or (num < slice_num and r.status is SliceStatus.SCHEDULED)))
+        qty = rule(parent.filled_qty, parent.working_qty + coming)
+        if qty != record.qty:
+            self.slices[key] = replace(record, qty=qty, planned_qty=planned_qty)
+        return qty
 
     def apply_view(self, view: OrderView, now: datetime) -> None:
         """The broker's view of an order, as the database store applies it (fills, the end)."""

@@ -3,10 +3,12 @@ runtime does with a claim, a guard and an outcome."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from tests.support.memory_store import MemoryStore
 from twap_schemas.common import ParentStatus, SliceStatus
@@ -122,3 +124,33 @@ async def test_a_slice_with_nothing_left_closes_unsent() -> None:
     assert (closed.status, closed.qty, closed.planned_qty, closed.reason) == (
         SliceStatus.CLOSED, 0, 1, NOTHING_LEFT)
     assert broker.attempts == 0
+
+
+async def test_late_slices_fired_together_never_send_more_than_the_parents_qty() -> None:
+    """100 shares in 10 slices of 10, ratio 10; slices 0-5 ended unexecuted (an outage);
+    slices 6 and 7 fire together, the store answering after a turn of the loop as a database
+    does. Sizing is one locked step, so whichever is sized second counts what the first took:
+    together they send the 80 the plan wants by slice 7 (not 70 + 80), then 8 and 9 send 10
+    each; 100 in all, never more."""
+    store, broker, parent, records = _setup(10)
+    pid = parent.parent_order_id
+    store.parents[pid] = replace(parent, qty=100, max_catch_up_ratio=Decimal(10))
+    for r in records:
+        store.slices[(pid, r.slice_num)] = replace(
+            r, qty=10, status=SliceStatus.EXPIRED if r.slice_num < 6 else r.status)
+    size_now = store.size_claimed
+
+    async def size_later(*args: Any) -> int | None:
+        await asyncio.sleep(0)
+        return await size_now(*args)
+
+    store.size_claimed = size_later  # type: ignore[method-assign]
+    executor = _executor(store, broker)
+    await asyncio.gather(executor.run(pid, 6, records[6].scheduled_time),
+                         executor.run(pid, 7, records[7].scheduled_time))
+    for num in (8, 9):
+        await executor.run(pid, num, records[num].scheduled_time)
+    sent = [store.slices[(pid, num)].qty for num in range(6, 10)]
+    assert sent[0] + sent[1] == 80, sent
+    assert sent[2:] == [10, 10]
+    assert store.parents[pid].filled_qty == 100

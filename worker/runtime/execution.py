@@ -264,28 +264,28 @@ class SliceExecutor:
                              max_ratio=parent.max_catch_up_ratio)
 
         qty = size(parent.filled_qty, parent.working_qty)  # as the claim read the parent
-        if qty != record.qty:
-            # Off the plan, as of the claim's read: look again, in one statement, at the
-            # parent's fills and working qty now, with its slices being sent (submitting)
-            # and the earlier ones still to fire (late, all due at once after an outage),
-            # which send their own qty: only a real shortfall is caught up.
-            filled, working, coming = await self.store.catch_up_state(pid, num)
-            qty = size(filled, working + coming)
         if qty == record.qty:
             return record
-        sized = replace(record, qty=qty, planned_qty=record.qty)
-        if qty == 0:
-            return sized  # written with its outcome
+        # Off the plan, as of the claim's read: decide again under the parent's lock, with
+        # its fills and working qty now, its slices being sent (submitting) and the earlier
+        # ones still to fire (late, all due at once after an outage), which send their own
+        # qty: only a real shortfall is caught up, and two slices sized at once never both
+        # catch up the same one.
         try:
-            await with_db_retry(
-                lambda: self.store.set_claimed_qty(parent.parent_order_id, num, qty,
-                                                   record.qty, self.clock()),
+            sized_qty = await with_db_retry(
+                lambda: self.store.size_claimed(pid, num, size, record.qty, self.clock()),
                 clock=self.clock, deadline=record.scheduled_time + self.policy.grace,
                 what="size", ids=ids)
         except Exception as exc:
             self.errors.error("slice.size_failed", exc, ids)
             return None
-        log.info("slice.caught_up", extra={**ids, "planned_qty": record.qty, "qty": qty})
+        if sized_qty is None:
+            log.warning("slice.settled_elsewhere", extra=ids)
+            return None
+        if sized_qty == record.qty:
+            return record
+        sized = replace(record, qty=sized_qty, planned_qty=record.qty)
+        log.info("slice.caught_up", extra={**ids, "planned_qty": record.qty, "qty": sized_qty})
         return sized
 
     async def resume(self, parent: ParentRecord, record: SliceRecord) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -53,14 +54,13 @@ class SliceStore(Protocol):
         `submitted` outcome with the broker's view of the order applied with it."""
         ...
 
-    async def catch_up_state(self, parent_id: str, slice_num: int) -> tuple[int, int, int]:
-        """(filled qty, working qty) of the parent now, and the qty of its other slices
-        submitting plus those before `slice_num` still scheduled."""
-        ...
-
-    async def set_claimed_qty(self, parent_id: str, slice_num: int, qty: int,
-                              planned_qty: int, now: datetime) -> bool:
-        """Catch-up: a claimed slice sends `qty` instead of its planned qty."""
+    async def size_claimed(self, parent_id: str, slice_num: int,
+                           rule: Callable[[int, int], int], planned_qty: int,
+                           now: datetime) -> int | None:
+        """Catch-up: `rule(filled, working)` of the parent now (working counting its other
+        slices being sent and the earlier ones still to fire), written as the claimed slice's
+        qty, atomically with respect to every other sizing of the parent's slices. None: the
+        slice is no longer `submitting`."""
         ...
 
     async def finish_many(self, items: list[Finished], now: datetime, *, max_failures: int,

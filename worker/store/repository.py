@@ -327,19 +327,14 @@ class Store:
         async with self.engine.connect() as conn:
             return await slice_rows.submitted_with_parents(conn, limit)
 
-    async def catch_up_state(self, parent_id: str, slice_num: int) -> tuple[int, int, int]:
-        """The parent's filled and working qty now, and the qty of its other slices being
-        sent (submitting) and of those before `slice_num` still to fire (scheduled), in one
-        statement (one snapshot)."""
-        async with self.engine.connect() as conn:
-            return await slice_rows.catch_up_state(conn, parent_id, slice_num)
-
-    async def set_claimed_qty(self, parent_id: str, slice_num: int, qty: int,
-                              planned_qty: int, now: datetime) -> bool:
-        """Catch-up: a claimed slice sends `qty`, not its planned qty (kept beside it)."""
+    async def size_claimed(self, parent_id: str, slice_num: int,
+                           rule: Callable[[int, int], int], planned_qty: int,
+                           now: datetime) -> int | None:
+        """Catch-up: the qty a claimed slice sends, decided and written in one transaction
+        under its parent's lock (slice_rows.size_claimed); None: no longer submitting."""
         async with self.transaction() as conn:
-            return await slice_rows.set_claimed_qty(conn, parent_id, slice_num, qty,
-                                                    planned_qty, now)
+            return await slice_rows.size_claimed(conn, parent_id, slice_num, rule,
+                                                 planned_qty, now)
 
     # -- broker cancels of a canceled parent's working orders ------------------------------
     async def working_slices(self, parent_id: str) -> list[SliceRecord]:

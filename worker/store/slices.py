@@ -9,6 +9,7 @@ compiled form (profiled: building and keying them was a third of the store's CPU
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -153,14 +154,6 @@ SET_CLAIMED_QTY = (
     .values(qty=bindparam("b_qty", type_=slices.c.qty.type),
             planned_qty=bindparam("b_planned", type_=slices.c.planned_qty.type), updated_at=NOW)
 )
-
-
-async def set_claimed_qty(conn: AsyncConnection, parent_id: str, slice_num: int, qty: int,
-                          planned_qty: int, now: datetime) -> bool:
-    result = await conn.execute(SET_CLAIMED_QTY, {"b_pid": parent_id, "b_num": slice_num,
-                                                  "b_qty": qty, "b_planned": planned_qty,
-                                                  "b_now": now})
-    return bool(result.rowcount == 1)
 
 
 # A compare-and-set of every mutable column, from the status the caller read.
@@ -378,6 +371,7 @@ async def submitted_with_parents(conn: AsyncConnection,
 
 
 CATCH_UP_STATE = select(
+    parents.c.status,
     parents.c.filled_qty,
     parents.c.working_qty,
     select(func.coalesce(func.sum(slices.c.qty), 0))
@@ -388,10 +382,33 @@ CATCH_UP_STATE = select(
                     slices.c.status == SliceStatus.SCHEDULED.value)))
     .scalar_subquery(),
 ).where(parents.c.parent_order_id == PID)
+SLICE_LOCK = select(slices.c.status, slices.c.qty).where(_KEY).with_for_update()
+PARENT_LOCK = select(parents.c.status).where(parents.c.parent_order_id == PID).with_for_update()
 
 
-async def catch_up_state(conn: AsyncConnection, parent_id: str,
-                         slice_num: int) -> tuple[int, int, int]:
-    filled, working, scheduled = (await conn.execute(
-        CATCH_UP_STATE, {"b_pid": parent_id, "b_num": slice_num})).one()
-    return int(filled), int(working), int(scheduled)
+async def size_claimed(conn: AsyncConnection, parent_id: str, slice_num: int,
+                       rule: Callable[[int, int], int], planned_qty: int,
+                       now: datetime) -> int | None:
+    """Catch-up sizing of a claimed slice as one step, in the caller's transaction: the slice's
+    row, then its parent's, locked (the order every writer of both takes), so two slices of a
+    parent sized at once are sized one after the other and the second counts the first's qty.
+    `rule(filled, working)` gives the qty, `working` counting the parent's other slices being
+    sent and those before this one still to fire. A parent no longer active keeps the qty (its
+    canceled slices are not a shortfall; the guards stop this one). Returns the qty written (or
+    kept), None when the slice is no longer `submitting`."""
+    key = {"b_pid": parent_id, "b_num": slice_num}
+    row = (await conn.execute(SLICE_LOCK, key)).first()
+    if row is None or row.status != SliceStatus.SUBMITTING.value:
+        return None
+    # The parent's lock first, on its own: a statement that waited for a row lock sees that
+    # row's newest version but (PostgreSQL, read committed) the rest from its own start, so
+    # the slices it sums must be read by a statement started after the lock was granted.
+    await conn.execute(PARENT_LOCK, key)
+    status, filled, working, coming = (await conn.execute(CATCH_UP_STATE, key)).one()
+    if status != ParentStatus.ACTIVE.value:
+        return int(row.qty)  # canceled meanwhile: the guards stop it, its plan unchanged
+    qty: int = rule(int(filled), int(working) + int(coming))
+    if qty != row.qty:
+        await conn.execute(SET_CLAIMED_QTY, {**key, "b_qty": qty, "b_planned": planned_qty,
+                                             "b_now": now})
+    return qty
