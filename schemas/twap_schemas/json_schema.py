@@ -22,6 +22,8 @@ from twap_schemas.numbers import (
     PRICE_PATTERN,
     PRICE_WHOLE_DIGITS,
     PRICE_ZERO_PATTERN,
+    RATIO_DECIMALS,
+    RATIO_PATTERN,
     TEXT_PATTERN,
 )
 from twap_schemas.replies import Reply
@@ -151,8 +153,8 @@ def _submit() -> Schema:
         "is ever larger than this times its planned qty.",
         "anyOf": [
             {"type": "number", "minimum": int(MIN_CATCH_UP_RATIO),
-             "maximum": int(MAX_CATCH_UP_RATIO)},
-            {"type": "string", "pattern": PRICE_PATTERN},
+             "maximum": int(MAX_CATCH_UP_RATIO), "multipleOf": 10.0**-RATIO_DECIMALS},
+            {"type": "string", "pattern": RATIO_PATTERN},
         ],
         "default": str(DEFAULT_CATCH_UP_RATIO),
     }

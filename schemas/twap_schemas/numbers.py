@@ -16,6 +16,9 @@ PRICE_WHOLE_DIGITS = 12
 PRICE_DECIMALS = 8
 PRICE_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,8})?$"
 PRICE_ZERO_PATTERN = r"^0+(\.0+)?$"
+# max_catch_up_ratio as a string: 1 to 10, at most 8 decimals, no leading zero.
+RATIO_DECIMALS = 8
+RATIO_PATTERN = r"^(10(\.0{1,8})?|[1-9](\.[0-9]{1,8})?)$"
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ from twap_schemas.numbers import (
     MAX_INTEGER,
     PRICE_PATTERN,
     PRICE_ZERO_PATTERN,
+    RATIO_DECIMALS,
+    RATIO_PATTERN,
     TEXT_PATTERN,
     Unrepresentable,
 )
@@ -167,10 +169,22 @@ Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
 MIN_CATCH_UP_RATIO = Decimal(1)
 MAX_CATCH_UP_RATIO = Decimal(10)
 DEFAULT_CATCH_UP_RATIO = Decimal(2)
+_RATIO = re.compile(RATIO_PATTERN)
+
+
+def _ratio(value: Any) -> Any:
+    if isinstance(value, str) and not _RATIO.fullmatch(value):
+        raise ValueError(
+            "must be a decimal from 1 to 10 with at most 8 decimals, as a number or a "
+            "string such as \"2.5\""
+        )
+    return _decimal(value)
+
+
 Ratio = Annotated[
     Decimal,
-    BeforeValidator(_decimal),
-    Field(ge=1, le=10, allow_inf_nan=False),
+    BeforeValidator(_ratio),
+    Field(ge=1, le=10, decimal_places=RATIO_DECIMALS, allow_inf_nan=False),
 ]
 TradeDate = Annotated[date, BeforeValidator(_iso_date)]
 

@@ -53,6 +53,33 @@ def test_execution_fields_default_to_the_contract() -> None:
     assert isinstance(req, SubmitRequest) and req.max_catch_up_ratio == Decimal(10)
 
 
+@pytest.mark.parametrize(
+    ("raw_ratio", "fragment"),
+    [
+        ("1.0000000000000000000000000000000000000000001", "no more than 8 decimal places"),
+        ('"1.000000001"', "at most 8 decimals"),
+        ('"12"', "from 1 to 10"),
+        ('"01.5"', "from 1 to 10"),
+        ('"10.5"', "from 1 to 10"),
+        ("10.5", "less than or equal to 10"),
+        ("0.5", "greater than or equal to 1"),
+        ("true", "decimal"),
+    ],
+)
+def test_a_ratio_out_of_its_shape_is_refused_by_name(raw_ratio: str, fragment: str) -> None:
+    """max_catch_up_ratio: 1 to 10 with at most 8 decimals, as a number or a plain string
+    (a longer number once passed here and only a PostgreSQL column refused it)."""
+    raw = body().replace(b"}", b', "max_catch_up_ratio": ' + raw_ratio.encode() + b"}")
+    found = errors(raw)
+    assert list(found) == ["max_catch_up_ratio"], found
+    assert fragment in found["max_catch_up_ratio"], found
+
+
+def test_a_ratio_of_eight_decimals_is_kept_exactly() -> None:
+    req = parse_request(body(max_catch_up_ratio="9.12345678"), CTX)
+    assert isinstance(req, SubmitRequest) and req.max_catch_up_ratio == Decimal("9.12345678")
+
+
 def test_unknown_field_is_an_error_not_ignored() -> None:
     """A typo such as limit_prce is reported, never silently dropped."""
     assert "limit_prce" in errors(body(limit_prce=1))
@@ -96,7 +123,7 @@ def test_unknown_field_is_an_error_not_ignored() -> None:
         ({"slice_end": "stop"}, "slice_end", "'cancel' or 'keep'"),
         ({"catch_up": "yes"}, "catch_up", "boolean"),
         ({"catch_up": 1}, "catch_up", "boolean"),
-        ({"max_catch_up_ratio": "0.5"}, "max_catch_up_ratio", "greater than or equal to 1"),
+        ({"max_catch_up_ratio": "0.5"}, "max_catch_up_ratio", "from 1 to 10"),
         ({"max_catch_up_ratio": 11}, "max_catch_up_ratio", "less than or equal to 10"),
         ({"max_catch_up_ratio": "two"}, "max_catch_up_ratio", "decimal"),
         ({"keep_working_after_end": "no"}, "keep_working_after_end", "boolean"),
