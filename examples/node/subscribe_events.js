@@ -7,8 +7,8 @@
 // `ready` on stderr once bound; with --until TYPE it exits after the first event of that type.
 //
 // Fills are also summed up for a person on stderr (stdout stays one JSON event per line):
-//   fill: slice 0 AAPL buy 4 @ 190.27 (parent filled 4, avg 190.27)
-//   completed: AAPL buy filled 7 of 7, avg 190.27, outcome filled
+//   fill: slice 0 AAPL buy 4 @ 190.2700000000 (parent filled 4, avg 190.2700000000)
+//   completed: AAPL buy filled 7 of 7, avg 190.2700000000, outcome filled
 'use strict';
 
 const amqp = require('amqplib');

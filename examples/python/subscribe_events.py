@@ -9,8 +9,8 @@ With --until TYPE it exits after the first event of that type. Needs only aio-pi
 
 Fills are also summed up for a person on stderr (stdout stays one JSON event per line):
 
-    fill: slice 0 AAPL buy 4 @ 190.27 (parent filled 4, avg 190.27)
-    completed: AAPL buy filled 7 of 7, avg 190.27, outcome filled
+    fill: slice 0 AAPL buy 4 @ 190.2700000000 (parent filled 4, avg 190.2700000000)
+    completed: AAPL buy filled 7 of 7, avg 190.2700000000, outcome filled
 """
 
 from __future__ import annotations
