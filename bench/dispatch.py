@@ -7,11 +7,17 @@ search doubles R from `start_rate` while steps pass, then bisects between the la
 the first failure (halves first if the start fails); a bounded number of short steps, on one
 worker, replaced by a fresh one after a failed step so a backlog never leaks into the next.
 `--set mode=fixed --set rate=500` offers one rate for `seconds` instead.
+
+Fills are counted too (`slice.fill`, `slice.filled`) with the time from a slice's due time to
+its first `slice.fill` event at the benchmark's subscriber (the sim's market orders fill at
+once, so this is receipt plus the fill's way back); the sustained rate stays defined by
+receipt at the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -75,10 +81,18 @@ class Step:
     busy_pct: float
     late_setup: bool
     memory: dict[str, float] = field(default_factory=dict)
+    fill_events: int = 0  # slice.fill events of this step
+    filled_events: int = 0  # slice.filled events of this step
+    fill_seen: dict[str, float] = field(default_factory=dict)  # coid -> first slice.fill arrival
 
     @property
     def lateness(self) -> list[float]:
         return [(self.received[c] - t) * 1000 for c, t in self.due.items() if c in self.received]
+
+    @property
+    def fill_delay(self) -> list[float]:
+        """ms from each slice's due time to its first slice.fill event."""
+        return [(self.fill_seen[c] - t) * 1000 for c, t in self.due.items() if c in self.fill_seen]
 
     @property
     def missed(self) -> int:
@@ -110,6 +124,9 @@ class Step:
             "max_ms": lat.get("max"),
             "cpu_ms_per_slice": round(1000 * self.cpu_s / max(len(self.lateness), 1), 3),
             "sustained": self.sustained,
+            "fill_events": self.fill_events,
+            "filled_events": self.filled_events,
+            "fill_p99_ms": percentiles(self.fill_delay).get("p99"),
         }
 
 
@@ -121,6 +138,8 @@ async def offer(r: Run, rate: int, seconds: int, slices: int, *, drain: float = 
     accepted_from = len(r.events.arrivals["parent.accepted"])
     completed_before = r.events.count("parent.completed")
     problems_before = {p: r.events.count(p) for p in PROBLEMS}
+    fills_from = r.events.count("slice.fill")
+    filled_before = r.events.count("slice.filled")
     lead = 2 + parents / 200  # time to accept every parent before the first is due
     t0 = time.time() + lead
     bodies = [
@@ -142,6 +161,20 @@ async def offer(r: Run, rate: int, seconds: int, slices: int, *, drain: float = 
     for arrival in r.events.arrivals["parent.accepted"][accepted_from:]:
         assert arrival.body is not None
         due.update(planned_slices(arrival.body)[1])
+    fill_seen: dict[str, float] = {}
+    fill_arrivals = r.events.arrivals["slice.fill"]
+    read_to = fills_from
+
+    def fills_seen() -> int:
+        """Fold the new slice.fill arrivals into `fill_seen` (dropping their bodies)."""
+        nonlocal read_to
+        for arrival in fill_arrivals[read_to:]:
+            coid = str(json.loads(arrival.body or b"{}").get("client_order_id"))
+            fill_seen.setdefault(coid, arrival.at)
+            arrival.body = None  # only the time is needed; a long search keeps no bodies
+        read_to = len(fill_arrivals)
+        return sum(1 for c in due if c in fill_seen)
+
     received: dict[str, float] = {}
     duplicates = 0
     for line in read_ledger(r.ledger_path):
@@ -151,6 +184,9 @@ async def offer(r: Run, rate: int, seconds: int, slices: int, *, drain: float = 
         if coid in received:
             duplicates += 1
         received.setdefault(coid, float(line["received_at"]))
+    # A fill event may trail its parent's completion by a moment on the way back.
+    await r.events.wait_until(lambda: fills_seen() >= len(received), 2.0)
+    fills_seen()
     return Step(
         rate=rate,
         seconds=interval * slices,
@@ -165,11 +201,20 @@ async def offer(r: Run, rate: int, seconds: int, slices: int, *, drain: float = 
         busy_pct=busy,
         late_setup=(loaded.last_accepted or t0) > t0,
         memory=r.worker.memory_mib(),
+        fill_events=r.events.count("slice.fill") - fills_from,
+        filled_events=r.events.count("slice.filled") - filled_before,
+        fill_seen=fill_seen,
     )
 
 
 def _bindings() -> list[str]:
-    return ["parent.accepted.#", "parent.completed.#", "request.#", *(f"{p}.#" for p in PROBLEMS)]
+    return [
+        "parent.accepted.#", "parent.completed.#", "request.#", "slice.fill.#", "slice.filled.#",
+        *(f"{p}.#" for p in PROBLEMS),
+    ]  # fmt: skip
+
+
+KEEP_BODIES = {"parent.accepted", "slice.fill"}
 
 
 @dataclass
@@ -203,7 +248,7 @@ async def search(services: Services, quick: bool, params: Params) -> Search:
                 stack = AsyncExitStack()
                 run = await stack.enter_async_context(
                     bench_run(NAME, quick, services, bindings=_bindings(),
-                              keep_bodies={"parent.accepted"})
+                              keep_bodies=KEEP_BODIES)
                 )  # fmt: skip
                 await run.start_worker()
             step = await offer(run, rate, params.step_seconds, params.step_slices)
@@ -239,12 +284,16 @@ async def search(services: Services, quick: bool, params: Params) -> Search:
 
 def _step_figures(result: Result, step: Step) -> None:
     lat = percentiles(step.lateness)
+    fill = percentiles(step.fill_delay)
     result.counts = {
         "parents": step.parents,
         "slices_due": len(step.due),
         "sent": len(step.lateness),
         "missed": step.missed,
         "duplicates": step.duplicates,
+        "fill_events": step.fill_events,
+        "filled_events": step.filled_events,
+        "slices_with_fill": len(step.fill_delay),
         **{p: n for p, n in step.problems.items() if n},
     }
     window = (max(step.received.values()) - min(step.received.values())) if step.received else 0
@@ -254,13 +303,15 @@ def _step_figures(result: Result, step: Step) -> None:
         "worker_cpu_pct": round(step.busy_pct, 1),
         "worker_cpu_ms_per_slice": round(1000 * step.cpu_s / max(len(step.lateness), 1), 3),
     }
-    result.percentiles = {"lateness_ms": lat}
+    result.percentiles = {"lateness_ms": lat, "due_to_fill_event_ms": fill}
     result.rss_mib = step.memory
     result.lines += [
         f"{len(step.due):,} slices of {step.parents:,} parents due at {step.rate}/s for "
         f"{step.seconds} s; sent {len(step.lateness):,}, missed {step.missed}, "
         f"duplicates {step.duplicates}",
         "lateness ms: " + ", ".join(f"{k} {v}" for k, v in lat.items()),
+        f"fills: {step.fill_events:,} slice.fill, {step.filled_events:,} slice.filled events; "
+        "due -> fill event ms: " + ", ".join(f"{k} {v}" for k, v in fill.items()),
         f"worker CPU {step.cpu_s:.1f} s ({result.rates['worker_cpu_pct']}% of a core, "
         f"{result.rates['worker_cpu_ms_per_slice']} ms per slice); "
         f"RSS {step.memory.get('rss')} MiB",
@@ -277,7 +328,7 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
     floor = await dispatch_floor(services, params.floor_updates)
     if params.mode == "fixed":
         async with bench_run(
-            NAME, quick, services, bindings=_bindings(), keep_bodies={"parent.accepted"}
+            NAME, quick, services, bindings=_bindings(), keep_bodies=KEEP_BODIES
         ) as r:
             await r.start_worker()
             step = await offer(r, params.rate, params.seconds, params.slices, drain=60)

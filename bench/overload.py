@@ -18,8 +18,10 @@ from bench.report import Result, percentiles
 from bench.run import bench_run
 
 NAME = "overload"
+# `slice.submitted` is not an end any more: a sent slice ends `filled` or `closed`.
 TERMINAL = (
-    "slice.submitted",
+    "slice.filled",
+    "slice.closed",
     "slice.expired",
     "slice.failed",
     "slice.rejected",
@@ -54,7 +56,7 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
     offered = max(1, round(params.factor * sustained))
     bindings = ["parent.accepted.#", "parent.completed.#", "request.#", "slice.#"]
     async with bench_run(
-        NAME, quick, services, bindings=bindings, keep_bodies={"parent.accepted", *TERMINAL}
+        NAME, quick, services, bindings=bindings, keep_bodies={*dispatch.KEEP_BODIES, *TERMINAL}
     ) as r:
         await r.start_worker()
         step = await dispatch.offer(

@@ -5,6 +5,10 @@
 //
 // Routing keys are `{event_type}.{strategy_id}` (control events: `control.{what}`). Writes
 // `ready` on stderr once bound; with --until TYPE it exits after the first event of that type.
+//
+// Fills are also summed up for a person on stderr (stdout stays one JSON event per line):
+//   fill: slice 0 AAPL buy 4 @ 190.2700000000 (parent filled 4, avg 190.2700000000)
+//   completed: AAPL buy filled 7 of 7, avg 190.2700000000, outcome filled
 'use strict';
 
 const amqp = require('amqplib');
@@ -16,6 +20,25 @@ const { values: args } = parseArgs({
     until: { type: 'string' },
   },
 });
+
+// A readable line for a fill or a parent's end; null for other events.
+function fillLine(event) {
+  if (event.event_type === 'slice.fill') {
+    return (
+      `fill: slice ${event.slice_num} ${event.symbol} ${event.side} ` +
+      `${event.fill_qty} @ ${event.fill_price} ` +
+      `(parent filled ${event.parent_filled_qty}, avg ${event.parent_avg_fill_price})`
+    );
+  }
+  if (event.event_type === 'parent.completed') {
+    const avg = event.avg_fill_price ?? '-'; // null when nothing filled
+    return (
+      `completed: ${event.symbol} ${event.side} filled ${event.filled_qty} ` +
+      `of ${event.total_qty}, avg ${avg}, outcome ${event.outcome}`
+    );
+  }
+  return null;
+}
 
 async function main() {
   const url = process.env.TWAP_AMQP_URL || 'amqp://guest:guest@localhost:5672/';
@@ -41,6 +64,8 @@ async function main() {
       if (seen.has(event.event_id)) return undefined;
       seen.add(event.event_id);
       console.log(JSON.stringify(event));
+      const line = fillLine(event);
+      if (line !== null) console.error(line);
       if (event.event_type === args.until) resolve();
       return undefined;
     });

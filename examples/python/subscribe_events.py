@@ -6,6 +6,11 @@
 Routing keys are `{event_type}.{strategy_id}` (control events: `control.{what}`), so a binding
 pattern picks events by type, by strategy, or both. Writes `ready` on stderr once bound.
 With --until TYPE it exits after the first event of that type. Needs only aio-pika.
+
+Fills are also summed up for a person on stderr (stdout stays one JSON event per line):
+
+    fill: slice 0 AAPL buy 4 @ 190.2700000000 (parent filled 4, avg 190.2700000000)
+    completed: AAPL buy filled 7 of 7, avg 190.2700000000, outcome filled
 """
 
 from __future__ import annotations
@@ -15,8 +20,28 @@ import asyncio
 import json
 import os
 import sys
+from typing import Any
 
 import aio_pika
+
+
+def fill_line(event: dict[str, Any]) -> str | None:
+    """A readable line for a fill or a parent's end; None for other events."""
+    kind = event["event_type"]
+    if kind == "slice.fill":
+        return (
+            f"fill: slice {event['slice_num']} {event['symbol']} {event['side']} "
+            f"{event['fill_qty']} @ {event['fill_price']} "
+            f"(parent filled {event['parent_filled_qty']}, avg {event['parent_avg_fill_price']})"
+        )
+    if kind == "parent.completed":
+        # avg_fill_price is null when nothing filled.
+        avg = event["avg_fill_price"] or "-"
+        return (
+            f"completed: {event['symbol']} {event['side']} filled {event['filled_qty']} "
+            f"of {event['total_qty']}, avg {avg}, outcome {event['outcome']}"
+        )
+    return None
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,6 +77,9 @@ async def main() -> int:
                     continue
                 seen.add(event["event_id"])
                 print(json.dumps(event), flush=True)
+                line = fill_line(event)
+                if line is not None:
+                    print(line, file=sys.stderr, flush=True)
                 if event["event_type"] == args.until:
                     return 0
     return 0

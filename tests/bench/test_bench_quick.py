@@ -120,12 +120,22 @@ def test_quick_dispatch_searches_the_sustained_rate(
         assert step["sent"] + step["missed"] == step["slices_due"] > 0
         if step["sustained"]:
             assert step["missed"] == step["problems"] == 0 and step["p99_ms"] <= 50
+            # The sim fills a market slice whole at once: one fill and one filled event each.
+            assert step["fill_events"] == step["filled_events"] == step["sent"]
+            assert step["fill_p99_ms"] is not None
     passed = [s["rate"] for s in steps if s["sustained"]]
     sustained = figures["rates"]["sustained_slices_per_s"]
     assert sustained == max(passed, default=0)
     if sustained:
         assert figures["rates"]["offered_slices_per_s"] == sustained
         assert "lateness_ms" in figures["percentiles"]
+        counts = figures["counts"]
+        assert counts["fill_events"] == counts["filled_events"] == counts["sent"]
+        assert counts["slices_with_fill"] == counts["sent"]
+        fill = figures["percentiles"]["due_to_fill_event_ms"]
+        # A fill event comes after the broker received the order.
+        assert fill["p50"] <= fill["p99"]
+        assert fill["min"] >= figures["percentiles"]["lateness_ms"]["min"]
     assert_ratio_to_floor(figures, sustained)
 
 
@@ -139,7 +149,8 @@ def test_quick_overload_ends_every_slice(amqp_url: str) -> None:
     assert counts["slices_due"] > 0
     assert counts["terminal"] + counts["non_terminal"] == counts["slices_due"]
     assert counts["non_terminal"] == 0
-    outcomes = {"submitted", "expired", "failed", "rejected", "canceled", "blocked_kill_switch"}
+    outcomes = {"filled", "closed", "expired", "failed", "rejected", "canceled"}
+    outcomes |= {"blocked_kill_switch"}
     outcomes |= {"blocked_circuit_breaker"}
     assert sum(counts.get(o, 0) for o in outcomes) == counts["terminal"]
     assert counts["sent_in_window"] <= counts["sent"] <= counts["slices_due"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -31,12 +32,13 @@ async def test_status_shows_the_parent_and_its_slices(harness: Harness, cli: Cli
     lines = plain.stdout.splitlines()
     assert lines[0] == f"parent {pid}"
     assert "progress:     2/2 slices done, 10/10 shares sent" in lines
-    filled = next(line for line in lines if line.startswith("filled:"))
-    assert filled.split(None, 1)[1].startswith("10/10 shares, avg price ")
-    assert filled.endswith(", 0 working, outcome filled")
+    # AAPL's sim price from its name, 472.14; the ask 2 bps wider, to the cent above
+    assert "filled:       10/10 shares, avg price 472.19, 0 working, outcome filled" in lines
     header = next(i for i, line in enumerate(lines) if line.startswith("#"))
-    assert lines[header].split()[:4] == ["#", "qty", "due", "status"]
-    assert [line.split()[0] for line in lines[header + 1 :]] == ["0", "1"]
+    assert lines[header].split()[:7] == ["#", "qty", "due", "status", "filled", "avg", "price"]
+    rows = lines[header + 1 :]
+    assert [line.split()[0] for line in rows] == ["0", "1"]
+    assert all(" filled  5       472.19 " in line for line in rows), rows
     data = await cli.json("status", pid)
     assert data["parent"]["status"] == "completed"
     assert [(s["slice_num"], s["qty"], s["status"]) for s in data["slices"]] == [
@@ -46,7 +48,6 @@ async def test_status_shows_the_parent_and_its_slices(harness: Harness, cli: Cli
     assert all(s["broker_order_id"] and s["attempts"] == 1 for s in data["slices"])
     assert [s["filled_qty"] for s in data["slices"]] == [5, 5]
     assert (data["parent"]["filled_qty"], data["parent"]["outcome"]) == (10, "filled")
-    # AAPL's sim price from its name, 472.14; the ask 2 bps wider, to the cent above
     assert Decimal(str(data["avg_fill_price"])) == Decimal("472.19")
 
 
@@ -89,7 +90,14 @@ async def test_watch_exits_0_when_the_parent_completes(harness: Harness, cli: Cl
     pid = (await harness.reply_for(cid))["parent_order_id"]
     result = await cli("watch", pid)
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip().splitlines()[-1] == "completed: 3/3 slices submitted, 9/9 shares"
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == (
+        "completed: 3/3 slices submitted, 9/9 shares sent, 9/9 filled, avg price 472.19, "
+        "outcome filled"
+    )
+    # Each fill shows filled shares next to sent.
+    fills = [line for line in lines if " fill 3 at 472.19; " in line]
+    assert [line.split("; ")[1] for line in fills][-1] == "9/9 shares filled, 9/9 sent"
 
 
 async def test_watch_exits_1_for_a_canceled_parent(harness: Harness, cli: Cli) -> None:
@@ -97,11 +105,15 @@ async def test_watch_exits_1_for_a_canceled_parent(harness: Harness, cli: Cli) -
     await harness.start_worker()
     cid = await harness.publish(submit_body(duration_seconds=3600, interval_seconds=60), reply=True)
     pid = (await harness.reply_for(cid))["parent_order_id"]
+    # The first slice (2 of 103 shares over 60 slices) is due at once: let it fill first.
+    await harness.events.wait_for(lambda: harness.events.of("slice.filled", parent_order_id=pid))
     await harness.publish({"type": "cancel", "parent_order_id": pid, "reason": "desk"})
     await harness.events.wait_for(lambda: harness.events.of("parent.canceled", parent_order_id=pid))
     result = await cli("watch", pid, "--json")
     assert result.exit_code == 1
-    assert '"status": "canceled"' in result.stdout.strip().splitlines()[-1]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["status"] == "canceled"
+    assert (last["filled_qty"], last["avg_fill_price"], last["outcome"]) == (2, "472.19", None)
 
 
 async def test_parent_ids_complete_from_the_database(harness: Harness, cli: Cli) -> None:

@@ -71,7 +71,10 @@ async def test_submit_watch_follows_to_completion(harness: Harness, cli: Cli) ->
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("accepted ")
-    assert lines[-1] == "completed: 2/2 slices submitted, 10/10 shares"
+    assert lines[-1] == (
+        "completed: 2/2 slices submitted, 10/10 shares sent, 10/10 filled, avg price 472.19, "
+        "outcome filled"
+    )
 
 
 async def test_cancel_stops_the_remaining_slices(harness: Harness, cli: Cli) -> None:

@@ -134,7 +134,8 @@ def status_command(
 ) -> None:
     """A parent and a table of its slices.
 
-    Each slice: number, qty, due time, status, broker order id, attempts, reason.
+    The parent's filled qty, average fill price and outcome; each slice: number, qty (as sent),
+    due time, status, filled qty, average fill price, broker order id, attempts, reason.
     """
     settings = load_settings()
     run(settings, lambda: _status(settings, parent_id, as_json))

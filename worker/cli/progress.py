@@ -8,15 +8,27 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from twap_schemas.common import ParentStatus, SliceStatus
 from worker.cli.exits import FAILED, OK
+from worker.core.fills import average
 from worker.core.records import ParentRecord, SliceRecord
 from worker.core.states import TERMINAL
 
 # Slices whose order reached the broker: working there, or ended there (filled or closed).
 SENT = frozenset({SliceStatus.SUBMITTED, SliceStatus.FILLED, SliceStatus.CLOSED})
+
+
+def price_text(value: Decimal | str | None) -> str | None:
+    """A price for people: trailing zeros dropped (`190.2700000000` -> `190.27`)."""
+    if value is None:
+        return None
+    try:
+        return format(Decimal(value).normalize(), "f")
+    except InvalidOperation:
+        return str(value)  # not ours to judge: shown as it came
 
 
 def _rank(status: SliceStatus) -> int:
@@ -37,6 +49,8 @@ class Progress:
     status: ParentStatus = ParentStatus.ACTIVE
     slices: dict[int, tuple[SliceStatus, int]] = field(default_factory=dict)
     filled: dict[int, int] = field(default_factory=dict)  # per slice, its filled qty
+    avg_fill_price: str | None = None  # the parent's, as last reported
+    outcome: str | None = None  # filled | partial | unfilled, once completed
     seen: set[str] = field(default_factory=set)
 
     @classmethod
@@ -47,7 +61,7 @@ class Progress:
             total_slices=parent.total_slices,
             total_qty=parent.qty,
         )
-        progress.refresh(parent.status, records)
+        progress.refresh(parent, records)
         return progress
 
     def _move(self, num: int, status: SliceStatus, qty: int) -> bool:
@@ -58,9 +72,14 @@ class Progress:
         self.slices[num] = (status, qty)
         return status in TERMINAL or status is SliceStatus.SUBMITTED
 
-    def refresh(self, status: ParentStatus, records: list[SliceRecord]) -> list[str]:
+    def refresh(self, parent: ParentRecord, records: list[SliceRecord]) -> list[str]:
         """Apply a database read; lines for the slices it shows newly finished."""
         lines = []
+        status = parent.status
+        if parent.filled_qty >= self.filled_qty:  # never behind what events already showed
+            self.avg_fill_price = price_text(average(parent.notional, parent.filled_qty))
+        if parent.outcome is not None:
+            self.outcome = parent.outcome.value
         for record in records:
             self._fill(record.slice_num, record.filled_qty)
             if self._move(record.slice_num, record.status, record.qty):
@@ -84,7 +103,10 @@ class Progress:
             num = int(event["slice_num"])
             if not self._fill(num, int(event.get("filled_qty") or 0)):
                 return []
-            return [f"slice {num} fill {event.get('fill_qty')} at {event.get('fill_price')}; "
+            if int(event.get("parent_filled_qty") or 0) >= self.filled_qty:
+                self.avg_fill_price = price_text(event.get("parent_avg_fill_price"))
+            return [f"slice {num} fill {event.get('fill_qty')} at "
+                    f"{price_text(event.get('fill_price'))}; "
                     f"{self.filled_qty}/{self.total_qty} shares filled, "
                     f"{self.sent_qty}/{self.total_qty} sent"]
         if kind.startswith("slice.") and "slice_num" in event and "status" in event:
@@ -103,6 +125,10 @@ class Progress:
         }.get(kind)
         if final is not None and self.status is ParentStatus.ACTIVE:
             self.status = final
+            if "avg_fill_price" in event:
+                self.avg_fill_price = price_text(event["avg_fill_price"])
+            if event.get("outcome") is not None:
+                self.outcome = str(event["outcome"])
             reason = event.get("reason")
             return [self.summary() + (f" (reason: {reason})" if reason else "")]
         return []
@@ -110,7 +136,8 @@ class Progress:
     def _slice_line(self, num: int, status: SliceStatus, qty: int, reason: Any) -> str:
         line = (
             f"slice {num} {status.value} qty {qty}; {self.done_slices}/{self.total_slices} "
-            f"slices done, {self.sent_qty}/{self.total_qty} shares sent"
+            f"slices done, {self.sent_qty}/{self.total_qty} shares sent, "
+            f"{self.filled_qty}/{self.total_qty} filled"
         )
         return f"{line} ({reason})" if reason and status is not SliceStatus.SUBMITTED else line
 
@@ -157,8 +184,11 @@ class Progress:
         sent = sum(1 for status, _ in self.slices.values() if status in SENT)
         text = (
             f"{self.status.value}: {sent}/{self.total_slices} slices submitted, "
-            f"{self.sent_qty}/{self.total_qty} shares"
+            f"{self.sent_qty}/{self.total_qty} shares sent, {self.filled_qty}/{self.total_qty} "
+            f"filled, avg price {self.avg_fill_price or '-'}"
         )
+        if self.outcome is not None:
+            text += f", outcome {self.outcome}"
         if self.problems:
             text += "; " + ", ".join(f"{n} {status}" for status, n in self.problems.items())
         return text
@@ -171,5 +201,8 @@ class Progress:
             "total_slices": self.total_slices,
             "sent_qty": self.sent_qty,
             "total_qty": self.total_qty,
+            "filled_qty": self.filled_qty,
+            "avg_fill_price": self.avg_fill_price,
+            "outcome": self.outcome,
             "problems": self.problems,
         }

@@ -45,20 +45,23 @@ class Display:
                 console=output.console(),
             )
             self.slices = self.bar.add_task("slices", total=p.total_slices)
-            self.shares = self.bar.add_task("shares", total=p.total_qty)
+            self.shares = self.bar.add_task("sent", total=p.total_qty)
+            self.filled = self.bar.add_task("filled", total=p.total_qty)
             self.bar.start()
             self.bar.console.print(f"[bold]{p.parent_order_id}[/] {p.label}")
             self._sync()
         else:
             typer.echo(
                 f"{p.parent_order_id} {p.label}: {p.done_slices}/{p.total_slices} "
-                f"slices done, {p.sent_qty}/{p.total_qty} shares sent"
+                f"slices done, {p.sent_qty}/{p.total_qty} shares sent, "
+                f"{p.filled_qty}/{p.total_qty} filled"
             )
         return self
 
     def _sync(self) -> None:
         self.bar.update(self.slices, completed=self.progress.done_slices)
         self.bar.update(self.shares, completed=self.progress.sent_qty)
+        self.bar.update(self.filled, completed=self.progress.filled_qty)
 
     def show(self, lines: list[str]) -> None:
         if not lines:
@@ -104,9 +107,7 @@ async def follow(
                 last_read = time.monotonic()
                 current = await store.get_parent(parent_id)
                 if current is not None:
-                    display.show(
-                        progress.refresh(current.status, await store.get_slices(parent_id))
-                    )
+                    display.show(progress.refresh(current, await store.get_slices(parent_id)))
     return progress.exit_code
 
 
