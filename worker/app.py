@@ -99,6 +99,7 @@ class Worker:
                                       metrics=self.metrics,
                                       leading=self.leadership.leading,
                                       landed=self._landed,
+                                      follow=self.updates,
                                       gate=AdmissionGate(settings.in_flight_limit),
                                       prepare=self.working.end_earlier)
         self.scheduler = SliceScheduler(self.executor.run, clock)
@@ -129,9 +130,8 @@ class Worker:
         self._stopping.set()
 
     def _landed(self, record: SliceRecord, broker_order_id: str) -> None:
-        """A slice was recorded `submitted`: a cancel may want its order; a view may wait."""
+        """A slice was recorded `submitted`: a cancel may want its order."""
         self.working.landed(record, broker_order_id)
-        self.updates.landed(record, broker_order_id)
 
     def _resync(self) -> None:
         if self.leadership.leading():

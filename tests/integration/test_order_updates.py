@@ -64,13 +64,67 @@ async def test_a_view_ahead_of_the_record_is_applied_when_the_slice_lands(store:
     written = await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"), _now(),
                                  max_failures=5)
     assert written is not None
-    updates.landed(written, "b0")  # what the executor calls after its record
+    updates.recorded(record.client_order_id, written)  # what the executor calls after it
     await updates.drain()
     s = await _status(store, parent)
     assert (s.status, s.filled_qty, updates.parked) == (SliceStatus.FILLED, 5, 0)
     metrics = updates.metrics.registry
     assert metrics.get_sample_value("twap_fills_total") == 1
     assert metrics.get_sample_value("twap_filled_shares_total") == 5
+
+
+class CountingApplies(Store):
+    applies = 0
+
+    async def apply_view(self, view: BrokerView, now: datetime,
+                         reason: str | None = None) -> ViewResult:
+        self.applies += 1
+        return await super().apply_view(view, now, reason)
+
+
+async def test_a_view_of_an_order_being_sent_waits_and_costs_nothing_the_record_applied(
+    database_url: str,
+) -> None:
+    """The sim pushes a market order's fill as it returns it: while the executor is sending
+    and recording (`sending` .. `recorded`), the view is parked without a store call; the
+    record applied the same view (filled 5), so it is dropped: no apply at all."""
+    store = CountingApplies(Store.from_url(database_url).engine)
+    try:
+        parent, record = await _claimed(store)
+        updates = OrderUpdates(store, SimBroker(), _now, WorkerMetrics())
+        updates.sending(record.client_order_id)
+        assert await updates.apply(_filled(record)) is None
+        assert (store.applies, updates.parked) == (0, 1)
+        written = await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"),
+                                     _now(), max_failures=5, view=_filled(record))
+        assert written is not None and written.status is SliceStatus.FILLED
+        updates.recorded(record.client_order_id, written)
+        await updates.drain()
+        assert (store.applies, updates.parked) == (0, 0)
+    finally:
+        await store.close()
+
+
+async def test_a_parked_view_that_says_more_than_the_record_is_applied_after_it(
+    database_url: str,
+) -> None:
+    """The record wrote `submitted` with nothing filled; the parked view (filled 5, ended)
+    says more: it is applied once the executor is done, and the slice ends filled."""
+    store = CountingApplies(Store.from_url(database_url).engine)
+    try:
+        parent, record = await _claimed(store)
+        updates = OrderUpdates(store, SimBroker(), _now, WorkerMetrics())
+        updates.sending(record.client_order_id)
+        assert await updates.apply(_filled(record)) is None
+        written = await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"),
+                                     _now(), max_failures=5)
+        updates.recorded(record.client_order_id, written)
+        await updates.drain()
+        s = await _status(store, parent)
+        assert (s.status, s.filled_qty, store.applies, updates.parked) == (
+            SliceStatus.FILLED, 5, 1, 0)
+    finally:
+        await store.close()
 
 
 class RecordLandsMeanwhile(Store):

@@ -30,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -116,6 +117,7 @@ class SliceExecutor:
         metrics: WorkerMetrics | None = None,
         leading: Callable[[], bool] = lambda: True,
         landed: Callable[[SliceRecord, str], None] = lambda record, broker_order_id: None,
+        follow: Following | None = None,
         gate: AdmissionGate | None = None,
         prepare: Callable[[ParentRecord, int], Awaitable[ParentRecord]] | None = None,
     ) -> None:
@@ -127,6 +129,7 @@ class SliceExecutor:
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.leading = leading
         self.landed = landed  # told of every order recorded `submitted` (working_orders.py)
+        self.follow = follow if follow is not None else _NotFollowing()
         self._held: set[SliceKey] = set()
         self.gate = gate if gate is not None else AdmissionGate(DEFAULT_IN_FLIGHT)
         self.metrics.in_flight_limit.set(self.gate.limit)
@@ -330,6 +333,7 @@ class SliceExecutor:
         `looked_at`: when the guards were last read (monotonic), if they were. The broker's
         view of the order, when one is had, is appended to `views`."""
         views = views if views is not None else []
+        self.follow.sending(record.client_order_id)
         order = OrderRequest(
             client_order_id=record.client_order_id, symbol=parent.symbol, side=parent.side,
             qty=record.qty, order_type=parent.order_type, time_in_force=parent.time_in_force,
@@ -473,8 +477,16 @@ class SliceExecutor:
         """Write the outcome. An order that went out is recorded whatever it takes, with the
         broker's view of it (`view`). None: the slice is not ours to settle (the guard said
         why, in the log)."""
+        written: SliceRecord | None = None
+        try:
+            written = await self._write(parent, record, outcome, view)
+        finally:
+            self.follow.recorded(record.client_order_id, written)
+
+    async def _write(self, parent: ParentRecord, record: SliceRecord,
+                     outcome: Outcome | None, view: OrderView | None) -> SliceRecord | None:
         if outcome is None:
-            return
+            return None
         ids = _ids(record)
         went_out = outcome.status is SliceStatus.SUBMITTED
         try:
@@ -490,7 +502,7 @@ class SliceExecutor:
         except Exception as exc:
             # Left `submitting`: the sweeper looks the order up at the broker and settles it.
             self.errors.error("slice.record_failed", exc, {**ids, "status": outcome.status.value})
-            return
+            return None
         self.notify()
         if updated is not None:
             self.metrics.slice_recorded(outcome.status, outcome.attempts, record.scheduled_time,
@@ -512,6 +524,24 @@ class SliceExecutor:
                 self.landed(record, outcome.broker_order_id)
         else:
             log.warning(f"slice.{outcome.status.value}", extra=extra)
+        return updated
+
+
+class Following(Protocol):
+    """Who follows orders at the broker (order_updates.py): told when the executor starts
+    sending an order and when it has recorded what came of it."""
+
+    def sending(self, client_order_id: str) -> None: ...
+
+    def recorded(self, client_order_id: str, written: SliceRecord | None) -> None: ...
+
+
+class _NotFollowing:
+    def sending(self, client_order_id: str) -> None:
+        pass
+
+    def recorded(self, client_order_id: str, written: SliceRecord | None) -> None:
+        pass
 
 
 def _ids(record: SliceRecord) -> dict[str, object]:

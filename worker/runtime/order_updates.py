@@ -6,10 +6,13 @@ every reconnect) asks the reconciler to look up every working order. A subscript
 is opened again after a backoff.
 
 The broker's push can arrive before the executor has recorded the slice `submitted` (the
-order filled while the record was being written): the store answers SUBMITTING and writes
-nothing. Such a view is parked here, in memory, and applied again right after the executor's
-record (`landed`); the record itself also applies the submit's own view. A view parked by a
-process that dies is not lost either: reconciliation finds the order at start-up.
+order filled while the record was being written). A view of an order the executor is still
+sending (`sending` .. `recorded`) is parked here, in memory, without a database round trip;
+the record applies the submit's own view, and `recorded` applies a parked view only if it
+says more than what the record wrote (a sim market order's fill, pushed as it is returned,
+costs nothing more). A view the store answers SUBMITTING for (a slice another path is
+settling) is parked the same way and tried again. A view parked by a process that dies is not
+lost either: reconciliation finds the order at start-up.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from twap_schemas.common import SliceStatus
 from worker.brokers.base import Broker
 from worker.brokers.orders import Lifecycle, OrderView, Resync
 from worker.core.fills import FillError
@@ -30,6 +34,8 @@ from worker.store.fills import Applied, ViewResult
 from worker.store.repository import Store
 
 log = logging.getLogger(__name__)
+
+ENDED = frozenset({SliceStatus.FILLED, SliceStatus.CLOSED})
 
 # Waits between two subscriptions after one failed: doubling from the first, capped.
 FIRST_BACKOFF = 0.5
@@ -47,6 +53,7 @@ class OrderUpdates:
         self.notify = notify
         self.on_resync = on_resync
         self._parked: dict[str, OrderView] = {}  # by client_order_id: the newest view
+        self._sending: set[str] = set()  # orders the executor is sending and recording
         self._reasons: dict[str, str] = {}  # why the worker is closing an order (its cancel)
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -89,6 +96,9 @@ class OrderUpdates:
         if view.lifecycle is Lifecycle.UNKNOWN:
             log.info("order_updates.unknown_status", extra=ids)
             return None
+        if view.client_order_id in self._sending:
+            self._park(view, retry=False)  # `recorded` decides once the record is written
+            return None
         reason = self._reasons.get(view.client_order_id) if view.ended else None
         try:
             result = await with_db_retry(
@@ -126,10 +136,23 @@ class OrderUpdates:
             # committed yet, its `landed` will find this view parked.
             self._spawn(self._retry_parked(view.client_order_id))
 
-    def landed(self, record: SliceRecord, broker_order_id: str) -> None:
-        """The executor recorded the slice `submitted`: apply what was parked for it."""
-        if record.client_order_id in self._parked:
-            self._spawn(self._retry_parked(record.client_order_id))
+    def sending(self, client_order_id: str) -> None:
+        """The executor is about to send this order: its views wait for `recorded`."""
+        self._sending.add(client_order_id)
+
+    def recorded(self, client_order_id: str, written: SliceRecord | None) -> None:
+        """The executor is done with this order (`written`: the slice as its record wrote it,
+        None if nothing was written). A parked view that says no more than the record is
+        dropped; any other is applied now."""
+        self._sending.discard(client_order_id)
+        view = self._parked.get(client_order_id)
+        if view is None:
+            return
+        if (written is not None and view.filled_qty <= written.filled_qty
+                and (not view.ended or written.status in ENDED)):
+            del self._parked[client_order_id]
+            return
+        self._spawn(self._retry_parked(client_order_id))
 
     async def _retry_parked(self, client_order_id: str) -> None:
         view = self._parked.get(client_order_id)  # stays parked while it is applied
