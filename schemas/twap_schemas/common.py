@@ -41,6 +41,7 @@ class SliceStatus(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     EXPIRED = "expired"
+    BLOCKED_RISK = "blocked_risk"  # a pre-trade risk limit refused it before the send
 
 
 class ParentStatus(StrEnum):

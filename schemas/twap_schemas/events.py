@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -131,6 +131,11 @@ class SliceExpired(SliceEvent):
     attempts: int
 
 
+class SliceBlockedRisk(SliceEvent):
+    event_type: Literal["slice.blocked_risk"] = "slice.blocked_risk"
+    reason: str
+
+
 class RequestRejected(Event):
     event_type: Literal["request.rejected"] = "request.rejected"
     errors: list[ErrorDetail]
@@ -170,6 +175,29 @@ class BreakerReset(ControlEvent):
     event_type: Literal["control.breaker.reset"] = "control.breaker.reset"
 
 
+class LimitsChanged(Event):
+    """A `limits.set` applied: the row of `strategy_id` ('*': the default row) before and
+    after (only the keys set)."""
+
+    event_type: Literal["control.limits.changed"] = "control.limits.changed"
+    strategy_id: str
+    old: dict[str, Any] | None
+    new: dict[str, Any]
+    operator: str
+    reason: str | None = None
+
+
+class GrantsChanged(Event):
+    """A `grants.set` applied: the user's grant before and after."""
+
+    event_type: Literal["control.grants.changed"] = "control.grants.changed"
+    user: str
+    old: dict[str, Any] | None
+    new: dict[str, Any]
+    operator: str
+    reason: str | None = None
+
+
 SLICE_EVENTS: dict[SliceStatus, type[SliceEvent]] = {
     SliceStatus.SUBMITTED: SliceSubmitted,
     SliceStatus.BLOCKED_KILL_SWITCH: SliceBlockedKillSwitch,
@@ -178,6 +206,7 @@ SLICE_EVENTS: dict[SliceStatus, type[SliceEvent]] = {
     SliceStatus.REJECTED: SliceRejected,
     SliceStatus.FAILED: SliceFailed,
     SliceStatus.EXPIRED: SliceExpired,
+    SliceStatus.BLOCKED_RISK: SliceBlockedRisk,
 }
 
 AnyEvent = Annotated[
@@ -191,12 +220,15 @@ AnyEvent = Annotated[
     | SliceRejected
     | SliceFailed
     | SliceExpired
+    | SliceBlockedRisk
     | RequestRejected
     | RequestDuplicate
     | KillSwitchEngaged
     | KillSwitchReleased
     | BreakerTripped
-    | BreakerReset,
+    | BreakerReset
+    | LimitsChanged
+    | GrantsChanged,
     Field(discriminator="event_type"),
 ]
 
