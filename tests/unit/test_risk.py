@@ -341,3 +341,12 @@ def test_a_turn_never_puts_more_than_the_rate_in_any_minute(offsets: list[int],
 def test_limits_set_takes_symbol_lists_as_upper_cased_sets() -> None:
     assert Limits().changed({"allowed_symbols": ["aapl", "MSFT", "aapl"]}) == Limits(
         allowed_symbols=frozenset({"AAPL", "MSFT"}))
+
+
+def test_a_refused_symbol_is_refused_for_that_alone() -> None:
+    limits = Limits(restricted_symbols=frozenset({"GME"}), max_qty=1,
+                    max_notional=Decimal(1))
+    verdict = check_submit(parent(50, symbol="GME"), limits, Usage(), NO_QUOTE)
+    assert errors(verdict.errors) == [
+        ("symbol", "GME is in restricted_symbols for strategy alpha_1")]
+    assert verdict.notional is None

@@ -184,9 +184,12 @@ class SubmitVerdict:
 
 def check_submit(parent: ParentRecord, limits: Limits, usage: Usage,
                  reference: Reference) -> SubmitVerdict:
-    """Every limit a new parent breaks, each with the field at fault and the limit's value."""
+    """Every limit a new parent breaks, each with the field at fault and the limit's value.
+    A symbol the strategy may not trade is refused for that alone: the figures are moot."""
     strategy, symbol = parent.strategy_id, parent.symbol
     errors = symbol_errors(symbol, strategy, limits)
+    if errors:
+        return SubmitVerdict(errors, None)
     if limits.max_qty is not None and parent.qty > limits.max_qty:
         errors.append(ErrorDetail(loc="qty", msg=(
             f"{_n(parent.qty)} exceeds max_qty {_n(limits.max_qty)} for strategy {strategy}")))
