@@ -138,6 +138,11 @@ def parse_control(body: bytes) -> AnyControl:
     return _validate(ControlCommand, obj, None)
 
 
+def parse_switch(body: bytes) -> ControlCommand:
+    """A kill switch or breaker command only (what `twap kill-switch` and `breaker` send)."""
+    return _validate(ControlCommand, decode_object(body), None)
+
+
 def _validate(model: type[M], obj: dict[str, Any], context: object) -> M:
     try:
         return model.model_validate(obj, context=context)

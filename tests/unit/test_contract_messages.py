@@ -247,7 +247,8 @@ def test_unknown_control_type_lists_the_four() -> None:
     (TimeInForce, ["day", "gtc", "ioc", "fok"]),
     (Distribution, ["front_loaded", "even_random"]),
     (SliceStatus, ["scheduled", "submitting", "submitted", "blocked_kill_switch",
-                   "blocked_circuit_breaker", "canceled", "rejected", "failed", "expired"]),
+                   "blocked_circuit_breaker", "canceled", "rejected", "failed", "expired",
+                   "blocked_risk"]),
     (ParentStatus, ["active", "completed", "canceled"]),
     (Outcome, ["accepted", "duplicate", "rejected"]),
 ])

@@ -18,7 +18,7 @@ from worker.core.states import (
 
 STATUSES = [
     "scheduled", "submitting", "submitted", "blocked_kill_switch", "blocked_circuit_breaker",
-    "canceled", "rejected", "failed", "expired",
+    "canceled", "rejected", "failed", "expired", "blocked_risk",
 ]
 ALLOWED = {
     ("scheduled", "submitting"),
@@ -32,16 +32,17 @@ ALLOWED = {
     ("submitting", "rejected"),
     ("submitting", "failed"),
     ("submitting", "expired"),
+    ("submitting", "blocked_risk"),
 }
 FINAL = {
     "submitted", "blocked_kill_switch", "blocked_circuit_breaker", "canceled", "rejected",
-    "failed", "expired",
+    "failed", "expired", "blocked_risk",
 }
 ALL_PAIRS = list(itertools.product(STATUSES, STATUSES))
 
 
 def test_the_status_list_is_the_contracts() -> None:
-    """The enum has exactly the nine statuses this table covers."""
+    """The enum has exactly the ten statuses this table covers."""
     assert sorted(s.value for s in SliceStatus) == sorted(STATUSES)
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from twap_schemas.parse import InvalidMessage, parse_control
+from twap_schemas.parse import InvalidMessage, parse_switch
 from worker.cli import output
 from worker.cli.app import app
 from worker.cli.durations import flag_seconds
@@ -108,7 +108,7 @@ def _command(switch: Switch, engage: bool, reason: str | None, operator: str) ->
         body["reason"] = reason
     raw = json.dumps(body).encode()
     try:
-        parse_control(raw)
+        parse_switch(raw)
     except InvalidMessage as exc:
         raise CliError(
             "invalid command: " + "; ".join(f"--{e.loc}: {e.msg}" for e in exc.errors), INVALID
@@ -121,7 +121,7 @@ async def _change_direct(
 ) -> int:
     """Write the state and its event in one transaction; RabbitMQ is not touched."""
     word = (switch.on if engage else switch.off)[1]
-    command = parse_control(_command(switch, engage, reason, operator))
+    command = parse_switch(_command(switch, engage, reason, operator))
     async with database(settings) as store:
         changed = await store.set_switch(
             switch.name, engage, datetime.now(UTC), reason=command.reason,

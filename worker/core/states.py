@@ -13,6 +13,7 @@ TERMINAL: frozenset[S] = frozenset(
         S.REJECTED,
         S.FAILED,
         S.EXPIRED,
+        S.BLOCKED_RISK,
     }
 )
 PENDING: frozenset[S] = frozenset({S.SCHEDULED, S.SUBMITTING})
@@ -30,6 +31,7 @@ TRANSITIONS: dict[S, frozenset[S]] = {
             S.REJECTED,
             S.FAILED,
             S.EXPIRED,
+            S.BLOCKED_RISK,  # a risk limit refused it before the send (contract v2)
         }
     ),
     **{status: frozenset() for status in TERMINAL},

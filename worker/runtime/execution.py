@@ -44,6 +44,7 @@ from worker.runtime.clock import Clock
 from worker.runtime.dbretry import DatabaseUnavailable, NotLeading, with_db_retry
 from worker.runtime.errorlog import ErrorLog
 from worker.runtime.ports import SliceStore
+from worker.runtime.risk import SliceRisk
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class SliceExecutor:
         leading: Callable[[], bool] = lambda: True,
         landed: Callable[[SliceRecord, str], None] = lambda record, broker_order_id: None,
         gate: AdmissionGate | None = None,
+        risk: SliceRisk | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -114,6 +116,7 @@ class SliceExecutor:
         self.landed = landed  # told of every order recorded `submitted` (working_orders.py)
         self._held: set[SliceKey] = set()
         self.gate = gate if gate is not None else AdmissionGate(DEFAULT_IN_FLIGHT)
+        self.risk = risk  # the pre-trade risk check of every slice (runtime.risk), if any
         self.metrics.in_flight_limit.set(self.gate.limit)
         self.errors = ErrorLog(log, self.metrics)
         self._expiry: asyncio.Task[None] | None = None
@@ -207,6 +210,10 @@ class SliceExecutor:
         parent, record, switches = claimed
         stop = stop_reason(parent.status, switches, late_by=self.clock() - record.scheduled_time,
                            grace=self.policy.grace)
+        if stop is None and self.risk is not None:
+            # May wait for the slice's turn under max_slices_per_minute; the guards are read
+            # again before the send (the wait makes the claim's read stale).
+            stop = await self.risk.before_slice(parent, record, self.policy.grace)
         if stop is not None:
             await self._record(parent, record, Outcome(stop.status, record.attempts,
                                                        reason=stop.reason))

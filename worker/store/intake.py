@@ -11,9 +11,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.core import admission
+from worker.core.access import Grant
 from worker.core.intake import CancelOrder, IntakeItem, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
-from worker.core.access import Grant
 from worker.core.risk import Reference, Usage
 from worker.core.screening import Counted, ScreenInputs, screen
 from worker.store import grants as grant_rows

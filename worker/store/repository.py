@@ -13,18 +13,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from twap_schemas.common import SliceStatus
+from worker.core.access import Grant
 from worker.core.guards import GuardState
 from worker.core.intake import IntakeItem
 from worker.core.outcomes import Outcome
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
-from worker.core.access import Grant
 from worker.core.risk import Limits
 from worker.store import audit, intake, outbox, outcomes, switches, turns
 from worker.store import grants as grant_rows
 from worker.store import limits as limit_rows
-from worker.store.audit import AuditRow
 from worker.store import parents as parent_rows
 from worker.store import slices as slice_rows
+from worker.store.audit import AuditRow
 from worker.store.dialects import dialect_for
 from worker.store.engine import make_engine
 from worker.store.intake import IntakeResult, Redate, Screening
