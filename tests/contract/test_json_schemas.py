@@ -143,6 +143,13 @@ def written_messages() -> list[tuple[str, bytes]]:
                 events.control_changed(switch, engaged, reason="r", operator=None, automatic=False,
                                        at=NOW)
             )
+    out.append(events.limits_changed("*", None, {"max_qty": 10, "max_notional": "2500000.5",
+                                                 "restricted_symbols": ["GME"]},
+                                      operator="alice", reason="desk", at=NOW))
+    out.append(events.grants_changed(
+        "strat_alpha", {"user": "strat_alpha", "strategies": [], "actions": [], "operator": False},
+        {"user": "strat_alpha", "strategies": ["alpha_1"], "actions": ["submit"],
+         "operator": False}, operator="alice", reason=None, at=NOW))
     messages = [(m.type or "", m.body) for m in out]
     for reply in (
         events.accepted_reply(parent, slices),
@@ -154,9 +161,9 @@ def written_messages() -> list[tuple[str, bytes]]:
 
 
 def test_every_written_event_and_reply_matches_its_schema() -> None:
-    """Events of all 16 types and replies of each outcome validate against the checked-in files."""
+    """Events of all 19 types and replies of each outcome validate against the checked-in files."""
     messages = written_messages()
-    assert len({kind for kind, _ in messages if kind != "reply"}) == 16
+    assert len({kind for kind, _ in messages if kind != "reply"}) == 19
     for kind, body in messages:
         name = "reply.json" if kind == "reply" else f"event.{kind}.json"
         errors = [e.message for e in validator(name).iter_errors(json.loads(body))]
