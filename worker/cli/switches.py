@@ -21,6 +21,7 @@ import typer
 
 from twap_schemas.parse import InvalidMessage, parse_switch
 from worker.cli import output
+from worker.cli.access import require_operator
 from worker.cli.app import app
 from worker.cli.durations import flag_seconds
 from worker.cli.exits import CODES_HELP, FAILED, INVALID, CliError
@@ -120,8 +121,9 @@ async def _change_direct(
     settings: Settings, switch: Switch, engage: bool, reason: str | None, operator: str
 ) -> int:
     """Write the state and its event in one transaction; RabbitMQ is not touched."""
-    word = (switch.on if engage else switch.off)[1]
+    verb, word = switch.on if engage else switch.off
     command = parse_switch(_command(switch, engage, reason, operator))
+    await require_operator(settings, f"{switch.name}.{verb}")
     async with database(settings) as store:
         changed = await store.set_switch(
             switch.name, engage, datetime.now(UTC), reason=command.reason,
@@ -152,6 +154,7 @@ async def _change(
 ) -> int:
     verb, word = switch.on if engage else switch.off
     raw = _command(switch, engage, reason, operator)
+    await require_operator(settings, f"{switch.name}.{verb}")
     async with amqp(settings) as link:
         control = link.names.control
         consumers = (await link.queue_stats(control)).consumers
