@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.fuzz.extremes import access_bodies, any_bodies, bodies
 from twap_schemas.control import GrantsSet, LimitsSet
-from worker.core.access import Grant
-from worker.core.risk import Limits
 from twap_schemas.parse import InvalidMessage, parse_control
 from twap_schemas.requests import RequestContext
+from worker.core.access import Grant
 from worker.core.intake import Inbound, Invalid, classify
+from worker.core.risk import Limits
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 CTX = RequestContext(now=NOW, misfire_grace=timedelta(seconds=60))
