@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -53,12 +53,17 @@ async def screen_inputs(conn: AsyncConnection, items: list[IntakeItem], known: s
            if isinstance(i, PlannedSubmit) and i.parent.parent_order_id not in known]
     if not new:
         return ScreenInputs(screening.authz, grants, cancel_strategies)
-    strategies = {p.strategy_id for p in new}
-    await limit_rows.lock(conn, strategies)
-    limits = await limit_rows.effective_for(conn, strategies)
-    usage = {(p.strategy_id, p.trade_date): Usage() for p in new}
-    for strategy, day in usage:
-        usage[(strategy, day)] = await limit_rows.usage(conn, strategy, day)
+    limits = await limit_rows.effective_for(conn, {p.strategy_id for p in new})
+    # Only limits on what a strategy already uses need its count, and the lock that keeps
+    # the count true until the commit: without them a batch takes neither.
+    counted = {s for s, lim in limits.items()
+               if lim.max_open_parents is not None or lim.max_daily_notional is not None}
+    usage: dict[tuple[str, date], Usage] = {}
+    if counted:
+        await limit_rows.lock(conn, counted)
+        for key in sorted({(p.strategy_id, p.trade_date) for p in new
+                           if p.strategy_id in counted}):
+            usage[key] = await limit_rows.usage(conn, *key)
     return ScreenInputs(screening.authz, grants, cancel_strategies, limits, usage,
                         screening.references)
 
