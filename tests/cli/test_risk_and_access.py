@@ -104,3 +104,24 @@ async def test_authz_on_control_needs_the_operator_role(harness: Harness, cli: C
     assert limits.exit_code == 0, limits.output
     (changed,) = await worker.store.audit_history("limits", "alpha_1")
     assert (changed.changed_by, changed.new) == ("guest", {"max_open_parents": 2})
+
+
+async def test_a_running_worker_blocks_slices_over_the_rate_past_the_grace(
+        harness: Harness) -> None:
+    """One slice a minute and a one-second grace: the first goes, the next two are
+    blocked_risk with their events, and the parent completes with those tallies."""
+    worker = await harness.start_worker(misfire_grace_seconds=1)
+    await worker.store.set_limits("alpha_1", {"max_slices_per_minute": 1}, by="test",
+                                  reason=None, now=datetime.now(UTC))
+    cid = await harness.publish(submit_body(qty=3, duration_seconds=3, interval_seconds=1),
+                                reply=True)
+    pid = (await harness.reply_for(cid))["parent_order_id"]
+    (done,) = await harness.events.wait_for(
+        lambda: harness.events.of("parent.completed", parent_order_id=pid))
+    assert done["by_status"]["submitted"]["count"] == 1
+    assert done["by_status"]["blocked_risk"]["count"] == 2
+    blocked = harness.events.of("slice.blocked_risk", parent_order_id=pid)
+    assert sorted(e["slice_num"] for e in blocked) == [1, 2]
+    assert all(e["status"] == "blocked_risk" and e["reason"].startswith(
+        "max_slices_per_minute 1 for strategy alpha_1 reached; its next turn (")
+        for e in blocked)

@@ -142,3 +142,11 @@ def test_a_granted_cancel_and_invalid_items_pass_through() -> None:
     out, _ = screen([granted, bad], frozenset(),
                     ScreenInputs(authz=True, grants=grants, cancel_strategies={"p1": "alpha_1"}))
     assert out == [granted, bad]
+
+
+def test_a_cancel_after_its_submit_in_the_batch_is_authorized_by_that_strategy() -> None:
+    grants = {"u": Grant.of("u", ["alpha_1"], ["submit", "cancel"], False)}
+    first = submit(user="u")
+    later = cancel(first.parent.parent_order_id, "u")
+    out, _ = screen([first, later], frozenset(), ScreenInputs(authz=True, grants=grants))
+    assert out == [first, later]

@@ -52,6 +52,8 @@ def screen(items: Iterable[IntakeItem], known: frozenset[str],
     """The batch with every refused request turned Invalid, and the notionals to keep."""
     seen = set(known)
     usage = dict(inputs.usage)
+    # A cancel may follow its own submit in the batch: that parent's strategy is known here.
+    strategies = dict(inputs.cancel_strategies)
     out: list[IntakeItem] = []
     counted: list[Counted] = []
     for item in items:
@@ -59,7 +61,7 @@ def screen(items: Iterable[IntakeItem], known: frozenset[str],
         if isinstance(item, CancelOrder):
             pid = item.request.parent_order_id
             refusal = may_act_on_parent(meta.user_id, inputs.grants.get(meta.user_id or ""),
-                                        inputs.cancel_strategies.get(pid), pid, "cancel") \
+                                        strategies.get(pid), pid, "cancel") \
                 if inputs.authz else None
             out.append(item if refusal is None else Invalid(meta, UNAUTHORIZED, [refusal]))
             continue
@@ -68,6 +70,7 @@ def screen(items: Iterable[IntakeItem], known: frozenset[str],
             continue
         parent = item.parent
         strategy = parent.strategy_id
+        strategies.setdefault(parent.parent_order_id, strategy)
         if inputs.authz:
             refusal = may_act(meta.user_id, inputs.grants.get(meta.user_id or ""), strategy,
                               "submit")
