@@ -176,7 +176,7 @@ def access_bodies() -> st.SearchStrategy[bytes]:
     """`limits.set` and `grants.set` bodies: a valid one, then 0-4 fields or limits set,
     added or removed, with plausible or extreme values."""
     limit_values = _limit_values()
-    top = {
+    top: dict[str, st.SearchStrategy[Any]] = {
         "strategy_id": st.sampled_from(["*", "alpha_1", "**", "", "x" * 65, "a b"]),
         "user": st.sampled_from(["strat_alpha", "", "u" * 129, "a\u0000"]),
         "strategies": st.sampled_from([["alpha_1"], [], ["*"], "alpha_1", [None]]),
