@@ -350,3 +350,39 @@ def test_a_refused_symbol_is_refused_for_that_alone() -> None:
     assert errors(verdict.errors) == [
         ("symbol", "GME is in restricted_symbols for strategy alpha_1")]
     assert verdict.notional is None
+
+
+def test_default_row_name_and_empty_usage() -> None:
+    from worker.core.risk import DEFAULT_ROW
+
+    assert DEFAULT_ROW == "*"
+    assert (Usage().open_parents, Usage().daily_notional) == (0, Decimal(0))
+    assert isinstance(Usage().daily_notional, Decimal)
+
+
+def test_records_are_frozen_and_slotted() -> None:
+    import dataclasses
+
+    from worker.core.risk import SubmitVerdict
+
+    for record in (Limits(), Usage(), NO_QUOTE, SubmitVerdict([], None), order(), Turn(T0)):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(record, dataclasses.fields(record)[0].name, None)
+        assert not hasattr(record, "__dict__")
+
+
+def test_no_collar_leaves_priced_orders_alone() -> None:
+    priced = parent(order_type=OrderType.STOP_LIMIT, limit_price="1", stop_price="1000")
+    assert check_submit(priced, Limits(), Usage(), Decimal(200)).errors == []
+    assert check_slice(SliceOrder("alpha_1", "AAPL", 1, Decimal(1), Decimal(1000)), Limits(),
+                       Decimal(200)) is None
+
+
+def test_slice_stop_price_collar_and_every_reason_joined() -> None:
+    stop = SliceOrder("alpha_1", "GME", 200, None, Decimal(150))
+    limits = Limits(price_collar_bps=100, max_notional=Decimal(1000),
+                    allowed_symbols=frozenset({"GME"}))
+    assert check_slice(stop, limits, Decimal(200)) == (
+        "qty: slice notional 40,000 (200 x 200) exceeds max_notional 1,000 for strategy "
+        "alpha_1; stop_price: 150 is 2,500.0 bps from the reference price 200 of GME; exceeds "
+        "price_collar_bps 100 for strategy alpha_1")
