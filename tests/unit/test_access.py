@@ -3,6 +3,8 @@ the user, the strategy asked for and the grant missing, and nothing else."""
 
 from __future__ import annotations
 
+import pytest
+
 from twap_schemas.errors import ErrorDetail
 from worker.core.access import NO_USER, Grant, may_act, may_act_on_parent, may_operate
 
@@ -64,3 +66,16 @@ def test_grant_json_lists_actions_in_contract_order() -> None:
     grant = Grant.of("u", ["b", "a"], ["amend", "submit", "pause"], True)
     assert grant.to_json() == {"user": "u", "strategies": ["a", "b"],
                                "actions": ["submit", "pause", "amend"], "operator": True}
+
+
+def test_the_contracts_actions_and_grant_defaults() -> None:
+    import dataclasses
+
+    from worker.core.access import ACTIONS
+
+    assert ACTIONS == ("submit", "cancel", "pause", "resume", "amend")
+    bare = Grant("u")
+    assert (bare.strategies, bare.actions, bare.operator) == (frozenset(), frozenset(), False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bare.operator = True  # type: ignore[misc]
+    assert not hasattr(bare, "__dict__")
