@@ -194,3 +194,19 @@ async def test_a_broker_without_quotes_refuses_every_price() -> None:
     found = await references(source, ["AAPL"])
     assert str(found["AAPL"]) == (
         "NoPrice(reason='quote unavailable: the broker old gives no quotes')")
+
+
+async def test_a_slice_resumed_unsent_is_checked_again(store: Store) -> None:
+    """A slice left `submitting` that never reached the broker is risk-checked before the
+    resume sends it."""
+    start = datetime.now(UTC)
+    parent, _ = await planned(store, start)
+    assert await store.claim(parent.parent_order_id, 0, start) is not None
+    await store.set_limits("*", {"restricted_symbols": ["AAPL"]}, by="alice", reason=None,
+                           now=NOW)
+    broker = SimBroker()
+    ((p, record),) = await store.claimed_slices()
+    await executor(store, broker, Quotes()).resume(p, record)
+    rows = await store.get_slices(parent.parent_order_id)
+    assert rows[0].status is SliceStatus.BLOCKED_RISK and not broker.orders
+    assert rows[0].reason == "symbol: AAPL is in restricted_symbols for strategy alpha_1"

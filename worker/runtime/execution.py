@@ -249,8 +249,11 @@ class SliceExecutor:
             outcome = Outcome(SliceStatus.EXPIRED, record.attempts,
                               reason="interrupted and past the grace; not at the broker")
         else:
-            # Sent only if the guards allow it right before the send (cancel included).
-            outcome = await self._submit(parent, record)
+            # Sent only if the risk check and the guards allow it right before the send.
+            stop = await self.risk.before_slice(parent, record, self.policy.grace) \
+                if self.risk is not None else None
+            outcome = Outcome(stop.status, record.attempts, reason=stop.reason) \
+                if stop is not None else await self._submit(parent, record)
         await self._record(parent, record, outcome)
 
     async def _submit(self, parent: ParentRecord, record: SliceRecord,
