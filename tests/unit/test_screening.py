@@ -150,3 +150,36 @@ def test_a_cancel_after_its_submit_in_the_batch_is_authorized_by_that_strategy()
     later = cancel(first.parent.parent_order_id, "u")
     out, _ = screen([first, later], frozenset(), ScreenInputs(authz=True, grants=grants))
     assert out == [first, later]
+
+
+def test_one_strategys_parents_do_not_count_against_another() -> None:
+    inputs = ScreenInputs(
+        limits={"alpha_1": Limits(max_open_parents=1), "beta": Limits(max_open_parents=1)},
+        usage={("alpha_1", DAY): Usage(), ("beta", DAY): Usage()})
+    out, _ = screen([submit("alpha_1"), submit("beta")], frozenset(), inputs)
+    assert [outcome(i)[0] for i in out] == ["PlannedSubmit", "PlannedSubmit"]
+
+
+def test_a_parent_counts_once_on_the_strategys_other_trade_dates() -> None:
+    day2 = date(2026, 12, 8)
+    later: dict[str, Any] = {"trade_date": "2026-12-08",
+                             "start_at": (NOW + timedelta(days=1)).isoformat()}
+    items = [submit(request_id="a"), submit(request_id="b", **later),
+             submit(request_id="c", **later)]
+    inputs = ScreenInputs(limits={"alpha_1": Limits(max_open_parents=2)},
+                          usage={("alpha_1", DAY): Usage(), ("alpha_1", day2): Usage()})
+    out, _ = screen(items, frozenset(), inputs)
+    assert [outcome(i) for i in out] == [
+        ("PlannedSubmit", []), ("PlannedSubmit", []),
+        ("risk", ["strategy_id: 2 parents open; max_open_parents 2 for strategy alpha_1"])]
+
+
+def test_screening_records_are_frozen_and_slotted() -> None:
+    import dataclasses
+
+    import pytest
+
+    for record in (ScreenInputs(), Counted("p", "s", DAY, Decimal(1), Decimal(1))):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(record, dataclasses.fields(record)[0].name, None)
+        assert not hasattr(record, "__dict__")
