@@ -137,3 +137,41 @@ def test_the_switch_parser_takes_switch_commands_only() -> None:
         parse_switch(json.dumps(LIMITS).encode())
     assert exc.value.errors[0].loc == "type"
     assert isinstance(parse({"type": "breaker.reset"}), ControlCommand)
+
+
+def test_boundaries_accepted() -> None:
+    for number in (b"100.0", b"1e2"):
+        raw = b'{"type": "limits.set", "strategy_id": "a", "limits": {"max_qty": ' + number + b"}}"
+        assert parse_control(raw).changes() == {"max_qty": 100}  # type: ignore[union-attr]
+    assert parse({**LIMITS, "reason": "r"}).reason == "r"
+    assert parse({**GRANTS, "user": "u"}).user == "u"
+    assert parse({**GRANTS, "by": "b" * 64}).by == "b" * 64
+    assert parse({**GRANTS, "reason": "r"}).reason == "r"
+    assert parse({**GRANTS, "reason": "r" * 256}).reason == "r" * 256
+    assert refusal({**GRANTS, "reason": "r" * 257})[0][0] == "reason"
+    assert len(parse({**GRANTS, "strategies": ["a"] * 10_000}).strategies) == 10_000
+
+
+def test_messages_are_frozen() -> None:
+    from pydantic import ValidationError
+
+    for message, field in ((parse(LIMITS), "strategy_id"), (parse(LIMITS).limits, "max_qty"),
+                           (parse(GRANTS), "user")):
+        with pytest.raises(ValidationError):
+            setattr(message, field, "x")
+
+
+def test_limit_descriptions_in_the_published_schema() -> None:
+    from twap_schemas.control import LimitValues
+
+    described = {name: f.description for name, f in LimitValues.model_fields.items()}
+    assert described == {
+        "max_qty": "shares per parent",
+        "max_notional": "per parent: qty x the reference price",
+        "max_daily_notional": "per strategy and trade date, over its accepted parents",
+        "max_open_parents": None,
+        "max_slices_per_minute": "per strategy, across its parents",
+        "price_collar_bps": "limit and stop prices within this distance of the reference",
+        "restricted_symbols": None,
+        "allowed_symbols": None,
+    }
