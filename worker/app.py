@@ -32,6 +32,7 @@ from worker.runtime.intake import IntakeService, Prepared
 from worker.runtime.order_updates import OrderUpdates
 from worker.runtime.reconcile import Reconciler
 from worker.runtime.recovery import recover, settle_orphans
+from worker.runtime.risk import LimitsCache, SliceRisk, quotes_of
 from worker.runtime.scheduling import SliceScheduler
 from worker.runtime.working_orders import WorkingOrders
 from worker.settings import Settings, mask_url
@@ -88,6 +89,12 @@ class Worker:
             grace=timedelta(seconds=settings.misfire_grace_seconds),
             breaker_max_failures=settings.breaker_max_failures,
         )
+        # Pre-trade risk: the reference price is the broker's quote; limits are cached a
+        # moment and read again once a limits.set lands here.
+        quotes = quotes_of(self.broker)
+        self.limits = LimitsCache(self.store)
+        self.risk = SliceRisk(self.store, quotes, clock, limits=self.limits,
+                              quote_timeout=settings.quote_timeout_seconds)
         # The broker's order updates applied to the store; reconciliation by lookups.
         self.updates = OrderUpdates(self.store, timed_broker, clock, self.metrics,
                                     self.relay.notify, on_resync=self._resync)
@@ -101,14 +108,16 @@ class Worker:
                                       landed=self._landed,
                                       follow=self.updates,
                                       gate=AdmissionGate(settings.in_flight_limit),
-                                      prepare=self.working.end_earlier)
+                                      prepare=self.working.end_earlier,
+                                      risk=self.risk)
         self.scheduler = SliceScheduler(self.executor.run, clock)
         self.intake = IntakeService(self.store, self.scheduler, self.working, settings,
                                     self.names.requests, clock, self.relay.notify_now,
-                                    metrics=self.metrics)
+                                    metrics=self.metrics, quotes=quotes, limits=self.limits)
         self.control = ControlService(self.store, self.names.control, clock,
                                       self.relay.notify_now,
-                                      metrics=self.metrics)
+                                      metrics=self.metrics, authz=settings.authz == "on",
+                                      limits_changed=self.limits.forget)
         self.requests_consumer = BatchingConsumer(
             self._intake, size=settings.batch_size, wait=settings.batch_wait_ms / 1000,
             requeue_delay=settings.requeue_delay_seconds, prepare=self.intake.prepare,
@@ -178,6 +187,13 @@ class Worker:
             stack.push_async_callback(self.store.close)
             stack.push_async_callback(self.broker.close)
             await self.check_schema()
+            if self.settings.authz == "on":
+                log.info("worker.authz_on", extra={"authz": "on"})
+            else:
+                log.warning("worker.authz_off", extra={
+                    "authz": "off", "note": "authorization is off: any publisher may submit "
+                    "for any strategy and send control commands (TWAP_AUTHZ=on to check "
+                    "grants)"})
             if self.http is not None:  # before leadership: a standby answers its probes too
                 await self.http.start()
                 stack.push_async_callback(self.http.close)

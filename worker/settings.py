@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     misfire_grace_seconds: int = Field(default=60, ge=1, description="how late a slice may go")
     breaker_max_failures: int = Field(default=5, ge=1, description="failures that trip it")
 
+    authz: Literal["on", "off"] = Field(
+        default="off",
+        description="on: every request's AMQP user_id needs a grant for its strategy and "
+        "action, control messages the operator role; off (embedded use): everything allowed",
+    )
+    quote_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="how long a risk check waits for a reference price")
+
     max_qty: int = Field(default=10_000_000, ge=1, description="largest qty accepted")
     max_slices: int = Field(default=10_000, ge=1, description="most slices per parent")
     max_duration_seconds: int = Field(default=86_400, ge=1, le=86_400)

@@ -43,6 +43,7 @@ class SliceStatus(StrEnum):
     EXPIRED = "expired"
     FILLED = "filled"  # the broker filled the whole slice qty
     CLOSED = "closed"  # the order ended at the broker before it filled completely
+    BLOCKED_RISK = "blocked_risk"  # a pre-trade risk limit refused it before the send
 
 
 class SliceEnd(StrEnum):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -156,6 +156,9 @@ class SliceClosed(SliceEvent):
     event_type: Literal["slice.closed"] = "slice.closed"
     unfilled_qty: int
     reason: str | None = None
+class SliceBlockedRisk(SliceEvent):
+    event_type: Literal["slice.blocked_risk"] = "slice.blocked_risk"
+    reason: str
 
 
 class RequestRejected(Event):
@@ -197,6 +200,29 @@ class BreakerReset(ControlEvent):
     event_type: Literal["control.breaker.reset"] = "control.breaker.reset"
 
 
+class LimitsChanged(Event):
+    """A `limits.set` applied: the row of `strategy_id` ('*': the default row) before and
+    after (only the keys set)."""
+
+    event_type: Literal["control.limits.changed"] = "control.limits.changed"
+    strategy_id: str
+    old: dict[str, Any] | None
+    new: dict[str, Any]
+    operator: str
+    reason: str | None = None
+
+
+class GrantsChanged(Event):
+    """A `grants.set` applied: the user's grant before and after."""
+
+    event_type: Literal["control.grants.changed"] = "control.grants.changed"
+    user: str
+    old: dict[str, Any] | None
+    new: dict[str, Any]
+    operator: str
+    reason: str | None = None
+
+
 SLICE_EVENTS: dict[SliceStatus, type[SliceEvent]] = {
     SliceStatus.SUBMITTED: SliceSubmitted,
     SliceStatus.BLOCKED_KILL_SWITCH: SliceBlockedKillSwitch,
@@ -207,6 +233,7 @@ SLICE_EVENTS: dict[SliceStatus, type[SliceEvent]] = {
     SliceStatus.EXPIRED: SliceExpired,
     SliceStatus.FILLED: SliceFilled,
     SliceStatus.CLOSED: SliceClosed,
+    SliceStatus.BLOCKED_RISK: SliceBlockedRisk,
 }
 
 AnyEvent = Annotated[
@@ -223,12 +250,15 @@ AnyEvent = Annotated[
     | SliceFill
     | SliceFilled
     | SliceClosed
+    | SliceBlockedRisk
     | RequestRejected
     | RequestDuplicate
     | KillSwitchEngaged
     | KillSwitchReleased
     | BreakerTripped
-    | BreakerReset,
+    | BreakerReset
+    | LimitsChanged
+    | GrantsChanged,
     Field(discriminator="event_type"),
 ]
 

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
-from twap_schemas.control import NEEDS_REASON, ControlCommand, ControlType
+from twap_schemas.control import NEEDS_REASON, ControlCommand, ControlType, GrantsSet, LimitsSet
 from twap_schemas.events import SLICE_EVENTS, AnyEvent
 from twap_schemas.numbers import (
     PRICE_DECIMALS,
@@ -48,6 +48,7 @@ EVENT_WHEN = {
     "slice.submitted": "The broker accepted the slice's order.",
     "slice.blocked_kill_switch": "The kill switch stopped the slice.",
     "slice.blocked_circuit_breaker": "The circuit breaker stopped the slice.",
+    "slice.blocked_risk": "A pre-trade risk limit refused the slice before it was sent.",
     "slice.canceled": "The slice was canceled before it was claimed.",
     "slice.rejected": "The broker refused the order (never retried).",
     "slice.failed": "Retries were exhausted, or the infrastructure failed.",
@@ -62,12 +63,18 @@ EVENT_WHEN = {
     "control.kill_switch.released": "The kill switch was released.",
     "control.breaker.tripped": "The circuit breaker tripped (by command or by itself).",
     "control.breaker.reset": "The circuit breaker was reset.",
+    "control.limits.changed": "An operator changed the risk limits of a strategy (or `*`).",
+    "control.grants.changed": "An operator replaced a user's grants.",
 }
 CONTROL_WHAT = {
     "kill_switch.engage": "Engage the kill switch: every slice whose guard runs next is blocked.",
     "kill_switch.release": "Release the kill switch.",
     "breaker.trip": "Trip the circuit breaker: slices are blocked until it is reset.",
     "breaker.reset": "Reset the circuit breaker (and its failure count).",
+    "limits.set": "Set risk limits of a strategy (`*`: the default row); a key absent keeps "
+    "its value, null removes it. Operator only when authorization is on.",
+    "grants.set": "Replace a user's grants (strategies and actions, or the operator role). "
+    "Operator only when authorization is on.",
 }
 # The worker reads a JSON number as an exact decimal: `multipleOf` holds only for validators
 # that compare exactly too (Python: numbers and schema loaded as Decimal; ajv:
@@ -109,6 +116,8 @@ def message_schemas() -> list[MessageSchema]:
         MessageSchema("cancel", "request", _model(CancelRequest, "validation")),
     ]
     out += [MessageSchema(t, "control", _control(t)) for t in get_args(ControlType)]
+    out += [MessageSchema(t, "control", _access_control(model, t))
+            for t, model in (("limits.set", LimitsSet), ("grants.set", GrantsSet))]
     out += [MessageSchema(t, "event", _event(model, t)) for t, model in event_models().items()]
     out.append(MessageSchema("reply", "reply", _model(Reply, "serialization")))
     return out
@@ -197,6 +206,13 @@ def _control(command: str) -> Schema:
             "type": "string", "minLength": 1, "maxLength": 256, "pattern": TEXT_PATTERN,
         }
         schema["required"] = ["type", "reason"]
+    return schema
+
+
+def _access_control(model: type[BaseModel], command: str) -> Schema:
+    schema = _model(model, "validation")
+    schema["title"] = f"Control {command}"
+    schema["description"] = CONTROL_WHAT[command]
     return schema
 
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from twap_schemas.control import ControlCommand
+from twap_schemas.control import AnyControl, ControlCommand, GrantsSet, LimitsSet
 from twap_schemas.errors import ErrorDetail, errors_from_validation
 from twap_schemas.numbers import Unrepresentable
 from twap_schemas.requests import (
@@ -125,8 +125,21 @@ def parse_request(
     return _validate(model, obj, context)
 
 
-def parse_control(body: bytes) -> ControlCommand:
-    """Decode and validate a `N.control` message; raises InvalidMessage with every error."""
+def parse_control(body: bytes) -> AnyControl:
+    """Decode and validate a `N.control` message; raises InvalidMessage with every error.
+    `limits.set` and `grants.set` have their own shapes; every other type is a switch command
+    (which refuses an unknown type by name)."""
+    obj = decode_object(body)
+    kind = obj.get("type")
+    if kind == "limits.set":
+        return _validate(LimitsSet, obj, None)
+    if kind == "grants.set":
+        return _validate(GrantsSet, obj, None)
+    return _validate(ControlCommand, obj, None)
+
+
+def parse_switch(body: bytes) -> ControlCommand:
+    """A kill switch or breaker command only (what `twap kill-switch` and `breaker` send)."""
     return _validate(ControlCommand, decode_object(body), None)
 
 

@@ -30,14 +30,18 @@ CONTRACT_EVENTS = {
     "slice.rejected",
     "slice.failed",
     "slice.expired",
+    "slice.blocked_risk",
     "request.rejected",
     "request.duplicate",
     "control.kill_switch.engaged",
     "control.kill_switch.released",
     "control.breaker.tripped",
     "control.breaker.reset",
+    "control.limits.changed",
+    "control.grants.changed",
 }
-CONTRACT_CONTROL = {"kill_switch.engage", "kill_switch.release", "breaker.trip", "breaker.reset"}
+CONTRACT_CONTROL = {"kill_switch.engage", "kill_switch.release", "breaker.trip", "breaker.reset",
+                    "limits.set", "grants.set"}
 CONTRACT_MESSAGES = {"submit", "cancel", "reply"} | CONTRACT_CONTROL | CONTRACT_EVENTS
 
 

@@ -149,6 +149,13 @@ def written_messages() -> list[tuple[str, bytes]]:
                 events.control_changed(switch, engaged, reason="r", operator=None, automatic=False,
                                        at=NOW)
             )
+    out.append(events.limits_changed("*", None, {"max_qty": 10, "max_notional": "2500000.5",
+                                                 "restricted_symbols": ["GME"]},
+                                      operator="alice", reason="desk", at=NOW))
+    out.append(events.grants_changed(
+        "strat_alpha", {"user": "strat_alpha", "strategies": [], "actions": [], "operator": False},
+        {"user": "strat_alpha", "strategies": ["alpha_1"], "actions": ["submit"],
+         "operator": False}, operator="alice", reason=None, at=NOW))
     messages = [(m.type or "", m.body) for m in out]
     for reply in (
         events.accepted_reply(parent, slices),

@@ -39,13 +39,14 @@ async def test_poison_request_is_dead_lettered_after_the_delivery_limit(
     apply_intake = Store.apply_intake
 
     async def failing(
-        self: Store, items: list[IntakeItem], now: datetime, queue: str, redate: Any = None
+        self: Store, items: list[IntakeItem], now: datetime, queue: str, redate: Any = None,
+        screening: Any = None,
     ) -> list[IntakeResult]:
         nonlocal attempts
         if any(POISON in item.inbound.body for item in items):
             attempts += len(items) == 1
             raise RuntimeError("injected: this request breaks the transaction")
-        return await apply_intake(self, items, now, queue, redate)
+        return await apply_intake(self, items, now, queue, redate, screening)
 
     monkeypatch.setattr(Store, "apply_intake", failing)
     await harness.start_worker()

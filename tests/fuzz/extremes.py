@@ -146,6 +146,69 @@ SUBMIT = {"type": "submit", "strategy_id": "alpha_1", "symbol": "AAPL", "side": 
 CANCEL = {"type": "cancel", "parent_order_id": "0123456789abcdef01234567"}
 
 
+LIMITS_SET = {"type": "limits.set", "strategy_id": "alpha_1", "operator": "alice",
+              "reason": "desk limits",
+              "limits": {"max_qty": 10000, "max_notional": "2500000",
+                         "max_daily_notional": "10000000", "max_open_parents": 20,
+                         "max_slices_per_minute": 120, "price_collar_bps": 500,
+                         "restricted_symbols": ["GME"], "allowed_symbols": None}}
+GRANTS_SET = {"type": "grants.set", "user": "strat_alpha", "strategies": ["alpha_1"],
+              "actions": ["submit", "cancel"], "operator": False, "by": "alice"}
+
+
+def _limit_values() -> dict[str, st.SearchStrategy[Any]]:
+    """Plausible values of each limit (valid and near-valid) and of the access fields."""
+    counts = st.sampled_from([0, 1, 120, Raw("120.0"), Raw("1e2"), -1, "5", True, None,
+                              Raw("9007199254740992"), Raw("1e99999999999999999999")])
+    money = st.sampled_from(["2500000", "0", "0.5", "-1", "1e3", Raw("2500000.50"), Raw("1e-9"),
+                             "1234567890123", Raw("NaN"), None, 5, True])
+    symbols = st.sampled_from([["GME"], [], ["gme", "BRK.B"], ["$"], "GME", [1], None,
+                               ["A" * 17]])
+    return {
+        "max_qty": counts, "max_open_parents": counts, "max_slices_per_minute": counts,
+        "price_collar_bps": counts, "max_notional": money, "max_daily_notional": money,
+        "restricted_symbols": symbols, "allowed_symbols": symbols,
+        "max_qtty": counts,
+    }
+
+
+def access_bodies() -> st.SearchStrategy[bytes]:
+    """`limits.set` and `grants.set` bodies: a valid one, then 0-4 fields or limits set,
+    added or removed, with plausible or extreme values."""
+    limit_values = _limit_values()
+    top: dict[str, st.SearchStrategy[Any]] = {
+        "strategy_id": st.sampled_from(["*", "alpha_1", "**", "", "x" * 65, "a b"]),
+        "user": st.sampled_from(["strat_alpha", "", "u" * 129, "a\u0000"]),
+        "strategies": st.sampled_from([["alpha_1"], [], ["*"], "alpha_1", [None]]),
+        "actions": st.sampled_from([["submit"], ["trade"], [], "submit", ["submit"] * 6]),
+        "operator": st.sampled_from([True, False, "alice", "o" * 65, None, 1]),
+        "by": st.sampled_from(["alice", "", None, 5]),
+        "reason": st.sampled_from(["why", "", "r" * 257, None]),
+        "limits": st.sampled_from([{}, None, [], "x"]),
+    }
+
+    @st.composite
+    def build(draw: st.DrawFn) -> bytes:
+        body = json.loads(json.dumps(draw(st.sampled_from([LIMITS_SET, GRANTS_SET]))))
+        for _ in range(draw(st.integers(0, 4))):
+            inner = isinstance(body.get("limits"), dict) and draw(st.booleans())
+            target = body["limits"] if inner else body
+            choices = limit_values if inner else top
+            key = draw(st.sampled_from([*sorted(choices), "type", "extra"]))
+            action = draw(st.sampled_from(["plausible", "plausible", "extreme", "remove"]))
+            if action == "remove":
+                target.pop(key, None)
+            elif action == "plausible" and key in choices:
+                target[key] = draw(choices[key])
+            elif key == "type":
+                target[key] = draw(st.sampled_from(["limits.set", "grants.set", "limits.get"]))
+            else:
+                target[key] = draw(values())
+        return dumps(body).encode("utf-8", "surrogatepass")
+
+    return build()
+
+
 def bodies(queue: str) -> st.SearchStrategy[bytes]:
     """Bodies for `requests` (submit, cancel, other types) or `control`: a valid message, then
     0-3 fields set, added or removed, with plausible or extreme values."""
@@ -179,6 +242,7 @@ def any_bodies() -> st.SearchStrategy[bytes]:
     return st.one_of(
         bodies("requests"),
         bodies("control"),
+        access_bodies(),
         values().map(lambda v: dumps(v).encode("utf-8", "surrogatepass")),
         st.integers(1, 200_000).map(lambda n: b"[" * n + b"]" * n),
         st.integers(1, 200_000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),

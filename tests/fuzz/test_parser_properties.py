@@ -3,14 +3,18 @@ dates, offsets, unicode and nesting, on both queues."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 
-from tests.fuzz.extremes import any_bodies, bodies
+from tests.fuzz.extremes import access_bodies, any_bodies, bodies
+from twap_schemas.control import GrantsSet, LimitsSet
 from twap_schemas.parse import InvalidMessage, parse_control
 from twap_schemas.requests import RequestContext
+from worker.core.access import ACTIONS, Grant
 from worker.core.intake import Inbound, Invalid, classify
+from worker.core.risk import Limits
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 CTX = RequestContext(now=NOW, misfire_grace=timedelta(seconds=60))
@@ -57,6 +61,25 @@ def test_both_parsers_survive_anything(body: bytes) -> None:
     """Bare values, deep nesting, raw bytes: both queues' parsers reject cleanly."""
     _check_request(body)
     _check_control(body)
+
+
+@PROPERTY
+@given(access_bodies())
+def test_limit_and_grant_messages_only_ever_reject_cleanly(body: bytes) -> None:
+    """Any `limits.set` / `grants.set` body is refused with its errors, or is one the store
+    can keep: its limits apply to a row and survive the row's JSON form."""
+    try:
+        command = parse_control(body)
+    except InvalidMessage as exc:
+        assert exc.kind in KINDS and exc.errors
+        assert all(e.loc and e.msg for e in exc.errors)
+        return
+    if isinstance(command, LimitsSet):
+        row = Limits(max_qty=1).changed(command.changes())
+        assert Limits.from_json(json.loads(json.dumps(row.to_json()))) == row
+    elif isinstance(command, GrantsSet):
+        grant = Grant.of(command.user, command.strategies, command.actions, command.operator)
+        assert grant.to_json()["actions"] == [a for a in ACTIONS if a in command.actions]
 
 
 def test_the_reported_poison_values_are_rejected_by_field() -> None:

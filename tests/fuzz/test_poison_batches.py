@@ -83,11 +83,12 @@ async def test_control_command_the_handler_fails_on_is_dead_lettered_after_one_a
     handle = worker.control.handle
     attempts: list[bytes] = []
 
-    async def failing(body: bytes, message_id: str | None, correlation_id: str | None) -> Any:
+    async def failing(body: bytes, message_id: str | None, correlation_id: str | None,
+                      user_id: str | None = None) -> Any:
         if b"explode" in body:
             attempts.append(body)
             raise RuntimeError("injected failure")
-        return await handle(body, message_id, correlation_id)
+        return await handle(body, message_id, correlation_id, user_id)
 
     worker.control_consumer.handler = failing
     await harness.control("breaker.trip", reason="explode")

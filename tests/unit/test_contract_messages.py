@@ -205,6 +205,7 @@ def test_control_field_limits() -> None:
     """reason 1-256 and operator up to 64 characters; beyond, each is refused."""
     cmd = parse_control(json.dumps({"type": "breaker.trip", "reason": "r" * 256,
                                     "operator": "o" * 64}).encode())
+    assert isinstance(cmd, ControlCommand)
     assert (len(cmd.reason or ""), len(cmd.operator or "")) == (256, 64)
     with pytest.raises(InvalidMessage) as exc:
         parse_control(json.dumps({"type": "breaker.trip", "reason": "r" * 257,
@@ -248,7 +249,7 @@ def test_unknown_control_type_lists_the_four() -> None:
     (Distribution, ["front_loaded", "even_random"]),
     (SliceStatus, ["scheduled", "submitting", "submitted", "blocked_kill_switch",
                    "blocked_circuit_breaker", "canceled", "rejected", "failed", "expired",
-                       "filled", "closed"]),
+                   "filled", "closed", "blocked_risk"]),
     (ParentStatus, ["active", "completed", "canceled"]),
     (Outcome, ["accepted", "duplicate", "rejected"]),
 ])

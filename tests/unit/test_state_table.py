@@ -19,7 +19,7 @@ from worker.core.states import (
 
 STATUSES = [
     "scheduled", "submitting", "submitted", "blocked_kill_switch", "blocked_circuit_breaker",
-    "canceled", "rejected", "failed", "expired", "filled", "closed",
+    "canceled", "rejected", "failed", "expired", "filled", "closed", "blocked_risk",
 ]
 ALLOWED = {
     ("scheduled", "submitting"),
@@ -34,18 +34,19 @@ ALLOWED = {
     ("submitting", "failed"),
     ("submitting", "expired"),
     ("submitting", "closed"),  # catch-up left nothing to send
+    ("submitting", "blocked_risk"),
     ("submitted", "filled"),
     ("submitted", "closed"),
 }
 FINAL = {
     "filled", "closed", "blocked_kill_switch", "blocked_circuit_breaker", "canceled", "rejected",
-    "failed", "expired",
+    "failed", "expired", "blocked_risk",
 }
 ALL_PAIRS = list(itertools.product(STATUSES, STATUSES))
 
 
 def test_the_status_list_is_the_contracts() -> None:
-    """The enum has exactly the eleven statuses this table covers."""
+    """The enum has exactly the twelve statuses this table covers."""
     assert sorted(s.value for s in SliceStatus) == sorted(STATUSES)
 
 

@@ -6,10 +6,10 @@ import inspect
 
 import typer
 
-from worker.cli import dlq, health, orders, parents, queues, switches, watching
+from worker.cli import access, dlq, health, orders, parents, queues, switches, watching
 from worker.cli.app import app
 
-__all__ = ["dlq", "health", "orders", "parents", "queues", "switches", "watching"]
+__all__ = ["access", "dlq", "health", "orders", "parents", "queues", "switches", "watching"]
 
 
 def unwrap_help(group: typer.Typer) -> None:

@@ -33,6 +33,7 @@ STYLES = {
     "tripped": "bold red",
     "blocked_kill_switch": "red",
     "blocked_circuit_breaker": "red",
+    "blocked_risk": "red",
     "rejected": "red",
     "failed": "red",
     "expired": "red",

@@ -19,8 +19,9 @@ from typing import Annotated, Any
 
 import typer
 
-from twap_schemas.parse import InvalidMessage, parse_control
+from twap_schemas.parse import InvalidMessage, parse_switch
 from worker.cli import output
+from worker.cli.access import require_operator
 from worker.cli.app import app
 from worker.cli.durations import flag_seconds
 from worker.cli.exits import CODES_HELP, FAILED, INVALID, CliError
@@ -108,7 +109,7 @@ def _command(switch: Switch, engage: bool, reason: str | None, operator: str) ->
         body["reason"] = reason
     raw = json.dumps(body).encode()
     try:
-        parse_control(raw)
+        parse_switch(raw)
     except InvalidMessage as exc:
         raise CliError(
             "invalid command: " + "; ".join(f"--{e.loc}: {e.msg}" for e in exc.errors), INVALID
@@ -120,8 +121,9 @@ async def _change_direct(
     settings: Settings, switch: Switch, engage: bool, reason: str | None, operator: str
 ) -> int:
     """Write the state and its event in one transaction; RabbitMQ is not touched."""
-    word = (switch.on if engage else switch.off)[1]
-    command = parse_control(_command(switch, engage, reason, operator))
+    verb, word = switch.on if engage else switch.off
+    command = parse_switch(_command(switch, engage, reason, operator))
+    await require_operator(settings, f"{switch.name}.{verb}")
     async with database(settings) as store:
         changed = await store.set_switch(
             switch.name, engage, datetime.now(UTC), reason=command.reason,
@@ -152,6 +154,7 @@ async def _change(
 ) -> int:
     verb, word = switch.on if engage else switch.off
     raw = _command(switch, engage, reason, operator)
+    await require_operator(settings, f"{switch.name}.{verb}")
     async with amqp(settings) as link:
         control = link.names.control
         consumers = (await link.queue_stats(control)).consumers

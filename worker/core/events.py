@@ -312,6 +312,21 @@ def control_changed(
     return _event(model, None, None)
 
 
+def limits_changed(strategy_id: str, old: dict[str, Any] | None, new: dict[str, Any], *,
+                   operator: str, reason: str | None, at: datetime) -> OutboxMessage:
+    model = ev.LimitsChanged(event_id=str(uuid.uuid4()), occurred_at=at,
+                             strategy_id=strategy_id, old=old, new=new, operator=operator,
+                             reason=reason)
+    return _event(model, None, None)
+
+
+def grants_changed(user: str, old: dict[str, Any] | None, new: dict[str, Any], *,
+                   operator: str, reason: str | None, at: datetime) -> OutboxMessage:
+    model = ev.GrantsChanged(event_id=str(uuid.uuid4()), occurred_at=at, user=user, old=old,
+                             new=new, operator=operator, reason=reason)
+    return _event(model, None, None)
+
+
 def reply(reply_to: str, correlation_id: str | None, body: Reply) -> OutboxMessage:
     return OutboxMessage(
         exchange="",

@@ -14,6 +14,7 @@ TERMINAL: frozenset[S] = frozenset(
         S.REJECTED,
         S.FAILED,
         S.EXPIRED,
+        S.BLOCKED_RISK,
     }
 )
 # Not yet sent (or being sent): what a cancel or the scheduler still has to settle.
@@ -35,6 +36,7 @@ TRANSITIONS: dict[S, frozenset[S]] = {
             S.FAILED,
             S.EXPIRED,
             S.CLOSED,  # catch-up left nothing for it to send
+            S.BLOCKED_RISK,  # a risk limit refused it before the send (contract v2)
         }
     ),
     # Working at the broker until the order ends: every share filled, or closed (canceled at

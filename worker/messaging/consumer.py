@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 # The handler gets the batch and what `prepare` made of it ahead of time (None: make it now).
 BatchHandler = Callable[[list[Inbound], Any], Awaitable[list[Disposition]]]
 Prepare = Callable[[list[Inbound]], Any]
-ControlHandler = Callable[[bytes, str | None, str | None], Awaitable[Disposition]]
+# body, message_id, correlation_id, user_id (the AMQP property RabbitMQ validated)
+ControlHandler = Callable[[bytes, str | None, str | None, str | None], Awaitable[Disposition]]
 Decide = Callable[[list[AbstractIncomingMessage]], Awaitable[list[Disposition]]]
 HOLD_WAIT_CAP = 5.0
 
@@ -277,7 +278,7 @@ class ControlConsumer(Subscription):
         (message,) = messages
         try:
             return [await self.handler(message.body, message.message_id,
-                                       message.correlation_id)]
+                                       message.correlation_id, message.user_id)]
         except Exception:
             log.exception("control.handler_crashed")
             return [Disposition.REQUEUE]

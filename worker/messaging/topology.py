@@ -72,6 +72,12 @@ async def declare(channel: AbstractChannel, names: Names) -> Topology:
     control = await channel.declare_queue(
         names.control, durable=True, arguments=_quorum(names.dlx, DELIVERY_LIMIT)
     )
+    # An addition to the default exchange: a direct exchange named like the queue, routing
+    # only to it. A strategy user allowed to write to it alone (and not to the default
+    # exchange, which routes to every queue) cannot reach N.control: README, Risk and access.
+    entry = await channel.declare_exchange(names.requests, aio_pika.ExchangeType.DIRECT,
+                                           durable=True)
+    await requests.bind(entry, routing_key=names.requests)
     return Topology(requests=requests, control=control, dlq=dlq, events=events, dlx=dlx)
 
 
@@ -79,5 +85,5 @@ async def delete_all(channel: AbstractChannel, names: Names) -> None:
     """Remove a namespace (test clean-up). Quorum queues refuse if_unused, so both are off."""
     for queue in names.queues:
         await channel.queue_delete(queue, if_unused=False, if_empty=False)
-    for exchange in (names.events, names.dlx):
+    for exchange in (names.events, names.dlx, names.requests):
         await channel.exchange_delete(exchange)

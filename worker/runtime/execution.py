@@ -56,6 +56,7 @@ from worker.runtime.clock import Clock
 from worker.runtime.dbretry import DatabaseUnavailable, NotLeading, with_db_retry
 from worker.runtime.errorlog import ErrorLog
 from worker.runtime.ports import SliceStore
+from worker.runtime.risk import SliceRisk
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class SliceExecutor:
         follow: Following | None = None,
         gate: AdmissionGate | None = None,
         prepare: Callable[[ParentRecord, int], Awaitable[ParentRecord]] | None = None,
+        risk: SliceRisk | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -132,6 +134,7 @@ class SliceExecutor:
         self.follow = follow if follow is not None else _NotFollowing()
         self._held: set[SliceKey] = set()
         self.gate = gate if gate is not None else AdmissionGate(DEFAULT_IN_FLIGHT)
+        self.risk = risk  # the pre-trade risk check of every slice (runtime.risk), if any
         self.metrics.in_flight_limit.set(self.gate.limit)
         self.errors = ErrorLog(log, self.metrics)
         self._expiry: asyncio.Task[None] | None = None
@@ -246,6 +249,15 @@ class SliceExecutor:
             await self._record(parent, record, Outcome(SliceStatus.CLOSED, record.attempts,
                                                        reason=NOTHING_LEFT))
             return
+        if self.risk is not None:
+            # On the qty it sends (catch-up included). May wait for the slice's turn under
+            # max_slices_per_minute: the guards are read again before the send.
+            risk_stop = await self.risk.before_slice(parent, record, self.policy.grace)
+            if risk_stop is not None:
+                await self._record(parent, record, Outcome(risk_stop.status, record.attempts,
+                                                           reason=risk_stop.reason))
+                return
+            looked_at = 0.0
         sends: list[OrderView] = []
         outcome = await self._submit(parent, record, looked_at, sends)
         await self._record(parent, record, outcome, sends[-1] if sends else None)
@@ -322,8 +334,11 @@ class SliceExecutor:
             outcome = Outcome(SliceStatus.EXPIRED, record.attempts,
                               reason="interrupted and past the grace; not at the broker")
         else:
-            # Sent only if the guards allow it right before the send (cancel included).
-            outcome = await self._submit(parent, record, None, sends)
+            # Sent only if the risk check and the guards allow it right before the send.
+            stop = await self.risk.before_slice(parent, record, self.policy.grace) \
+                if self.risk is not None else None
+            outcome = Outcome(stop.status, record.attempts, reason=stop.reason) \
+                if stop is not None else await self._submit(parent, record, None, sends)
         await self._record(parent, record, outcome, sends[-1] if sends else None)
 
     async def _submit(self, parent: ParentRecord, record: SliceRecord,

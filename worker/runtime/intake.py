@@ -23,14 +23,16 @@ from worker.core.intake import (
     PlannedSubmit,
     classify,
 )
+from worker.core.risk import needs_reference
 from worker.messaging.dispositions import Disposition
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.clock import Clock
+from worker.runtime.risk import LimitsCache, NoQuotes, QuoteSource, references
 from worker.runtime.scheduling import SliceScheduler
 from worker.runtime.working_orders import WorkingOrders
 from worker.settings import Settings
 from worker.store.engine import is_outage
-from worker.store.intake import IntakeResult
+from worker.store.intake import IntakeResult, Screening
 from worker.store.repository import Store
 
 log = logging.getLogger(__name__)
@@ -72,8 +74,13 @@ class IntakeService:
         notify: Callable[[], None] = lambda: None,
         *,
         metrics: WorkerMetrics | None = None,
+        quotes: QuoteSource | None = None,
+        limits: LimitsCache | None = None,
     ) -> None:
         self.metrics = metrics if metrics is not None else WorkerMetrics()
+        self.authz = settings.authz == "on"
+        self.quotes = quotes if quotes is not None else NoQuotes("no quote source configured")
+        self.limits = limits if limits is not None else LimitsCache(store)
         self.store = store
         self.scheduler = scheduler
         self.working = working
@@ -123,7 +130,8 @@ class IntakeService:
                      now: datetime) -> list[Disposition]:
         try:
             results = await self.store.apply_intake(items, now, self.requests_queue,
-                                                    self._redate(now))
+                                                    self._redate(now),
+                                                    await self._screening(items))
         except Exception as exc:
             if is_outage(exc):
                 log.warning("intake.database_unavailable", extra={"batch": len(batch),
@@ -144,6 +152,17 @@ class IntakeService:
             dispositions.append(await self._after_commit(item, result))
         self.notify()
         return dispositions
+
+    async def _screening(self, items: list[IntakeItem]) -> Screening:
+        """Authorization on or off, and the reference prices the limits of the batch's new
+        parents need (fetched before its transaction: no quote is awaited holding locks)."""
+        submits = [i.parent for i in items if isinstance(i, PlannedSubmit)]
+        if not submits:
+            return Screening(self.authz)
+        limits = await self.limits.of({p.strategy_id for p in submits})
+        symbols = {p.symbol for p in submits
+                   if needs_reference(limits[p.strategy_id], p.limit_price, p.stop_price)}
+        return Screening(self.authz, await references(self.quotes, symbols) if symbols else {})
 
     async def _after_commit(self, item: IntakeItem, result: IntakeResult) -> Disposition:
         """Schedule what the commit accepted. Should that fail, the message goes back to the

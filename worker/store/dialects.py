@@ -6,6 +6,7 @@ store asks which database it talks to.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -42,6 +43,11 @@ class Dialect(Protocol):
         the driver has."""
         ...
 
+    async def lock_keys(self, conn: AsyncConnection, keys: Sequence[str]) -> None:
+        """Hold a lock per key to the end of the caller's transaction (callers sort the keys,
+        so two transactions never wait on each other crosswise)."""
+        ...
+
 
 class PostgreSQL:
     name = "postgresql"
@@ -67,6 +73,15 @@ class PostgreSQL:
             table.name, records=shape.records(rows), columns=shape.names
         )
 
+    async def lock_keys(self, conn: AsyncConnection, keys: Sequence[str]) -> None:
+        for key in keys:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _key64(key)})
+
+
+def _key64(key: str) -> int:
+    """A stable signed 64-bit advisory lock key for a text key."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+
 
 class SQLite:
     name = "sqlite"
@@ -90,6 +105,10 @@ class SQLite:
         driver.executemany_now(
             f"INSERT INTO {table.name} ({columns}) VALUES ({marks})", shape.records(rows)
         )
+
+    async def lock_keys(self, conn: AsyncConnection, keys: Sequence[str]) -> None:
+        """Nothing to take: every write transaction begins IMMEDIATE, holding the database's
+        one write lock from its start to its commit."""
 
 
 _BY_NAME: dict[str, Dialect] = {"postgresql": PostgreSQL(), "sqlite": SQLite()}

@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.core import admission
+from worker.core.access import Grant
 from worker.core.intake import CancelOrder, IntakeItem, PlannedSubmit
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
+from worker.core.risk import Reference, Usage
+from worker.core.screening import Counted, ScreenInputs, screen
+from worker.store import grants as grant_rows
+from worker.store import limits as limit_rows
 from worker.store import outbox
 from worker.store import parents as parent_rows
 from worker.store.dialects import dialect_for
@@ -20,6 +25,47 @@ from worker.store.parents import CancelResult
 from worker.store.tables import request_receipts
 
 Redate = Callable[[PlannedSubmit, datetime], IntakeItem]
+
+
+@dataclass(frozen=True, slots=True)
+class Screening:
+    """What the runtime brings to the batch's risk and access checks: whether authorization
+    is on, and the reference prices it fetched before the transaction (symbol → price)."""
+
+    authz: bool = False
+    references: Mapping[str, Reference] = field(default_factory=dict)
+
+
+async def screen_inputs(conn: AsyncConnection, items: list[IntakeItem], known: set[str],
+                        screening: Screening) -> ScreenInputs:
+    """Read, in the batch's transaction, what core.screening decides on; the strategies
+    whose new parents count against their limits are locked first (limits.lock)."""
+    grants: dict[str, Grant] = {}
+    cancel_strategies: dict[str, str] = {}
+    if screening.authz:
+        users = {i.inbound.user_id for i in items if isinstance(i, PlannedSubmit | CancelOrder)
+                 and i.inbound.user_id is not None}
+        grants = await grant_rows.of_users(conn, [u for u in users if u is not None])
+        cancel_ids = [i.request.parent_order_id for i in items if isinstance(i, CancelOrder)]
+        if cancel_ids:
+            cancel_strategies = await parent_rows.strategies_of(conn, cancel_ids)
+    new = [i.parent for i in items
+           if isinstance(i, PlannedSubmit) and i.parent.parent_order_id not in known]
+    if not new:
+        return ScreenInputs(screening.authz, grants, cancel_strategies)
+    limits = await limit_rows.effective_for(conn, {p.strategy_id for p in new})
+    # Only limits on what a strategy already uses need its count, and the lock that keeps
+    # the count true until the commit: without them a batch takes neither.
+    counted = {s for s, lim in limits.items()
+               if lim.max_open_parents is not None or lim.max_daily_notional is not None}
+    usage: dict[tuple[str, date], Usage] = {}
+    if counted:
+        await limit_rows.lock(conn, counted)
+        for key in sorted({(p.strategy_id, p.trade_date) for p in new
+                           if p.strategy_id in counted}):
+            usage[key] = await limit_rows.usage(conn, *key)
+    return ScreenInputs(screening.authz, grants, cancel_strategies, limits, usage,
+                        screening.references)
 
 
 async def date_by_receipts(
@@ -86,13 +132,21 @@ class IntakeResult:
 
 async def apply_intake(
     conn: AsyncConnection, items: list[IntakeItem], now: datetime, requests_queue: str,
-    redate: Redate | None = None,
+    redate: Redate | None = None, screening: Screening | None = None,
 ) -> list[IntakeResult]:
-    """Apply a batch of classified requests in order, in the caller's one transaction: what
-    each becomes is decided by core.admission; this writes it."""
+    """Apply a batch of classified requests in order, in the caller's one transaction: who
+    may and within which limits is decided by core.screening, what each becomes by
+    core.admission; this writes it."""
     items = await date_by_receipts(conn, items, redate)
     submit_ids = [i.parent.parent_order_id for i in items if isinstance(i, PlannedSubmit)]
     known = await parent_rows.existing_ids(conn, submit_ids) if submit_ids else set()
+    counted: list[Counted] = []
+    if screening is not None:
+        inputs = await screen_inputs(conn, items, known, screening)
+        items, counted = screen(items, frozenset(known), inputs)
+    for c in counted:
+        await limit_rows.record_notional(conn, c.parent_order_id, c.strategy_id, c.trade_date,
+                                         c.notional, c.reference)
     pending: list[tuple[ParentRecord, list[SliceRecord]]] = []
     messages: list[OutboxMessage] = []
     results: list[IntakeResult] = []

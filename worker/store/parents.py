@@ -58,6 +58,13 @@ _EXISTING = select(parents.c.parent_order_id).where(
 )
 
 
+async def strategies_of(conn: AsyncConnection, ids: list[str]) -> dict[str, str]:
+    """parent id → its strategy, for the parents that exist."""
+    result = await conn.execute(select(parents.c.parent_order_id, parents.c.strategy_id)
+                                .where(parents.c.parent_order_id.in_(sorted(set(ids)))))
+    return {row[0]: row[1] for row in result}
+
+
 async def existing_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), 500):

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from twap_schemas.common import SliceStatus
+from worker.core.access import Grant
 from worker.core.guards import GuardState
 from worker.core.intake import IntakeItem
 from worker.core.outcomes import Outcome
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
-from worker.store import fills, intake, outbox, outcomes, switches
+from worker.core.risk import Limits
+from worker.store import audit, fills, intake, outbox, outcomes, switches, turns
+from worker.store import grants as grant_rows
+from worker.store import limits as limit_rows
 from worker.store import parents as parent_rows
 from worker.store import slices as slice_rows
+from worker.store.audit import AuditRow
 from worker.store.dialects import dialect_for
 from worker.store.engine import make_engine
-from worker.store.intake import IntakeResult, Redate
+from worker.store.intake import IntakeResult, Redate, Screening
 from worker.store.operator_reads import OperatorReads
 from worker.store.parents import CancelResult
 from worker.store.slices import Claimed
@@ -277,10 +283,57 @@ class Store:
 
     async def apply_intake(
         self, items: list[IntakeItem], now: datetime, requests_queue: str,
-        redate: Redate | None = None,
+        redate: Redate | None = None, screening: Screening | None = None,
     ) -> list[IntakeResult]:
         async with self.transaction() as conn:
-            return await intake.apply_intake(conn, items, now, requests_queue, redate)
+            return await intake.apply_intake(conn, items, now, requests_queue, redate,
+                                             screening)
+
+    # -- risk limits and access ----------------------------------------------------------------
+    async def effective_limits(self, strategies: Iterable[str]) -> dict[str, Limits]:
+        """The limits that apply to each strategy now (a plain read: intake decides on the
+        ones it reads again under the strategies' lock)."""
+        async with self.engine.connect() as conn:
+            return await limit_rows.effective_for(conn, strategies)
+
+    async def limit_rows(self) -> dict[str, Limits]:
+        async with self.engine.connect() as conn:
+            return await limit_rows.all_rows(conn)
+
+    async def set_limits(self, strategy: str, changes: Mapping[str, Any], *, by: str,
+                         reason: str | None, now: datetime) -> tuple[Limits | None, Limits]:
+        async with self.transaction() as conn:
+            return await limit_rows.set_limits(conn, strategy, changes, by=by, reason=reason,
+                                               now=now)
+
+    async def grant_of(self, user: str) -> Grant | None:
+        async with self.engine.connect() as conn:
+            return await grant_rows.of_user(conn, user)
+
+    async def all_grants(self) -> list[Grant]:
+        async with self.engine.connect() as conn:
+            return await grant_rows.all_grants(conn)
+
+    async def set_grant(self, grant: Grant, *, by: str, reason: str | None,
+                        now: datetime) -> Grant | None:
+        async with self.transaction() as conn:
+            return await grant_rows.set_grant(conn, grant, by=by, reason=reason, now=now)
+
+    async def audit_history(self, kind: str, subject: str | None = None) -> list[AuditRow]:
+        async with self.engine.connect() as conn:
+            return await audit.history(conn, kind, subject)
+
+    async def slice_turn(self, strategy: str, client_order_id: str, now: datetime,
+                         decide: Callable[[list[datetime]], datetime | None]) -> datetime | None:
+        """The slice's turn under max_slices_per_minute: `decide` picks it from the
+        strategy's recent turns (None: no turn), kept in the same transaction, under the
+        strategy's lock, so two slices never take the same place."""
+        async with self.transaction() as conn:
+            await limit_rows.lock(conn, [strategy])
+            at = decide(await turns.recent(conn, strategy, now))
+            if at is not None:
+                await turns.take(conn, strategy, client_order_id, at)
+            return at
 
     async def pending_parent(self, parent_id: str) -> PendingParent | None:
         """An active parent with a slice still to fire, for re-arming; None otherwise."""

@@ -172,3 +172,67 @@ def status_is(status: str) -> Any:
     literal lets the planners (PostgreSQL's generic plans, SQLite's) prove a partial index's
     predicate and use it."""
     return slices.c.status == literal_column(f"'{status}'")
+
+
+# -- risk limits and access (contract v2) ------------------------------------------------------
+# One row per strategy, and the default row '*'; `limits` holds only the keys set
+# (core.risk.Limits.to_json): an absent key does not apply, or falls back to '*'.
+risk_limits = Table(
+    "risk_limits",
+    metadata,
+    Column("strategy_id", String(64), primary_key=True),
+    Column("limits", JSON, nullable=False),
+    Column("updated_by", String(128), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Who may do what with TWAP_AUTHZ=on, by AMQP user id.
+access_grants = Table(
+    "access_grants",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("strategies", JSON, nullable=False),
+    Column("actions", JSON, nullable=False),
+    Column("operator", Boolean, nullable=False),
+    Column("updated_by", String(128), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Every change of limits or grants: who, when, the value before and after.
+risk_audit = Table(
+    "risk_audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("kind", String(8), nullable=False),  # 'limits' | 'grants'
+    Column("subject", String(128), nullable=False),  # the strategy ('*' too) or the user
+    Column("old", JSON, nullable=True),
+    Column("new", JSON, nullable=True),
+    Column("changed_by", String(128), nullable=False),
+    Column("reason", String(256), nullable=True),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Index("ix_risk_audit_subject", "kind", "subject", "changed_at"),
+)
+
+# The notional each accepted parent counted against its strategy's day (qty x the reference
+# price at intake); absent when no limit needed a price then.
+parent_notionals = Table(
+    "parent_notionals",
+    metadata,
+    Column("parent_order_id", String(24), primary_key=True),
+    Column("strategy_id", String(64), nullable=False),
+    Column("trade_date", String(10), nullable=False),
+    Column("notional", ExactDecimal, nullable=False),
+    Column("reference_price", ExactDecimal, nullable=False),
+    Index("ix_parent_notionals_day", "strategy_id", "trade_date"),
+)
+
+# When each slice was let through under max_slices_per_minute (its turn, maybe ahead of now).
+slice_turns = Table(
+    "slice_turns",
+    metadata,
+    Column("client_order_id", String(24), primary_key=True),
+    Column("strategy_id", String(64), nullable=False),
+    Column("turn_at", UTCDateTime, nullable=False),
+    Index("ix_slice_turns_strategy", "strategy_id", "turn_at"),
+)
