@@ -118,7 +118,7 @@ async def test_a_running_worker_blocks_slices_over_the_rate_past_the_grace(
     pid = (await harness.reply_for(cid))["parent_order_id"]
     (done,) = await harness.events.wait_for(
         lambda: harness.events.of("parent.completed", parent_order_id=pid))
-    assert done["by_status"]["submitted"]["count"] == 1
+    assert done["by_status"]["filled"]["count"] == 1
     assert done["by_status"]["blocked_risk"]["count"] == 2
     blocked = harness.events.of("slice.blocked_risk", parent_order_id=pid)
     assert sorted(e["slice_num"] for e in blocked) == [1, 2]

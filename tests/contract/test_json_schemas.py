@@ -167,9 +167,9 @@ def written_messages() -> list[tuple[str, bytes]]:
 
 
 def test_every_written_event_and_reply_matches_its_schema() -> None:
-    """Events of all 19 types and replies of each outcome validate against the checked-in files."""
+    """Events of all 22 types and replies of each outcome validate against the checked-in files."""
     messages = written_messages()
-    assert len({kind for kind, _ in messages if kind != "reply"}) == 19
+    assert len({kind for kind, _ in messages if kind != "reply"}) == 22
     for kind, body in messages:
         name = "reply.json" if kind == "reply" else f"event.{kind}.json"
         errors = [e.message for e in validator(name).iter_errors(json.loads(body))]

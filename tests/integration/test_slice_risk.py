@@ -136,7 +136,7 @@ async def test_no_limits_ask_for_no_quote(store: Store) -> None:
     quotes = Quotes()
     broker = SimBroker()
     await executor(store, broker, quotes).run(parent.parent_order_id, 0, plan[0].scheduled_time)
-    assert (await store.get_slices(parent.parent_order_id))[0].status is SliceStatus.SUBMITTED
+    assert (await store.get_slices(parent.parent_order_id))[0].status is SliceStatus.FILLED
     assert quotes.asked == []
 
 
@@ -152,7 +152,7 @@ async def test_over_the_rate_waits_its_turn_then_blocks_past_the_grace(store: St
     for num in (0, 1, 2):
         await ex.run(parent.parent_order_id, num, plan[num].scheduled_time)
     rows = await store.get_slices(parent.parent_order_id)
-    assert [r.status for r in rows] == [SliceStatus.SUBMITTED, SliceStatus.SUBMITTED,
+    assert [r.status for r in rows] == [SliceStatus.FILLED, SliceStatus.FILLED,
                                         SliceStatus.BLOCKED_RISK]
     assert rows[2].reason is not None
     assert rows[2].reason.startswith("max_slices_per_minute 2 for strategy alpha_1 reached; "
@@ -169,7 +169,7 @@ async def test_over_the_rate_waits_its_turn_then_blocks_past_the_grace(store: St
         await store.slice_turn("alpha_1", f"old{i:021d}", ago, lambda recent: ago)
     await ex.run(other.parent_order_id, 0, plan2[0].scheduled_time)
     (sent, *_) = await store.get_slices(other.parent_order_id)
-    assert sent.status is SliceStatus.SUBMITTED
+    assert sent.status is SliceStatus.FILLED
     assert sent.sent_at is not None
     assert sent.sent_at - plan2[0].scheduled_time >= timedelta(seconds=0.4)
     submitted = [json.loads(row.body) for _, row in await store.outbox_fetch(100)
