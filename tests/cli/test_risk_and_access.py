@@ -125,3 +125,20 @@ async def test_a_running_worker_blocks_slices_over_the_rate_past_the_grace(
     assert all(e["status"] == "blocked_risk" and e["reason"].startswith(
         "max_slices_per_minute 1 for strategy alpha_1 reached; its next turn (")
         for e in blocked)
+
+
+async def test_a_notional_limit_prices_the_request_at_the_sim_brokers_own_quote(
+        harness: Harness, cli: Cli) -> None:
+    """No injected quotes: the running worker asks its broker (the sim, whose AAPL is 472.14
+    by its name with a symmetric spread, so the mid is 472.14): 100 shares are 47,214, over a
+    10,000 max_notional; 20 shares (9,442.80) pass."""
+    await harness.start_worker()
+    result = await cli("limits", "set", "alpha_1", "--max-notional", "10000", "--reason", "t")
+    assert result.exit_code == 0, result.output
+    refused = await harness.reply_for(await harness.publish(submit_body(qty=100), reply=True))
+    assert refused["outcome"] == "rejected"
+    (error,) = refused["errors"]
+    assert error["loc"] == "qty"
+    assert "(100 x 472.14) exceeds max_notional 10,000 for strategy alpha_1" in error["msg"]
+    ok = await harness.reply_for(await harness.publish(submit_body(qty=20), reply=True))
+    assert ok["outcome"] == "accepted"
