@@ -24,7 +24,7 @@ from worker.core.records import ParentRecord, SliceRecord
 from worker.observability.metrics import WorkerMetrics
 from worker.runtime.order_updates import OrderUpdates
 from worker.runtime.reconcile import NO_SUCH_ORDER, Reconciler
-from worker.runtime.working_orders import SLICE_END, WorkingOrders
+from worker.runtime.working_orders import PARENT_END, SLICE_END, WorkingOrders
 from worker.store.fills import Applied, BrokerView, ViewResult
 from worker.store.repository import Store
 
@@ -204,3 +204,56 @@ async def test_a_cancel_that_loses_the_race_with_a_fill_ends_filled(store: Store
     s = await _status(store, parent)
     assert (s.status, s.filled_qty, s.reason) == (SliceStatus.FILLED, 5, None)
     assert s.fill_notional == Decimal("200.05")  # 5 at the ask of 40 (40.01)
+
+
+class HeldCancel(SimBroker):
+    """A cancel held until the test lets it go, so a second closer arrives mid-close."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def cancel(self, broker_order_id: str) -> bool:
+        self.entered.set()
+        await self.go.wait()
+        return await super().cancel(broker_order_id)
+
+
+async def test_a_second_closer_waits_for_the_outcome_of_the_first(store: Store) -> None:
+    # The periodic end_due pass starts closing slice 0's order; then slice 1 comes due and the
+    # executor's end_earlier asks for the same close. It must wait for that close and read the
+    # parent after it, or slice 0's unfilled qty is never caught up.
+    broker = HeldCancel(market=Market(prices={"AAPL": Decimal("100")}))
+    request = SubmitRequest(type="submit", strategy_id="u", symbol="AAPL", side="buy", qty=10,
+                            duration_seconds=2, interval_seconds=1, order_type="limit",
+                            limit_price=Decimal("50"), request_id=uuid.uuid4().hex)
+    parent, records = build_plan(request, now=_now())
+    assert [r.qty for r in records] == [5, 5]
+    await store.create_parent(parent, records, _now())
+    claimed = await store.claim(parent.parent_order_id, 0, _now())
+    assert claimed is not None
+    parent, record = claimed[0], claimed[1]
+    view = await broker.submit(OrderRequest(record.client_order_id, "AAPL", parent.side,
+                                            record.qty, OrderType.LIMIT,
+                                            limit_price=Decimal("50")))
+    written = await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1,
+                                                         view.broker_order_id),
+                                 _now(), max_failures=5, view=view)
+    assert written is not None
+    working = WorkingOrders(store, broker, _now,
+                            updates=OrderUpdates(store, broker, _now, WorkerMetrics()))
+    first = asyncio.create_task(working.close(written, PARENT_END))  # the end_due pass
+    await broker.entered.wait()
+    current = await store.get_parent(parent.parent_order_id)
+    assert current is not None and current.working_qty == 5
+    second = asyncio.create_task(working.end_earlier(current, 1))  # the executor
+    await asyncio.sleep(0.05)
+    assert not second.done()  # it waits for the close under way
+    broker.go.set()
+    after = await second
+    assert after.working_qty == 0
+    assert after.filled_qty == 0
+    assert await first is True
+    s = await _status(store, parent)
+    assert (s.status, s.filled_qty) == (SliceStatus.CLOSED, 0)
