@@ -132,6 +132,10 @@ async def test_reconciliation_applies_what_the_stream_missed(store: Store) -> No
     first, second = await _status(store, p0), await _status(store, p1)
     assert (first.status, first.reason) == (SliceStatus.CLOSED,
                                             "canceled at the worker's request")
+    # One "not found" is not enough to close a slice: the second pass's answer is.
+    assert (second.status, second.reason) == (SliceStatus.SUBMITTED, None)
+    assert await reconciler.reconcile() >= 1
+    second = await _status(store, p1)
     assert (second.status, second.reason) == (SliceStatus.CLOSED, NO_SUCH_ORDER)
     assert metrics.registry.get_sample_value("twap_working_orders") is not None
 
@@ -257,3 +261,70 @@ async def test_a_second_closer_waits_for_the_outcome_of_the_first(store: Store) 
     assert await first is True
     s = await _status(store, parent)
     assert (s.status, s.filled_qty) == (SliceStatus.CLOSED, 0)
+
+
+class _Flaky(SimBroker):
+    """find() says "no such order" for the orders in `hidden`, answers truly for the others."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.hidden: set[str] = set()
+
+    async def find(self, client_order_id: str) -> OrderView | None:
+        if client_order_id in self.hidden:
+            return None
+        return await super().find(client_order_id)
+
+
+async def _resting(store: Store, broker: SimBroker) -> tuple[ParentRecord, SliceRecord]:
+    parent, record = await _claimed(store)
+    view = await broker.submit(OrderRequest(record.client_order_id, "AAPL", parent.side,
+                                            record.qty, OrderType.LIMIT,
+                                            limit_price=Decimal("50")))
+    written = await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1,
+                                                         view.broker_order_id),
+                                 _now(), max_failures=5, view=view)
+    assert written is not None
+    return parent, written
+
+
+async def test_one_not_found_between_two_answers_does_not_close_the_slice(
+        store: Store) -> None:
+    broker = _Flaky(market=Market(prices={"AAPL": Decimal("100")}))
+    parent, record = await _resting(store, broker)
+    metrics = WorkerMetrics()
+    reconciler = Reconciler(store, broker, _now, metrics,
+                            OrderUpdates(store, broker, _now, metrics), every=30)
+    broker.hidden.add(record.client_order_id)
+    await reconciler.reconcile()
+    broker.hidden.clear()
+    await reconciler.reconcile()  # found again: the count of "not found" starts over
+    broker.hidden.add(record.client_order_id)
+    await reconciler.reconcile()
+    assert (await _status(store, parent)).status is SliceStatus.SUBMITTED
+    await reconciler.reconcile()
+    assert (await _status(store, parent)).status is SliceStatus.CLOSED
+
+
+async def test_a_fill_after_the_slice_ended_is_reported_once_and_not_applied(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    parent, record = await _claimed(store)
+    metrics = WorkerMetrics()
+    updates = OrderUpdates(store, SimBroker(), _now, metrics)
+    await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"), _now(),
+                       max_failures=5)
+    closed = OrderView(record.client_order_id, "b0", Lifecycle.CLOSED, 0, None, _now(),
+                       NO_SUCH_ORDER)
+    assert (await updates.apply(closed)).applied is Applied.CHANGED  # type: ignore[union-attr]
+    late = OrderView(record.client_order_id, "b0", Lifecycle.FILLED, 5, Decimal("10"), _now())
+    caplog.set_level("ERROR", logger="worker.runtime.order_updates")
+    for _ in range(3):  # the stream, then every reconciliation pass
+        result = await updates.apply(late)
+        assert result is not None and result.applied is Applied.AFTER_END
+    logged = [r for r in caplog.records if r.getMessage() == "order_updates.fill_after_end"]
+    assert len(logged) == 1
+    assert metrics.registry.get_sample_value("twap_fills_after_end_total") == 1
+    s = await _status(store, parent)
+    assert (s.status, s.filled_qty) == (SliceStatus.CLOSED, 0)
+    after = await store.get_parent(parent.parent_order_id)
+    assert after is not None and after.filled_qty == 0

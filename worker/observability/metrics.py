@@ -145,6 +145,18 @@ class WorkerMetrics:
             "long the worker may not have known an order's state)",
             registry=r,
         )
+        self.fills_after_end = Counter(
+            "twap_fills_after_end",
+            "Slices whose order the broker reports filled beyond what the slice held when it "
+            "ended (an order the worker had closed still executed); each slice counted once",
+            registry=r,
+        )
+        self.bad_broker_views = Counter(
+            "twap_bad_broker_views",
+            "Broker views of an order that could not be applied (more filled than the qty, a "
+            "fill without a price); each distinct view of a slice counted once",
+            registry=r,
+        )
         self._prime()
 
     def filled(self, fill_qty: int) -> None:

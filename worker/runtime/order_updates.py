@@ -49,6 +49,10 @@ class OrderUpdates:
         self._parked: dict[str, OrderView] = {}  # by client_order_id: the newest view
         self._reasons: dict[str, str] = {}  # why the worker is closing an order (its cancel)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Reported once: slices with fills after their end, and the last bad view per slice
+        # (reconciliation asks again every pass; the log must not repeat it every pass).
+        self._after_end: set[str] = set()
+        self._bad: dict[str, tuple[object, ...]] = {}
 
     @property
     def parked(self) -> int:
@@ -95,18 +99,42 @@ class OrderUpdates:
                 lambda: self.store.apply_view(view, self.clock(), reason),
                 clock=self.clock, deadline=None, what="fill", ids=ids)
         except FillError as exc:
-            log.error("order_updates.bad_view", extra={**ids, "error": str(exc)})
+            self._bad_view(view, ids, exc)
             return None
         except Exception as exc:
             log.error("order_updates.apply_failed", extra={**ids, "error": repr(exc)[:200]})
             return None
+        self._bad.pop(view.client_order_id, None)
         if result.applied is Applied.SUBMITTING:
             self._park(view, retry)
         elif result.applied is Applied.CHANGED:
             self._changed(result, ids)
+        elif result.applied is Applied.AFTER_END:
+            self._fill_after_end(result, ids)
         if view.ended and result.applied is not Applied.SUBMITTING:
             self._reasons.pop(view.client_order_id, None)
         return result
+
+    def _bad_view(self, view: OrderView, ids: dict[str, object], exc: FillError) -> None:
+        key = (view.lifecycle, view.filled_qty, view.avg_fill_price)
+        if self._bad.get(view.client_order_id) == key:
+            return
+        self._bad[view.client_order_id] = key
+        self.metrics.bad_broker_views.inc()
+        log.error("order_updates.bad_view", extra={**ids, "error": str(exc)})
+
+    def _fill_after_end(self, result: ViewResult, ids: dict[str, object]) -> None:
+        """The broker reports fills of an order whose slice has ended: not applied (see
+        docs/decisions.md), but a desk must learn that more executed than the worker shows."""
+        record = result.slice
+        assert record is not None  # AFTER_END always carries the slice
+        if record.client_order_id in self._after_end:
+            return
+        self._after_end.add(record.client_order_id)
+        self.metrics.fills_after_end.inc()
+        log.error("order_updates.fill_after_end", extra={
+            **ids, "parent_order_id": record.parent_order_id, "slice_num": record.slice_num,
+            "slice_status": record.status.value, "slice_filled_qty": record.filled_qty})
 
     def _changed(self, result: ViewResult, ids: dict[str, object]) -> None:
         if result.fill is not None:

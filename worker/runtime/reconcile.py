@@ -8,8 +8,10 @@ applies what it hears, exactly as a pushed view (idempotent):
 Lookups share the broker-call budget of the working-order cancels (`calls`), so reconciliation
 never takes every broker slot from the slices going out.
 
-An order the broker says it does not have (find → None) cannot fill any more: its slice is
-closed with what it had filled, reason "the broker has no such order".
+An order the broker says it does not have (find → None) in two passes one after the other
+cannot fill any more: its slice is closed with what it had filled, reason "the broker has no
+such order". One answer is not enough: a broker that has just accepted an order, or that
+answers from a replica, can say "not found" once for an order that then fills.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class Reconciler:
         self._calls = calls if calls is not None else asyncio.Semaphore(2)
         self._full_wanted = False
         self._full: asyncio.Task[None] | None = None
+        # client_order_id -> when (loop time) the broker first said it has no such order; the
+        # second "not found" closes the slice only in a pass started after that.
+        self._missing: dict[str, float] = {}
 
     def resync(self) -> None:
         """Look up every working order soon (coalesced: one pass runs at a time)."""
@@ -65,14 +70,18 @@ class Reconciler:
     async def reconcile(self, *, stale_only: bool = False) -> int:
         """One pass; returns how many orders were looked up."""
         now = self.clock()
+        started = asyncio.get_running_loop().time()
         working = await self.store.submitted_slices(limit=PASS_LIMIT)
+        if len(working) < PASS_LIMIT:  # forget orders whose slices ended some other way
+            ids = {record.client_order_id for record, _ in working}
+            self._missing = {k: v for k, v in self._missing.items() if k in ids}
         self.metrics.working_orders.set(len(working))
         oldest = min((at for _, at in working), default=now)
         self.metrics.reconcile_lag.set(max(0.0, (now - oldest).total_seconds()))
         if stale_only:
             cutoff = now - timedelta(seconds=self.every)
             working = [(record, at) for record, at in working if at < cutoff]
-        await asyncio.gather(*(self._check(record) for record, _ in working))
+        await asyncio.gather(*(self._check(record, started) for record, _ in working))
         if working:
             log.info("reconcile.pass", extra={"looked_up": len(working),
                                               "stale_only": stale_only})
@@ -85,7 +94,7 @@ class Reconciler:
         except Exception as exc:
             log.warning("reconcile.failed", extra={"error": repr(exc)[:200]})
 
-    async def _check(self, record: SliceRecord) -> None:
+    async def _check(self, record: SliceRecord, started: float) -> None:
         async with self._calls:
             try:
                 view = await self.broker.find(record.client_order_id)
@@ -93,7 +102,15 @@ class Reconciler:
                 log.warning("reconcile.lookup_failed", extra={
                     "client_order_id": record.client_order_id, "error": repr(exc)[:200]})
                 return
+        coid = record.client_order_id
         if view is None:
+            first = self._missing.get(coid)
+            if first is None or first >= started:  # the first answer, or this pass's own
+                self._missing.setdefault(coid, asyncio.get_running_loop().time())
+                log.info("reconcile.not_found_once", extra={
+                    "client_order_id": coid, "broker_order_id": record.broker_order_id})
+                return
+            del self._missing[coid]
             log.warning("reconcile.no_such_order", extra={
                 "client_order_id": record.client_order_id,
                 "broker_order_id": record.broker_order_id})
@@ -101,4 +118,6 @@ class Reconciler:
                              Lifecycle.CLOSED, record.filled_qty,
                              average(record.fill_notional, record.filled_qty), self.clock(),
                              NO_SUCH_ORDER)
+        else:
+            self._missing.pop(coid, None)
         await self.updates.apply(view)
