@@ -80,6 +80,7 @@ class Worker:
         self.relay = OutboxRelay(self.store, batch=settings.outbox_batch,
                                  gather=settings.outbox_gather_ms / 1000)
         self.metrics = WorkerMetrics()
+        self.store.on_bad_view = self.metrics.bad_broker_views.inc
         timed_broker = TimedBroker(self.broker, self.metrics)
         policy = ExecutionPolicy(
             attempts=settings.retry_attempts,

@@ -328,3 +328,22 @@ async def test_a_fill_after_the_slice_ended_is_reported_once_and_not_applied(
     assert (s.status, s.filled_qty) == (SliceStatus.CLOSED, 0)
     after = await store.get_parent(parent.parent_order_id)
     assert after is not None and after.filled_qty == 0
+
+
+async def test_a_bad_view_is_logged_and_counted_once_per_distinct_view(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    parent, record = await _claimed(store)
+    await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"), _now(),
+                       max_failures=5)
+    metrics = WorkerMetrics()
+    updates = OrderUpdates(store, SimBroker(), _now, metrics)
+    caplog.set_level("ERROR", logger="worker.runtime.order_updates")
+    too_many = OrderView(record.client_order_id, "b0", Lifecycle.WORKING, 9, Decimal("10"),
+                         _now())
+    no_price = OrderView(record.client_order_id, "b0", Lifecycle.WORKING, 2, None, _now())
+    for bad in (too_many, too_many, too_many, no_price, no_price):  # passes repeating them
+        assert await updates.apply(bad) is None
+    logged = [r for r in caplog.records if r.getMessage() == "order_updates.bad_view"]
+    assert len(logged) == 2
+    assert metrics.registry.get_sample_value("twap_bad_broker_views_total") == 2
+    assert (await _status(store, parent)).filled_qty == 0

@@ -122,8 +122,9 @@ async def apply_view(conn: AsyncConnection, view: BrokerView, now: datetime,
         return ViewResult(Applied.UNCHANGED, slice=record)
     prow = (await conn.execute(PARENT_FOR_UPDATE, {"b_pid": record.parent_order_id})).one()
     parent = to_parent(prow)
-    # Raises FillError on a view that cannot be right (beyond the qty, no price): nothing is
-    # written, the caller logs it and reconciles later.
+    # Raises FillError on a view that cannot be right (beyond the qty, no price) before
+    # anything is written (Store.finish relies on it to keep the `submitted` it applies the
+    # submit's view with): the caller logs it and reconciles later.
     fill = increment(Execution(record.filled_qty, record.fill_notional), view.filled_qty,
                      view.avg_fill_price, record.qty)
     if fill is not None:
