@@ -182,7 +182,7 @@ async def test_a_submit_view_that_cannot_be_applied_keeps_the_submitted_record(
     # and must be recorded so (else it stays `submitting` and is looked up forever).
     bad: list[int] = []
     store.on_bad_view = lambda: bad.append(1)
-    parent, records = await _parent(store, qty=10, slices=2)
+    parent, _ = await _parent(store, qty=10, slices=2)
     claimed = await store.claim(parent.parent_order_id, 0, AT)
     assert claimed is not None
     p, record, _ = claimed

@@ -190,10 +190,10 @@ class Store:
             order = sorted(range(len(items)), key=lambda i: (items[i][1].parent_order_id,
                                                              items[i][1].slice_num))
             for i in order:
-                view, outcome = views[i], items[i][2]
-                if (written[i] is not None and view is not None and _view_counts(view)
+                view, outcome, record = views[i], items[i][2], written[i]
+                if (record is not None and view is not None and _view_counts(view)
                         and outcome.status is SliceStatus.SUBMITTED):
-                    written[i] = await self._apply_submit_view(conn, view, now, written[i])
+                    written[i] = await self._apply_submit_view(conn, view, now, record)
             return written
 
     async def _apply_submit_view(self, conn: AsyncConnection, view: fills.BrokerView,
