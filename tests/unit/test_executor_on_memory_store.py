@@ -4,11 +4,14 @@ runtime does with a claim, a guard and an outcome."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from tests.support.memory_store import MemoryStore
 from twap_schemas.common import ParentStatus, SliceStatus
@@ -113,9 +116,11 @@ async def test_a_shortfall_is_caught_up_by_the_next_slice() -> None:
     assert broker.orders[sent.client_order_id].order.qty == 4
 
 
-async def test_a_slice_with_nothing_left_closes_unsent() -> None:
+async def test_a_slice_with_nothing_left_closes_unsent(
+        caplog: pytest.LogCaptureFixture) -> None:
     """The parent's qty already filled (or working): the slice sends nothing and ends closed,
-    its qty 0 and the plan's kept beside it."""
+    its qty 0 and the plan's kept beside it; logged at INFO (the plan working, no problem)."""
+    caplog.set_level(logging.INFO, logger="worker.runtime.execution")
     store, broker, parent, records = _setup(2)
     pid = parent.parent_order_id
     store.parents[pid] = replace(parent, filled_qty=parent.qty)
@@ -124,6 +129,8 @@ async def test_a_slice_with_nothing_left_closes_unsent() -> None:
     assert (closed.status, closed.qty, closed.planned_qty, closed.reason) == (
         SliceStatus.CLOSED, 0, 1, NOTHING_LEFT)
     assert broker.attempts == 0
+    logged = [r for r in caplog.records if r.getMessage() == "slice.closed"]
+    assert [r.levelno for r in logged] == [logging.INFO]
 
 
 async def test_late_slices_fired_together_never_send_more_than_the_parents_qty() -> None:
