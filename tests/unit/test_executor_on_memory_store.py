@@ -69,7 +69,7 @@ async def test_a_cancel_after_the_claim_is_seen_by_the_pre_send_guard() -> None:
     """The parent canceled right after the slice's claim: the guard read before the send sees
     it; the slice ends canceled, unsent."""
     store, broker, parent, records = _setup()
-    store.after_claim = lambda key: store.cancel(key[0]) and None
+    store.after_claim = lambda key: store.cancel(key[0]) and None  # type: ignore[assignment]
     executor = _executor(store, broker, guard_fresh=0.0)
     await executor.run(parent.parent_order_id, 0, records[0].scheduled_time)
     assert broker.attempts == 0
@@ -151,7 +151,7 @@ async def test_late_slices_fired_together_never_send_more_than_the_parents_qty()
         await asyncio.sleep(0)
         return await size_now(*args)
 
-    store.size_claimed = size_later  # type: ignore[method-assign]
+    store.size_claimed = size_later  # type: ignore[method-assign,assignment]
     executor = _executor(store, broker)
     await asyncio.gather(executor.run(pid, 6, records[6].scheduled_time),
                          executor.run(pid, 7, records[7].scheduled_time))
