@@ -96,6 +96,7 @@ class Worker:
                                      updates=self.updates)
         self.reconciler = Reconciler(self.store, timed_broker, clock, self.metrics, self.updates,
                                      every=settings.reconcile_seconds, calls=self.working.calls)
+        self.updates.on_unknown = self._look_up
         self.executor = SliceExecutor(self.store, timed_broker, policy, clock, self.relay.notify,
                                       metrics=self.metrics,
                                       leading=self.leadership.leading,
@@ -137,6 +138,10 @@ class Worker:
     def _resync(self) -> None:
         if self.leadership.leading():
             self.reconciler.resync()
+
+    def _look_up(self, client_order_id: str) -> None:
+        if self.leadership.leading():
+            self.reconciler.look_up(client_order_id)
 
     @property
     def stopping(self) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -22,6 +22,7 @@ from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
 from worker.observability.metrics import WorkerMetrics
+from worker.runtime import reconcile
 from worker.runtime.order_updates import OrderUpdates
 from worker.runtime.reconcile import NO_SUCH_ORDER, Reconciler
 from worker.runtime.working_orders import PARENT_END, SLICE_END, WorkingOrders
@@ -347,3 +348,88 @@ async def test_a_bad_view_is_logged_and_counted_once_per_distinct_view(
     assert len(logged) == 2
     assert metrics.registry.get_sample_value("twap_bad_broker_views_total") == 2
     assert (await _status(store, parent)).filled_qty == 0
+
+
+class _Counting(SimBroker):
+    """Counts lookups; `answers` overrides find() for some orders."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.finds: list[str] = []
+        self.answers: dict[str, OrderView] = {}
+
+    async def find(self, client_order_id: str) -> OrderView | None:
+        self.finds.append(client_order_id)
+        if client_order_id in self.answers:
+            return self.answers[client_order_id]
+        return await super().find(client_order_id)
+
+
+class _Clock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+async def test_news_of_any_kind_resets_the_staleness_clock_and_the_lag(store: Store) -> None:
+    broker = _Counting(market=Market(prices={"AAPL": Decimal("100")}))
+    _, record = await _resting(store, broker)
+    written = dict((r.client_order_id, at) for r, at in await store.submitted_slices())[
+        record.client_order_id]
+    clock = _Clock(written + timedelta(seconds=50))
+    metrics = WorkerMetrics()
+    updates = OrderUpdates(store, broker, clock, metrics)
+    reconciler = Reconciler(store, broker, clock, metrics, updates, every=30)
+    # An update that changes nothing (the order still working, nothing filled) is news.
+    await updates.apply(OrderView(record.client_order_id, "b0", Lifecycle.WORKING, 0, None,
+                                  clock()))
+    clock.at = written + timedelta(seconds=60)
+    assert await reconciler.reconcile(stale_only=True) == 0  # heard of 10 s ago: not stale
+    assert broker.finds == []
+    lag = metrics.registry.get_sample_value("twap_reconcile_lag_seconds")
+    assert lag == 10.0  # not 60: since the news, not the row's write
+    clock.at = written + timedelta(seconds=81)
+    assert await reconciler.reconcile(stale_only=True) == 1  # now 31 s without news
+    assert broker.finds.count(record.client_order_id) == 1
+    assert await reconciler.reconcile(stale_only=True) == 0  # the lookup was news
+
+
+async def test_a_pass_looks_up_at_most_its_cap_and_a_resync_all(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = _Counting(market=Market(prices={"AAPL": Decimal("100")}))
+    ids = {(await _resting(store, broker))[1].client_order_id for _ in range(3)}
+    monkeypatch.setattr(reconcile, "LOOKUPS_PER_PASS", 2)
+    metrics = WorkerMetrics()
+    reconciler = Reconciler(store, broker, _now, metrics,
+                            OrderUpdates(store, broker, _now, metrics), every=30)
+    assert await reconciler.reconcile() == 2
+    broker.finds.clear()
+    reconciler.resync()
+    for _ in range(200):
+        if ids <= set(broker.finds):
+            break
+        await asyncio.sleep(0.01)
+    assert ids <= set(broker.finds)  # every order, in passes of 2
+    assert all(broker.finds.count(i) == 1 for i in ids)
+
+
+async def test_an_unknown_event_has_its_order_looked_up_at_once(store: Store) -> None:
+    broker = _Counting(market=Market(prices={"AAPL": Decimal("100")}))
+    parent, record = await _resting(store, broker)
+    metrics = WorkerMetrics()
+    updates = OrderUpdates(store, broker, _now, metrics)
+    reconciler = Reconciler(store, broker, _now, metrics, updates, every=30)
+    updates.on_unknown = reconciler.look_up
+    broker.answers[record.client_order_id] = OrderView(
+        record.client_order_id, "b0", Lifecycle.FILLED, 5, Decimal("60"), _now())
+    unknown = OrderView(record.client_order_id, "b0", Lifecycle.UNKNOWN, 0, None, _now())
+    assert await updates.apply(unknown) is None
+    for _ in range(200):
+        if (await _status(store, parent)).status is SliceStatus.FILLED:
+            break
+        await asyncio.sleep(0.01)
+    s = await _status(store, parent)
+    assert (s.status, s.filled_qty) == (SliceStatus.FILLED, 5)
+    assert broker.finds == [record.client_order_id]

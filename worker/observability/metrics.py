@@ -141,8 +141,9 @@ class WorkerMetrics:
         )
         self.reconcile_lag = Gauge(
             "twap_reconcile_lag_seconds",
-            "Age of the oldest news of a working order at the last reconciliation pass (how "
-            "long the worker may not have known an order's state)",
+            "At the last reconciliation pass, the longest time since a working order was "
+            "last heard from, an update or a lookup's answer (how long the worker may not "
+            "have known an order's state)",
             registry=r,
         )
         self.fills_after_end = Counter(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from worker.brokers.base import Broker
@@ -39,13 +40,18 @@ MAX_BACKOFF = 15.0
 class OrderUpdates:
     def __init__(self, store: Store, broker: Broker, clock: Clock, metrics: WorkerMetrics,
                  notify: Callable[[], None] = lambda: None,
-                 on_resync: Callable[[], None] = lambda: None) -> None:
+                 on_resync: Callable[[], None] = lambda: None,
+                 on_unknown: Callable[[str], None] = lambda client_order_id: None) -> None:
         self.store = store
         self.broker = broker
         self.clock = clock
         self.metrics = metrics
         self.notify = notify
         self.on_resync = on_resync
+        self.on_unknown = on_unknown  # asks for a lookup of an order whose event is not known
+        # When the worker last heard of each working order (an update of any kind, or a
+        # lookup's answer): reconciliation's staleness clock.
+        self.news: dict[str, datetime] = {}
         self._parked: dict[str, OrderView] = {}  # by client_order_id: the newest view
         self._reasons: dict[str, str] = {}  # why the worker is closing an order (its cancel)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -57,6 +63,10 @@ class OrderUpdates:
     @property
     def parked(self) -> int:
         return len(self._parked)
+
+    def heard(self, client_order_id: str) -> None:
+        """News of the order: an update, or the broker's answer to a lookup."""
+        self.news[client_order_id] = self.clock()
 
     def closing(self, client_order_id: str, reason: str) -> None:
         """The worker is canceling this order: a close that follows is for `reason`."""
@@ -90,8 +100,10 @@ class OrderUpdates:
         more at once, in case the record committed meanwhile)."""
         ids = {"client_order_id": view.client_order_id, "broker_order_id": view.broker_order_id,
                "filled_qty": view.filled_qty, "lifecycle": view.lifecycle.value}
+        self.heard(view.client_order_id)
         if view.lifecycle is Lifecycle.UNKNOWN:
             log.info("order_updates.unknown_status", extra=ids)
+            self.on_unknown(view.client_order_id)  # what it means: the broker's own answer
             return None
         reason = self._reasons.get(view.client_order_id) if view.ended else None
         try:
@@ -113,6 +125,7 @@ class OrderUpdates:
             self._fill_after_end(result, ids)
         if view.ended and result.applied is not Applied.SUBMITTING:
             self._reasons.pop(view.client_order_id, None)
+            self.news.pop(view.client_order_id, None)
         return result
 
     def _bad_view(self, view: OrderView, ids: dict[str, object], exc: FillError) -> None:
