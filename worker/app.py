@@ -81,6 +81,7 @@ class Worker:
         self.relay = OutboxRelay(self.store, batch=settings.outbox_batch,
                                  gather=settings.outbox_gather_ms / 1000)
         self.metrics = WorkerMetrics()
+        self.store.on_bad_view = self.metrics.bad_broker_views.inc
         timed_broker = TimedBroker(self.broker, self.metrics)
         policy = ExecutionPolicy(
             attempts=settings.retry_attempts,
@@ -102,6 +103,7 @@ class Worker:
                                      updates=self.updates)
         self.reconciler = Reconciler(self.store, timed_broker, clock, self.metrics, self.updates,
                                      every=settings.reconcile_seconds, calls=self.working.calls)
+        self.updates.on_unknown = self._look_up
         self.executor = SliceExecutor(self.store, timed_broker, policy, clock, self.relay.notify,
                                       metrics=self.metrics,
                                       leading=self.leadership.leading,
@@ -145,6 +147,10 @@ class Worker:
     def _resync(self) -> None:
         if self.leadership.leading():
             self.reconciler.resync()
+
+    def _look_up(self, client_order_id: str) -> None:
+        if self.leadership.leading():
+            self.reconciler.look_up(client_order_id)
 
     @property
     def stopping(self) -> bool:

@@ -174,3 +174,32 @@ async def test_exact_decimals_that_do_not_terminate(store: Store) -> None:
     assert s.fill_notional == Decimal("99.9999999999")
     p = await store.get_parent(parent.parent_order_id)
     assert p is not None and p.notional == Decimal("99.9999999999")
+
+
+async def test_a_submit_view_that_cannot_be_applied_keeps_the_submitted_record(
+        store: Store) -> None:
+    # More filled than the slice's qty: the view is refused, but the slice is at the broker
+    # and must be recorded so (else it stays `submitting` and is looked up forever).
+    bad: list[int] = []
+    store.on_bad_view = lambda: bad.append(1)
+    parent, _ = await _parent(store, qty=10, slices=2)
+    claimed = await store.claim(parent.parent_order_id, 0, AT)
+    assert claimed is not None
+    p, record, _ = claimed
+    written = await store.finish(p, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"), AT,
+                                 max_failures=5, view=view(record, Lifecycle.FILLED, 6, "10"))
+    assert written is not None
+    assert (written.status, written.filled_qty) == (SliceStatus.SUBMITTED, 0)
+    claimed = await store.claim(parent.parent_order_id, 1, AT)
+    assert claimed is not None
+    p, record1, _ = claimed
+    many = await store.finish_many([(p, record1, Outcome(SliceStatus.SUBMITTED, 1, "b1"))], AT,
+                                   max_failures=5,
+                                   views=[view(record1, Lifecycle.FILLED, 5, None)])
+    assert many[0] is not None
+    assert (many[0].status, many[0].filled_qty) == (SliceStatus.SUBMITTED, 0)
+    stored = await store.get_slices(parent.parent_order_id)
+    assert [(s.status, s.filled_qty) for s in stored] == [(SliceStatus.SUBMITTED, 0)] * 2
+    assert bad == [1, 1]
+    after = await store.get_parent(parent.parent_order_id)
+    assert after is not None and (after.filled_qty, after.working_qty) == (0, 10)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -22,9 +22,10 @@ from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
 from worker.observability.metrics import WorkerMetrics
+from worker.runtime import reconcile
 from worker.runtime.order_updates import OrderUpdates
 from worker.runtime.reconcile import NO_SUCH_ORDER, Reconciler
-from worker.runtime.working_orders import SLICE_END, WorkingOrders
+from worker.runtime.working_orders import PARENT_END, SLICE_END, WorkingOrders
 from worker.store.fills import Applied, BrokerView, ViewResult
 from worker.store.repository import Store
 
@@ -186,6 +187,10 @@ async def test_reconciliation_applies_what_the_stream_missed(store: Store) -> No
     first, second = await _status(store, p0), await _status(store, p1)
     assert (first.status, first.reason) == (SliceStatus.CLOSED,
                                             "canceled at the worker's request")
+    # One "not found" is not enough to close a slice: the second pass's answer is.
+    assert (second.status, second.reason) == (SliceStatus.SUBMITTED, None)
+    assert await reconciler.reconcile() >= 1
+    second = await _status(store, p1)
     assert (second.status, second.reason) == (SliceStatus.CLOSED, NO_SUCH_ORDER)
     assert metrics.registry.get_sample_value("twap_working_orders") is not None
 
@@ -258,3 +263,227 @@ async def test_a_cancel_that_loses_the_race_with_a_fill_ends_filled(store: Store
     s = await _status(store, parent)
     assert (s.status, s.filled_qty, s.reason) == (SliceStatus.FILLED, 5, None)
     assert s.fill_notional == Decimal("200.05")  # 5 at the ask of 40 (40.01)
+
+
+class HeldCancel(SimBroker):
+    """A cancel held until the test lets it go, so a second closer arrives mid-close."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def cancel(self, broker_order_id: str) -> bool:
+        self.entered.set()
+        await self.go.wait()
+        return await super().cancel(broker_order_id)
+
+
+async def test_a_second_closer_waits_for_the_outcome_of_the_first(store: Store) -> None:
+    # The periodic end_due pass starts closing slice 0's order; then slice 1 comes due and the
+    # executor's end_earlier asks for the same close. It must wait for that close and read the
+    # parent after it, or slice 0's unfilled qty is never caught up.
+    broker = HeldCancel(market=Market(prices={"AAPL": Decimal("100")}))
+    request = SubmitRequest(type="submit", strategy_id="u", symbol="AAPL", side="buy", qty=10,
+                            duration_seconds=2, interval_seconds=1, order_type="limit",
+                            limit_price=Decimal("50"), request_id=uuid.uuid4().hex)
+    parent, records = build_plan(request, now=_now())
+    assert [r.qty for r in records] == [5, 5]
+    await store.create_parent(parent, records, _now())
+    claimed = await store.claim(parent.parent_order_id, 0, _now())
+    assert claimed is not None
+    parent, record = claimed[0], claimed[1]
+    view = await broker.submit(OrderRequest(record.client_order_id, "AAPL", parent.side,
+                                            record.qty, OrderType.LIMIT,
+                                            limit_price=Decimal("50")))
+    written = await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1,
+                                                         view.broker_order_id),
+                                 _now(), max_failures=5, view=view)
+    assert written is not None
+    working = WorkingOrders(store, broker, _now,
+                            updates=OrderUpdates(store, broker, _now, WorkerMetrics()))
+    first = asyncio.create_task(working.close(written, PARENT_END))  # the end_due pass
+    await broker.entered.wait()
+    current = await store.get_parent(parent.parent_order_id)
+    assert current is not None and current.working_qty == 5
+    second = asyncio.create_task(working.end_earlier(current, 1))  # the executor
+    await asyncio.sleep(0.05)
+    assert not second.done()  # it waits for the close under way
+    broker.go.set()
+    after = await second
+    assert after.working_qty == 0
+    assert after.filled_qty == 0
+    assert await first is True
+    s = await _status(store, parent)
+    assert (s.status, s.filled_qty) == (SliceStatus.CLOSED, 0)
+
+
+class _Flaky(SimBroker):
+    """find() says "no such order" for the orders in `hidden`, answers truly for the others."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.hidden: set[str] = set()
+
+    async def find(self, client_order_id: str) -> OrderView | None:
+        if client_order_id in self.hidden:
+            return None
+        return await super().find(client_order_id)
+
+
+async def _resting(store: Store, broker: SimBroker) -> tuple[ParentRecord, SliceRecord]:
+    parent, record = await _claimed(store)
+    view = await broker.submit(OrderRequest(record.client_order_id, "AAPL", parent.side,
+                                            record.qty, OrderType.LIMIT,
+                                            limit_price=Decimal("50")))
+    written = await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1,
+                                                         view.broker_order_id),
+                                 _now(), max_failures=5, view=view)
+    assert written is not None
+    return parent, written
+
+
+async def test_one_not_found_between_two_answers_does_not_close_the_slice(
+        store: Store) -> None:
+    broker = _Flaky(market=Market(prices={"AAPL": Decimal("100")}))
+    parent, record = await _resting(store, broker)
+    metrics = WorkerMetrics()
+    reconciler = Reconciler(store, broker, _now, metrics,
+                            OrderUpdates(store, broker, _now, metrics), every=30)
+    broker.hidden.add(record.client_order_id)
+    await reconciler.reconcile()
+    broker.hidden.clear()
+    await reconciler.reconcile()  # found again: the count of "not found" starts over
+    broker.hidden.add(record.client_order_id)
+    await reconciler.reconcile()
+    assert (await _status(store, parent)).status is SliceStatus.SUBMITTED
+    await reconciler.reconcile()
+    assert (await _status(store, parent)).status is SliceStatus.CLOSED
+
+
+async def test_a_fill_after_the_slice_ended_is_reported_once_and_not_applied(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    parent, record = await _claimed(store)
+    metrics = WorkerMetrics()
+    updates = OrderUpdates(store, SimBroker(), _now, metrics)
+    await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"), _now(),
+                       max_failures=5)
+    closed = OrderView(record.client_order_id, "b0", Lifecycle.CLOSED, 0, None, _now(),
+                       NO_SUCH_ORDER)
+    assert (await updates.apply(closed)).applied is Applied.CHANGED  # type: ignore[union-attr]
+    late = OrderView(record.client_order_id, "b0", Lifecycle.FILLED, 5, Decimal("10"), _now())
+    caplog.set_level("ERROR", logger="worker.runtime.order_updates")
+    for _ in range(3):  # the stream, then every reconciliation pass
+        result = await updates.apply(late)
+        assert result is not None and result.applied is Applied.AFTER_END
+    logged = [r for r in caplog.records if r.getMessage() == "order_updates.fill_after_end"]
+    assert len(logged) == 1
+    assert metrics.registry.get_sample_value("twap_fills_after_end_total") == 1
+    s = await _status(store, parent)
+    assert (s.status, s.filled_qty) == (SliceStatus.CLOSED, 0)
+    after = await store.get_parent(parent.parent_order_id)
+    assert after is not None and after.filled_qty == 0
+
+
+async def test_a_bad_view_is_logged_and_counted_once_per_distinct_view(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    parent, record = await _claimed(store)
+    await store.finish(parent, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"), _now(),
+                       max_failures=5)
+    metrics = WorkerMetrics()
+    updates = OrderUpdates(store, SimBroker(), _now, metrics)
+    caplog.set_level("ERROR", logger="worker.runtime.order_updates")
+    too_many = OrderView(record.client_order_id, "b0", Lifecycle.WORKING, 9, Decimal("10"),
+                         _now())
+    no_price = OrderView(record.client_order_id, "b0", Lifecycle.WORKING, 2, None, _now())
+    for bad in (too_many, too_many, too_many, no_price, no_price):  # passes repeating them
+        assert await updates.apply(bad) is None
+    logged = [r for r in caplog.records if r.getMessage() == "order_updates.bad_view"]
+    assert len(logged) == 2
+    assert metrics.registry.get_sample_value("twap_bad_broker_views_total") == 2
+    assert (await _status(store, parent)).filled_qty == 0
+
+
+class _Counting(SimBroker):
+    """Counts lookups; `answers` overrides find() for some orders."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.finds: list[str] = []
+        self.answers: dict[str, OrderView] = {}
+
+    async def find(self, client_order_id: str) -> OrderView | None:
+        self.finds.append(client_order_id)
+        if client_order_id in self.answers:
+            return self.answers[client_order_id]
+        return await super().find(client_order_id)
+
+
+class _Clock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+async def test_news_of_any_kind_resets_the_staleness_clock_and_the_lag(store: Store) -> None:
+    broker = _Counting(market=Market(prices={"AAPL": Decimal("100")}))
+    _, record = await _resting(store, broker)
+    written = dict((r.client_order_id, at) for r, at in await store.submitted_slices())[
+        record.client_order_id]
+    clock = _Clock(written + timedelta(seconds=50))
+    metrics = WorkerMetrics()
+    updates = OrderUpdates(store, broker, clock, metrics)
+    reconciler = Reconciler(store, broker, clock, metrics, updates, every=30)
+    # An update that changes nothing (the order still working, nothing filled) is news.
+    await updates.apply(OrderView(record.client_order_id, "b0", Lifecycle.WORKING, 0, None,
+                                  clock()))
+    clock.at = written + timedelta(seconds=60)
+    assert await reconciler.reconcile(stale_only=True) == 0  # heard of 10 s ago: not stale
+    assert broker.finds == []
+    lag = metrics.registry.get_sample_value("twap_reconcile_lag_seconds")
+    assert lag == 10.0  # not 60: since the news, not the row's write
+    clock.at = written + timedelta(seconds=81)
+    assert await reconciler.reconcile(stale_only=True) == 1  # now 31 s without news
+    assert broker.finds.count(record.client_order_id) == 1
+    assert await reconciler.reconcile(stale_only=True) == 0  # the lookup was news
+
+
+async def test_a_pass_looks_up_at_most_its_cap_and_a_resync_all(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = _Counting(market=Market(prices={"AAPL": Decimal("100")}))
+    ids = {(await _resting(store, broker))[1].client_order_id for _ in range(3)}
+    monkeypatch.setattr(reconcile, "LOOKUPS_PER_PASS", 2)
+    metrics = WorkerMetrics()
+    reconciler = Reconciler(store, broker, _now, metrics,
+                            OrderUpdates(store, broker, _now, metrics), every=30)
+    assert await reconciler.reconcile() == 2
+    broker.finds.clear()
+    reconciler.resync()
+    for _ in range(200):
+        if ids <= set(broker.finds):
+            break
+        await asyncio.sleep(0.01)
+    assert ids <= set(broker.finds)  # every order, in passes of 2
+    assert all(broker.finds.count(i) == 1 for i in ids)
+
+
+async def test_an_unknown_event_has_its_order_looked_up_at_once(store: Store) -> None:
+    broker = _Counting(market=Market(prices={"AAPL": Decimal("100")}))
+    parent, record = await _resting(store, broker)
+    metrics = WorkerMetrics()
+    updates = OrderUpdates(store, broker, _now, metrics)
+    reconciler = Reconciler(store, broker, _now, metrics, updates, every=30)
+    updates.on_unknown = reconciler.look_up
+    broker.answers[record.client_order_id] = OrderView(
+        record.client_order_id, "b0", Lifecycle.FILLED, 5, Decimal("60"), _now())
+    unknown = OrderView(record.client_order_id, "b0", Lifecycle.UNKNOWN, 0, None, _now())
+    assert await updates.apply(unknown) is None
+    for _ in range(200):
+        if (await _status(store, parent)).status is SliceStatus.FILLED:
+            break
+        await asyncio.sleep(0.01)
+    s = await _status(store, parent)
+    assert (s.status, s.filled_qty) == (SliceStatus.FILLED, 5)
+    assert broker.finds == [record.client_order_id]

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, insert, select
@@ -20,6 +21,7 @@ from worker.core import events
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
+from worker.store import outcomes
 from worker.store.repository import Store
 from worker.store.switches import BREAKER, KILL_SWITCH
 from worker.store.tables import outbox, request_receipts, slices, switches
@@ -205,6 +207,36 @@ async def test_expire_overdue_only_touches_missed_scheduled_slices(store: Store)
     pending = await store.pending_parents()
     assert [(p.parent_order_id, p.next_slice) for p in pending] == [(parent.parent_order_id, 2)]
     assert pending[0].next_due.tzinfo is not None
+
+
+async def test_expire_overdue_writes_parents_in_id_order(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Overdue slices are chosen oldest first but written in (parent id, slice num) order,
+    the order finish_many locks parents in: other orders can deadlock on PostgreSQL."""
+    def overdue_plan(age: int, strategy: str) -> tuple[ParentRecord, list[SliceRecord]]:
+        start = NOW - timedelta(seconds=age)
+        return make_plan(start, strategy_id=strategy, duration_seconds=120,
+                         interval_seconds=60, order_type="market", limit_price=None,
+                         start_at=start.isoformat())
+
+    # The older parent (its slices first in scheduled-time order) has the greater id.
+    newer = overdue_plan(300, "s0")
+    older = next(plan for plan in (overdue_plan(600, f"s{i}") for i in range(1, 50))
+                 if plan[0].parent_order_id > newer[0].parent_order_id)
+    for parent, plan in (older, newer):
+        await store.create_parent(parent, plan, NOW)
+    written: list[tuple[str, int]] = []
+    real = outcomes.transition
+
+    async def recording(conn: Any, parent: ParentRecord, record: SliceRecord, outcome: Outcome,
+                        now: datetime) -> SliceRecord | None:
+        written.append((parent.parent_order_id, record.slice_num))
+        return await real(conn, parent, record, outcome, now)
+
+    monkeypatch.setattr(outcomes, "transition", recording)
+    assert await store.expire_overdue(NOW, timedelta(seconds=60)) == 4
+    low, high = newer[0].parent_order_id, older[0].parent_order_id
+    assert written == [(low, 0), (low, 1), (high, 0), (high, 1)]
 
 
 async def test_outbox_keeps_commit_order_and_removes_sent(store: Store) -> None:

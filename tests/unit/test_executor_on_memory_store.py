@@ -4,11 +4,14 @@ runtime does with a claim, a guard and an outcome."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from tests.support.memory_store import MemoryStore
 from twap_schemas.common import ParentStatus, SliceStatus
@@ -66,7 +69,7 @@ async def test_a_cancel_after_the_claim_is_seen_by_the_pre_send_guard() -> None:
     """The parent canceled right after the slice's claim: the guard read before the send sees
     it; the slice ends canceled, unsent."""
     store, broker, parent, records = _setup()
-    store.after_claim = lambda key: store.cancel(key[0]) and None
+    store.after_claim = lambda key: store.cancel(key[0]) and None  # type: ignore[assignment]
     executor = _executor(store, broker, guard_fresh=0.0)
     await executor.run(parent.parent_order_id, 0, records[0].scheduled_time)
     assert broker.attempts == 0
@@ -113,9 +116,11 @@ async def test_a_shortfall_is_caught_up_by_the_next_slice() -> None:
     assert broker.orders[sent.client_order_id].order.qty == 4
 
 
-async def test_a_slice_with_nothing_left_closes_unsent() -> None:
+async def test_a_slice_with_nothing_left_closes_unsent(
+        caplog: pytest.LogCaptureFixture) -> None:
     """The parent's qty already filled (or working): the slice sends nothing and ends closed,
-    its qty 0 and the plan's kept beside it."""
+    its qty 0 and the plan's kept beside it; logged at INFO (the plan working, no problem)."""
+    caplog.set_level(logging.INFO, logger="worker.runtime.execution")
     store, broker, parent, records = _setup(2)
     pid = parent.parent_order_id
     store.parents[pid] = replace(parent, filled_qty=parent.qty)
@@ -124,6 +129,8 @@ async def test_a_slice_with_nothing_left_closes_unsent() -> None:
     assert (closed.status, closed.qty, closed.planned_qty, closed.reason) == (
         SliceStatus.CLOSED, 0, 1, NOTHING_LEFT)
     assert broker.attempts == 0
+    logged = [r for r in caplog.records if r.getMessage() == "slice.closed"]
+    assert [r.levelno for r in logged] == [logging.INFO]
 
 
 async def test_late_slices_fired_together_never_send_more_than_the_parents_qty() -> None:
@@ -144,7 +151,7 @@ async def test_late_slices_fired_together_never_send_more_than_the_parents_qty()
         await asyncio.sleep(0)
         return await size_now(*args)
 
-    store.size_claimed = size_later  # type: ignore[method-assign]
+    store.size_claimed = size_later  # type: ignore[method-assign,assignment]
     executor = _executor(store, broker)
     await asyncio.gather(executor.run(pid, 6, records[6].scheduled_time),
                          executor.run(pid, 7, records[7].scheduled_time))

@@ -141,8 +141,21 @@ class WorkerMetrics:
         )
         self.reconcile_lag = Gauge(
             "twap_reconcile_lag_seconds",
-            "Age of the oldest news of a working order at the last reconciliation pass (how "
-            "long the worker may not have known an order's state)",
+            "At the last reconciliation pass, the longest time since a working order was "
+            "last heard from, an update or a lookup's answer (how long the worker may not "
+            "have known an order's state)",
+            registry=r,
+        )
+        self.fills_after_end = Counter(
+            "twap_fills_after_end",
+            "Slices whose order the broker reports filled beyond what the slice held when it "
+            "ended (an order the worker had closed still executed); each slice counted once",
+            registry=r,
+        )
+        self.bad_broker_views = Counter(
+            "twap_bad_broker_views",
+            "Broker views of an order that could not be applied (more filled than the qty, a "
+            "fill without a price); each distinct view of a slice counted once",
             registry=r,
         )
         self._prime()

@@ -538,7 +538,10 @@ class SliceExecutor:
             if outcome.broker_order_id is not None:
                 self.landed(record, outcome.broker_order_id)
         else:
-            log.warning(f"slice.{outcome.status.value}", extra=extra)
+            # Nothing left to send is the plan working (catch-up met the qty), not a problem.
+            routine = outcome.status is SliceStatus.CLOSED and outcome.reason == NOTHING_LEFT
+            log.log(logging.INFO if routine else logging.WARNING,
+                    f"slice.{outcome.status.value}", extra=extra)
         return updated
 
 

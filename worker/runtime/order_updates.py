@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from twap_schemas.common import SliceStatus
@@ -45,21 +46,34 @@ MAX_BACKOFF = 15.0
 class OrderUpdates:
     def __init__(self, store: Store, broker: Broker, clock: Clock, metrics: WorkerMetrics,
                  notify: Callable[[], None] = lambda: None,
-                 on_resync: Callable[[], None] = lambda: None) -> None:
+                 on_resync: Callable[[], None] = lambda: None,
+                 on_unknown: Callable[[str], None] = lambda client_order_id: None) -> None:
         self.store = store
         self.broker = broker
         self.clock = clock
         self.metrics = metrics
         self.notify = notify
         self.on_resync = on_resync
+        self.on_unknown = on_unknown  # asks for a lookup of an order whose event is not known
+        # When the worker last heard of each working order (an update of any kind, or a
+        # lookup's answer): reconciliation's staleness clock.
+        self.news: dict[str, datetime] = {}
         self._parked: dict[str, OrderView] = {}  # by client_order_id: the newest view
         self._sending: set[str] = set()  # orders the executor is sending and recording
         self._reasons: dict[str, str] = {}  # why the worker is closing an order (its cancel)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Reported once: slices with fills after their end, and the last bad view per slice
+        # (reconciliation asks again every pass; the log must not repeat it every pass).
+        self._after_end: set[str] = set()
+        self._bad: dict[str, tuple[object, ...]] = {}
 
     @property
     def parked(self) -> int:
         return len(self._parked)
+
+    def heard(self, client_order_id: str) -> None:
+        """News of the order: an update, or the broker's answer to a lookup."""
+        self.news[client_order_id] = self.clock()
 
     def closing(self, client_order_id: str, reason: str) -> None:
         """The worker is canceling this order: a close that follows is for `reason`."""
@@ -93,8 +107,10 @@ class OrderUpdates:
         more at once, in case the record committed meanwhile)."""
         ids = {"client_order_id": view.client_order_id, "broker_order_id": view.broker_order_id,
                "filled_qty": view.filled_qty, "lifecycle": view.lifecycle.value}
+        self.heard(view.client_order_id)
         if view.lifecycle is Lifecycle.UNKNOWN:
             log.info("order_updates.unknown_status", extra=ids)
+            self.on_unknown(view.client_order_id)  # what it means: the broker's own answer
             return None
         if view.client_order_id in self._sending:
             self._park(view, retry=False)  # `recorded` decides once the record is written
@@ -105,18 +121,43 @@ class OrderUpdates:
                 lambda: self.store.apply_view(view, self.clock(), reason),
                 clock=self.clock, deadline=None, what="fill", ids=ids)
         except FillError as exc:
-            log.error("order_updates.bad_view", extra={**ids, "error": str(exc)})
+            self._bad_view(view, ids, exc)
             return None
         except Exception as exc:
             log.error("order_updates.apply_failed", extra={**ids, "error": repr(exc)[:200]})
             return None
+        self._bad.pop(view.client_order_id, None)
         if result.applied is Applied.SUBMITTING:
             self._park(view, retry)
         elif result.applied is Applied.CHANGED:
             self._changed(result, ids)
+        elif result.applied is Applied.AFTER_END:
+            self._fill_after_end(result, ids)
         if view.ended and result.applied is not Applied.SUBMITTING:
             self._reasons.pop(view.client_order_id, None)
+            self.news.pop(view.client_order_id, None)
         return result
+
+    def _bad_view(self, view: OrderView, ids: dict[str, object], exc: FillError) -> None:
+        key = (view.lifecycle, view.filled_qty, view.avg_fill_price)
+        if self._bad.get(view.client_order_id) == key:
+            return
+        self._bad[view.client_order_id] = key
+        self.metrics.bad_broker_views.inc()
+        log.error("order_updates.bad_view", extra={**ids, "error": str(exc)})
+
+    def _fill_after_end(self, result: ViewResult, ids: dict[str, object]) -> None:
+        """The broker reports fills of an order whose slice has ended: not applied (see
+        docs/decisions.md), but a desk must learn that more executed than the worker shows."""
+        record = result.slice
+        assert record is not None  # AFTER_END always carries the slice
+        if record.client_order_id in self._after_end:
+            return
+        self._after_end.add(record.client_order_id)
+        self.metrics.fills_after_end.inc()
+        log.error("order_updates.fill_after_end", extra={
+            **ids, "parent_order_id": record.parent_order_id, "slice_num": record.slice_num,
+            "slice_status": record.status.value, "slice_filled_qty": record.filled_qty})
 
     def _changed(self, result: ViewResult, ids: dict[str, object]) -> None:
         if result.fill is not None:

@@ -4,19 +4,24 @@ Pushed updates can be missed (the stream was away, the worker was down, a view w
 process that died), so the worker also looks orders up by client_order_id (`broker.find`) and
 applies what it hears, exactly as a pushed view (idempotent):
 - at start-up and after every Resync of the updates stream: every `submitted` slice;
-- every TWAP_RECONCILE_SECONDS: every `submitted` slice without news for that long.
+- every TWAP_RECONCILE_SECONDS: every `submitted` slice without news for that long (news: any
+  update of the order, or a lookup's answer);
+- at once, an order of which the stream sent an event the worker cannot read.
+A pass looks up at most LOOKUPS_PER_PASS orders, those heard of least recently first.
 Lookups share the broker-call budget of the working-order cancels (`calls`), so reconciliation
 never takes every broker slot from the slices going out.
 
-An order the broker says it does not have (find → None) cannot fill any more: its slice is
-closed with what it had filled, reason "the broker has no such order".
+An order the broker says it does not have (find → None) in two passes one after the other
+cannot fill any more: its slice is closed with what it had filled, reason "the broker has no
+such order". One answer is not enough: a broker that has just accepted an order, or that
+answers from a replica, can say "not found" once for an order that then fills.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from worker.brokers.base import Broker
 from worker.brokers.orders import Lifecycle, OrderView
@@ -30,8 +35,11 @@ from worker.store.repository import Store
 log = logging.getLogger(__name__)
 
 NO_SUCH_ORDER = "the broker has no such order"
-# Orders looked up per pass at most (the rest wait for the next pass).
+# Working orders read per pass at most, and looked up per pass at most (the rest wait for
+# the next pass): lookups share the broker's rate limit with the sends and must not starve
+# them.
 PASS_LIMIT = 5000
+LOOKUPS_PER_PASS = 500
 
 
 class Reconciler:
@@ -47,6 +55,12 @@ class Reconciler:
         self._calls = calls if calls is not None else asyncio.Semaphore(2)
         self._full_wanted = False
         self._full: asyncio.Task[None] | None = None
+        # client_order_id -> when (loop time) the broker first said it has no such order; the
+        # second "not found" closes the slice only in a pass started after that.
+        self._missing: dict[str, float] = {}
+        self._tried: dict[str, datetime] = {}  # when each order was last looked up
+        self._looking: set[str] = set()  # single orders being looked up (look_up)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def resync(self) -> None:
         """Look up every working order soon (coalesced: one pass runs at a time)."""
@@ -54,29 +68,84 @@ class Reconciler:
         if self._full is None or self._full.done():
             self._full = asyncio.create_task(self._full_passes())
 
+    def look_up(self, client_order_id: str) -> None:
+        """Look one order up now (an event the worker cannot read was heard of it)."""
+        if client_order_id in self._looking:
+            return
+        self._looking.add(client_order_id)
+        task = asyncio.create_task(self._look_up(client_order_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _look_up(self, client_order_id: str) -> None:
+        try:
+            async with self._calls:
+                view = await self.broker.find(client_order_id)
+            if view is None or view.lifecycle is Lifecycle.UNKNOWN:
+                # "not found" once is not enough to close it; the passes go on asking
+                log.info("reconcile.lookup_inconclusive", extra={
+                    "client_order_id": client_order_id,
+                    "lifecycle": None if view is None else view.lifecycle.value})
+                return
+            await self.updates.apply(view)
+        except Exception as exc:  # the passes ask again
+            log.warning("reconcile.lookup_failed", extra={
+                "client_order_id": client_order_id, "error": repr(exc)[:200]})
+        finally:
+            self._looking.discard(client_order_id)
+
     async def _full_passes(self) -> None:
         while self._full_wanted:
             self._full_wanted = False
+            # Every order not heard of since the resync, a capped pass at a time (each one
+            # looked up is then newer than `since`, so left out of the next).
+            since = self.clock()
             try:
-                await self.reconcile()
+                more = True
+                while more:
+                    more = await self.reconcile(heard_before=since) >= LOOKUPS_PER_PASS
             except Exception as exc:  # the periodic pass tries again
                 log.warning("reconcile.failed", extra={"error": repr(exc)[:200]})
 
-    async def reconcile(self, *, stale_only: bool = False) -> int:
-        """One pass; returns how many orders were looked up."""
+    async def reconcile(self, *, stale_only: bool = False,
+                        heard_before: datetime | None = None) -> int:
+        """One pass: the orders heard of least recently, at most LOOKUPS_PER_PASS of them;
+        `stale_only`: only those without news for `every` seconds; `heard_before`: only those
+        without news since then. Returns how many orders were looked up."""
         now = self.clock()
+        started = asyncio.get_running_loop().time()
         working = await self.store.submitted_slices(limit=PASS_LIMIT)
+        if len(working) < PASS_LIMIT:  # forget orders whose slices ended some other way
+            self._forget_all_but({record.client_order_id for record, _ in working})
+        news = self.updates.news
+        # An order's last news: its row's last write, or what was heard of it since.
+        heard = [(record, max(at, news.get(record.client_order_id, at)))
+                 for record, at in working]
         self.metrics.working_orders.set(len(working))
-        oldest = min((at for _, at in working), default=now)
+        oldest = min((at for _, at in heard), default=now)
         self.metrics.reconcile_lag.set(max(0.0, (now - oldest).total_seconds()))
-        if stale_only:
-            cutoff = now - timedelta(seconds=self.every)
-            working = [(record, at) for record, at in working if at < cutoff]
-        await asyncio.gather(*(self._check(record) for record, _ in working))
-        if working:
-            log.info("reconcile.pass", extra={"looked_up": len(working),
+        cutoff = now - timedelta(seconds=self.every) if stale_only else heard_before
+        # A lookup that failed is no news, but it is not repeated by the passes of one resync.
+        due = [(record, max(at, self._tried.get(record.client_order_id, at)))
+               for record, at in heard]
+        if cutoff is not None:
+            due = [(record, at) for record, at in due if at < cutoff]
+        due.sort(key=lambda pair: pair[1])
+        chosen = [record for record, _ in due[:LOOKUPS_PER_PASS]]
+        for record in chosen:
+            self._tried[record.client_order_id] = now
+        await asyncio.gather(*(self._check(record, started) for record in chosen))
+        if chosen:
+            log.info("reconcile.pass", extra={"looked_up": len(chosen), "due": len(due),
                                               "stale_only": stale_only})
-        return len(working)
+        return len(chosen)
+
+    def _forget_all_but(self, working: set[str]) -> None:
+        self._missing = {k: v for k, v in self._missing.items() if k in working}
+        self._tried = {k: v for k, v in self._tried.items() if k in working}
+        news = self.updates.news
+        for coid in [k for k in news if k not in working]:
+            del news[coid]
 
     async def periodic(self) -> None:
         """The scheduler's job: orders without news for `every` seconds."""
@@ -85,7 +154,7 @@ class Reconciler:
         except Exception as exc:
             log.warning("reconcile.failed", extra={"error": repr(exc)[:200]})
 
-    async def _check(self, record: SliceRecord) -> None:
+    async def _check(self, record: SliceRecord, started: float) -> None:
         async with self._calls:
             try:
                 view = await self.broker.find(record.client_order_id)
@@ -93,7 +162,16 @@ class Reconciler:
                 log.warning("reconcile.lookup_failed", extra={
                     "client_order_id": record.client_order_id, "error": repr(exc)[:200]})
                 return
+        coid = record.client_order_id
         if view is None:
+            self.updates.heard(coid)  # an answer: news, though not of a fill
+            first = self._missing.get(coid)
+            if first is None or first >= started:  # the first answer, or this pass's own
+                self._missing.setdefault(coid, asyncio.get_running_loop().time())
+                log.info("reconcile.not_found_once", extra={
+                    "client_order_id": coid, "broker_order_id": record.broker_order_id})
+                return
+            del self._missing[coid]
             log.warning("reconcile.no_such_order", extra={
                 "client_order_id": record.client_order_id,
                 "broker_order_id": record.broker_order_id})
@@ -101,4 +179,6 @@ class Reconciler:
                              Lifecycle.CLOSED, record.filled_qty,
                              average(record.fill_notional, record.filled_qty), self.clock(),
                              NO_SUCH_ORDER)
+        else:
+            self._missing.pop(coid, None)
         await self.updates.apply(view)

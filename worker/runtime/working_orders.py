@@ -62,7 +62,10 @@ class WorkingOrders:
         self.notify = notify
         self.calls = self._calls = asyncio.Semaphore(max(1, concurrency))
         self.updates = updates  # applies the final views (without it: left to the stream)
-        self._closing: set[str] = set()  # client_order_ids being closed right now
+        # The close under way of each order (by client_order_id): a second closer (the
+        # executor's end_earlier and the periodic end_due meet at a slice's end) awaits its
+        # outcome instead of going on as if the order were closed.
+        self._closing: dict[str, asyncio.Future[bool]] = {}
         # Parents canceled with their working orders in this process's life (or found so at
         # start with a slice in flight): a slice of theirs that lands is canceled at once.
         self._watched: set[str] = set()
@@ -173,11 +176,25 @@ class WorkingOrders:
     async def close(self, record: SliceRecord, reason: str) -> bool:
         """Cancel the slice's order if it is still open, then apply its final view (waiting a
         bounded time for it). True when the broker accepted the cancel. A failure is logged
-        and counted as not canceled; the other orders go on."""
+        and counted as not canceled; the other orders go on. A close of an order already
+        being closed waits for that close and returns its answer."""
         coid = record.client_order_id
-        if coid in self._closing:
-            return False
-        self._closing.add(coid)
+        running = self._closing.get(coid)
+        if running is not None:
+            # shield: a waiter that is cancelled must not cancel the close it waits for
+            return await asyncio.shield(running)
+        outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._closing[coid] = outcome
+        canceled = False
+        try:
+            canceled = await self._close(record, reason)
+            return canceled
+        finally:
+            del self._closing[coid]
+            outcome.set_result(canceled)  # also when this close was cut off: waiters go on
+
+    async def _close(self, record: SliceRecord, reason: str) -> bool:
+        coid = record.client_order_id
         try:
             async with self._calls:
                 found = await self.broker.find(coid)
@@ -195,8 +212,6 @@ class WorkingOrders:
             log.warning("cancel.working_order_failed", extra={
                 **_ids(record), "error": repr(exc)[:200]})
             return False
-        finally:
-            self._closing.discard(coid)
 
     async def _outcome(self, record: SliceRecord) -> None:
         """Look the order up until it has ended (for up to OUTCOME_WAIT), and apply it."""

@@ -103,6 +103,26 @@ def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back
+# whole, so running it again is safe and usually succeeds.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True when the database rolled the transaction back for a conflict with another one
+    (deadlock, serialization failure): worth running again at once. Read from the SQLSTATE,
+    not the exception class: how a driver's error is classed varies between versions."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # the SQLAlchemy error, the adapted DBAPI error, the driver's own
+        if seen is None:
+            return False
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if code in CONFLICT_SQLSTATES:
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
 def is_outage(exc: BaseException) -> bool:
     """True when the database could not be reached or dropped us: worth retrying later."""
     if isinstance(exc, OperationalError | InterfaceError):

@@ -60,6 +60,10 @@ class Applied(StrEnum):
     UNCHANGED = "unchanged"  # duplicate, stale or reordered: nothing to do
     SUBMITTING = "submitting"  # the slice is not recorded `submitted` yet: apply it later
     UNKNOWN = "unknown"  # no slice has this client_order_id
+    # The broker reports more filled than an ended slice holds: an order the worker closed
+    # still executed (closed as not found, a done-for-day order resumed, ...). Not applied
+    # (docs/decisions.md); the caller reports it.
+    AFTER_END = "after_end"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +117,14 @@ async def apply_view(conn: AsyncConnection, view: BrokerView, now: datetime,
     if record.status is SliceStatus.SUBMITTING:
         return ViewResult(Applied.SUBMITTING, slice=record)
     if record.status is not SliceStatus.SUBMITTED:
+        if view.filled_qty > record.filled_qty:
+            return ViewResult(Applied.AFTER_END, slice=record)
         return ViewResult(Applied.UNCHANGED, slice=record)
     prow = (await conn.execute(PARENT_FOR_UPDATE, {"b_pid": record.parent_order_id})).one()
     parent = to_parent(prow)
-    # Raises FillError on a view that cannot be right (beyond the qty, no price): nothing is
-    # written, the caller logs it and reconciles later.
+    # Raises FillError on a view that cannot be right (beyond the qty, no price) before
+    # anything is written (Store.finish relies on it to keep the `submitted` it applies the
+    # submit's view with): the caller logs it and reconciles later.
     fill = increment(Execution(record.filled_qty, record.fill_notional), view.filled_qty,
                      view.avg_fill_price, record.qty)
     if fill is not None:

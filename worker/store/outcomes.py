@@ -156,7 +156,11 @@ async def expire_overdue(conn: AsyncConnection, cutoff: datetime, reason: str, n
                          limit: int) -> int:
     """Scheduled slices due before `cutoff` → expired, with events; returns how many."""
     expired = 0
-    for parent, record in await slice_rows.overdue(conn, cutoff, limit):
+    overdue = await slice_rows.overdue(conn, cutoff, limit)  # the oldest first: which ones
+    # Written in parent-id order, the order finish_many locks parents in: two transactions
+    # taking the same parents in different orders can deadlock on PostgreSQL.
+    overdue.sort(key=lambda pair: (pair[1].parent_order_id, pair[1].slice_num))
+    for parent, record in overdue:
         outcome = Outcome(SliceStatus.EXPIRED, record.attempts, reason=reason)
         expired += await transition(conn, parent, record, outcome, now) is not None
     return expired

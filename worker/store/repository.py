@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from twap_schemas.common import SliceStatus
 from worker.core.access import Grant
+from worker.core.fills import FillError
 from worker.core.guards import GuardState
 from worker.core.intake import IntakeItem
 from worker.core.outcomes import Outcome
@@ -54,6 +55,8 @@ class Store:
         self._single = self.db.single(engine)
         self.reads = OperatorReads(engine)  # the `twap` commands' reads, not the runtime's
         self._fence: Callable[[], int | None] | None = None
+        # Told of each submit's view that could not be applied (the worker counts them).
+        self.on_bad_view: Callable[[], None] = lambda: None
 
     def fence_claims(self, lock_pid: Callable[[], int | None]) -> None:
         """From now on a claim goes through only while the session `lock_pid()` names holds
@@ -159,8 +162,7 @@ class Store:
                 updated = await outcomes.finish(conn, parent, record, outcome, now,
                                                 max_failures=max_failures)
                 if updated is not None:
-                    result = await fills.apply_view(conn, view, now)
-                    updated = result.slice or updated
+                    updated = await self._apply_submit_view(conn, view, now, updated)
                 return updated
         if self.db.one_statement_outcomes and outcome.status is not SliceStatus.FAILED:
             async with self._single.begin() as conn:
@@ -194,12 +196,29 @@ class Store:
             order = sorted(range(len(items)), key=lambda i: (items[i][1].parent_order_id,
                                                              items[i][1].slice_num))
             for i in order:
-                view, outcome = views[i], items[i][2]
-                if (written[i] is not None and view is not None and _view_counts(view)
+                view, outcome, record = views[i], items[i][2], written[i]
+                if (record is not None and view is not None and _view_counts(view)
                         and outcome.status is SliceStatus.SUBMITTED):
-                    result = await fills.apply_view(conn, view, now)
-                    written[i] = result.slice or written[i]
+                    written[i] = await self._apply_submit_view(conn, view, now, record)
             return written
+
+    async def _apply_submit_view(self, conn: AsyncConnection, view: fills.BrokerView,
+                                 now: datetime, written: SliceRecord) -> SliceRecord:
+        """The submit's view, in the transaction of its `submitted`. A view that cannot be
+        applied must not roll that record back (the slice would stay `submitting` and the
+        sweeper would look it up again forever): apply_view raises FillError before it writes
+        anything, so the `submitted` commits alone and the stream or reconciliation brings the
+        order's figures later."""
+        try:
+            result = await fills.apply_view(conn, view, now)
+        except FillError as exc:
+            log.error("slice.bad_broker_view", extra={
+                "parent_order_id": written.parent_order_id, "slice_num": written.slice_num,
+                "client_order_id": view.client_order_id, "filled_qty": view.filled_qty,
+                "error": str(exc)})
+            self.on_bad_view()
+            return written
+        return result.slice or written
 
     async def expire_overdue(self, now: datetime, grace: timedelta, limit: int = 1000) -> int:
         """Scheduled slices missed beyond the grace → expired, with events; returns how many."""
