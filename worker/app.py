@@ -12,7 +12,6 @@ from twap_schemas.common import SliceStatus
 from worker.brokers.base import Broker
 from worker.brokers.factory import build_broker
 from worker.core.intake import Inbound
-from worker.core.records import SliceRecord
 from worker.messaging.consumer import BatchingConsumer, ControlConsumer
 from worker.messaging.dispositions import Disposition
 from worker.messaging.link import AmqpLink
@@ -107,7 +106,7 @@ class Worker:
         self.executor = SliceExecutor(self.store, timed_broker, policy, clock, self.relay.notify,
                                       metrics=self.metrics,
                                       leading=self.leadership.leading,
-                                      landed=self._landed,
+                                      landed=self.working.landed,
                                       follow=self.updates,
                                       gate=AdmissionGate(settings.in_flight_limit),
                                       prepare=self.working.end_earlier,
@@ -139,10 +138,6 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
-
-    def _landed(self, record: SliceRecord, broker_order_id: str) -> None:
-        """A slice was recorded `submitted`: a cancel may want its order."""
-        self.working.landed(record, broker_order_id)
 
     def _resync(self) -> None:
         if self.leadership.leading():

@@ -90,12 +90,8 @@ class MemoryStore:
     async def finish(self, parent: ParentRecord, record: SliceRecord, outcome: Outcome,
                      now: datetime, *, max_failures: int,
                      view: OrderView | None = None) -> SliceRecord | None:
-        written = (await self.finish_many([(parent, record, outcome)], now,
-                                          max_failures=max_failures))[0]
-        if written is not None and view is not None:
-            with contextlib.suppress(FillError):  # as the store: the outcome stands
-                self.apply_view(view, now)
-        return written
+        return (await self.finish_many([(parent, record, outcome)], now,
+                                       max_failures=max_failures, views=[view]))[0]
 
     async def size_claimed(self, parent_id: str, slice_num: int,
                            rule: Callable[[int, int], int], planned_qty: int,
@@ -154,7 +150,8 @@ class MemoryStore:
         written = self._finish_many(items, now, max_failures=max_failures)
         for i, view in enumerate(views or []):
             if written[i] is not None and view is not None:
-                self.apply_view(view, now)
+                with contextlib.suppress(FillError):  # as the store: the outcome stands
+                    self.apply_view(view, now)
                 key = (items[i][1].parent_order_id, items[i][1].slice_num)
                 written[i] = self.slices[key]
         return written
