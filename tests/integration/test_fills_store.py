@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import sqlalchemy
 
 from twap_schemas.common import ExecutionOutcome, ParentStatus, SliceStatus
 from twap_schemas.requests import SubmitRequest
@@ -203,3 +204,101 @@ async def test_a_submit_view_that_cannot_be_applied_keeps_the_submitted_record(
     assert bad == [1, 1]
     after = await store.get_parent(parent.parent_order_id)
     assert after is not None and (after.filled_qty, after.working_qty) == (0, 10)
+
+
+class _Statements:
+    """The statements an engine runs, as their first words and table (`UPDATE slices`)."""
+
+    def __init__(self, store: Store) -> None:
+        self.seen: list[str] = []
+        self._engine = store.engine.sync_engine
+        sqlalchemy.event.listen(self._engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        words = statement.split()
+        if words[:1] == ["UPDATE"]:
+            self.seen.append(f"UPDATE {words[1]}")
+        elif words[:2] == ["INSERT", "INTO"]:
+            self.seen.append(f"INSERT {words[2]}")
+
+    def close(self) -> list[str]:
+        sqlalchemy.event.remove(self._engine, "before_cursor_execute", self._record)
+        return self.seen
+
+
+async def test_a_submit_answered_filled_writes_each_row_once(store: Store) -> None:
+    """A market order that comes back filled: `submitted`, its fill and its end are one change
+    of the slice's row and one of the parent's (was three of each), with the three events in
+    their order and the fill's figures on the parent."""
+    parent, _ = await _parent(store, qty=10, slices=2)
+    claimed = await store.claim(parent.parent_order_id, 0, AT)
+    assert claimed is not None
+    p, record, _ = claimed
+    statements = _Statements(store)
+    written = await store.finish(p, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"), AT,
+                                 max_failures=5,
+                                 view=view(record, Lifecycle.FILLED, 5, "100.25"))
+    seen = statements.close()
+    assert written is not None
+    assert (written.status, written.filled_qty, written.fill_notional) == (
+        SliceStatus.FILLED, 5, Decimal("501.25"))
+    assert seen.count("UPDATE slices") == 1
+    assert seen.count("UPDATE parents") == 1
+    assert seen.count("INSERT outbox") == 1 and seen.count("INSERT fills") == 1
+    events = await _events(store)
+    assert [e["event_type"] for e in events] == ["slice.submitted", "slice.fill",
+                                                 "slice.filled"]
+    assert (events[0]["filled_qty"], events[1]["fill_qty"], events[1]["fill_price"],
+            events[1]["parent_filled_qty"], events[2]["filled_qty"]) == (
+        0, 5, "100.2500000000", 5, 5)
+    stored = await store.get_parent(parent.parent_order_id)
+    assert stored is not None
+    assert (stored.status, stored.filled_qty, stored.notional, stored.working_qty) == (
+        ParentStatus.ACTIVE, 5, Decimal("501.25"), 0)
+    assert [f["fill_qty"] for f in await store.fills_of(parent.parent_order_id)] == [5]
+
+
+async def test_one_group_of_submits_answered_filled_completes_the_parent(store: Store) -> None:
+    """Both slices of a parent recorded in one group, each answered filled: the parent's fills
+    add up in the group's order and it completes after the slices' events."""
+    parent, _ = await _parent(store, qty=10, slices=2)
+    group = await store.claim_many([(parent.parent_order_id, 0), (parent.parent_order_id, 1)],
+                                   AT)
+    items = [(group[(parent.parent_order_id, n)][0], group[(parent.parent_order_id, n)][1],
+              Outcome(SliceStatus.SUBMITTED, 1, f"b{n}")) for n in (0, 1)]
+    written = await store.finish_many(items, AT, max_failures=5, views=[
+        view(items[0][1], Lifecycle.FILLED, 5, "10"),
+        view(items[1][1], Lifecycle.CLOSED, 2, "11", reason="ioc"),
+    ])
+    assert [(w.status, w.filled_qty) for w in written if w is not None] == [
+        (SliceStatus.FILLED, 5), (SliceStatus.CLOSED, 2)]
+    events = await _events(store)
+    assert [e["event_type"] for e in events] == [
+        "slice.submitted", "slice.fill", "slice.filled",
+        "slice.submitted", "slice.fill", "slice.closed", "parent.completed"]
+    assert [e["parent_filled_qty"] for e in events if e["event_type"] == "slice.fill"] == [5, 7]
+    assert (events[5]["unfilled_qty"], events[5]["reason"]) == (3, "ioc")
+    assert (events[6]["filled_qty"], events[6]["notional"], events[6]["outcome"]) == (
+        7, "72", "partial")
+    stored = await store.get_parent(parent.parent_order_id)
+    assert stored is not None
+    assert (stored.status, stored.filled_qty, stored.notional, stored.working_qty) == (
+        ParentStatus.COMPLETED, 7, Decimal("72"), 0)
+
+
+async def test_a_view_that_fills_and_ends_the_order_writes_each_row_once(store: Store) -> None:
+    """The stream's last view of an order (the rest filled, the order done): one change of the
+    slice's row and one of the parent's (was two and two)."""
+    parent, _ = await _parent(store, qty=10, slices=2)
+    s0 = await _submitted(store, parent, 0)
+    await store.apply_view(view(s0, Lifecycle.WORKING, 2, "10"), AT)
+    statements = _Statements(store)
+    result = await store.apply_view(view(s0, Lifecycle.FILLED, 5, "10.6", seconds=2), AT)
+    seen = statements.close()
+    assert result.ended is SliceStatus.FILLED and result.fill is not None
+    assert (result.fill.qty, result.fill.price) == (3, Decimal("11"))
+    assert (seen.count("UPDATE slices"), seen.count("UPDATE parents")) == (1, 1)
+    stored = await store.get_parent(parent.parent_order_id)
+    assert stored is not None
+    assert (stored.status, stored.filled_qty, stored.notional, stored.working_qty) == (
+        ParentStatus.ACTIVE, 5, Decimal("53.0"), 0)

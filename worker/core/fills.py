@@ -11,10 +11,14 @@ half-even to PRICE_PLACES decimals, once, where it is derived.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
+from twap_schemas.common import SliceStatus
+from worker.core.records import SliceRecord
+
 PRICE_PLACES = 10
+NOT_FILLED_REASON = "ended at the broker before it filled completely"
 _QUANTUM = Decimal(1).scaleb(-PRICE_PLACES)
 # Enough digits that a product of a 20-digit price and a 2^31 qty never rounds.
 _EXACT_DIGITS = 60
@@ -103,3 +107,51 @@ def combine(executions: list[Execution]) -> Execution:
             qty += e.filled_qty
             notional += e.notional
     return Execution(qty, notional)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewStep:
+    """What one broker view of a working order does to its slice: the fill it adds (if any)
+    and, when the order ended, the slice's end. Written as one change of each row it touches
+    (store/fills.py), so a view that fills and ends an order costs no more than one that
+    only fills it."""
+
+    fill: Fill | None
+    filled: SliceRecord  # after the fill, still working: what `slice.fill` reports
+    after: SliceRecord  # after the view: `filled` or `closed` once the order ended
+
+    @property
+    def ended(self) -> bool:
+        return self.after.status is not self.filled.status
+
+    @property
+    def released(self) -> int:
+        """Shares no longer working because the order ended without them."""
+        return self.after.qty - self.after.filled_qty if self.ended else 0
+
+
+def view_step(
+    record: SliceRecord, *, filled_qty: int, avg_price: Decimal | None, ended: bool,
+    broker_order_id: str, reason: str | None = None,
+) -> ViewStep | None:
+    """The step a broker's cumulative view of `record`'s order makes; None if it changes
+    nothing (no new fill and the order still working). Raises FillError, before anything is
+    written, on a view that cannot be right. `reason`: why the slice closes if the view ends
+    it unfilled (else NOT_FILLED_REASON)."""
+    fill = increment(Execution(record.filled_qty, record.fill_notional), filled_qty,
+                     avg_price, record.qty)
+    if fill is None and not ended:
+        return None
+    filled = record
+    if fill is not None:
+        filled = replace(record, filled_qty=fill.after.filled_qty,
+                         fill_notional=fill.after.notional,
+                         broker_order_id=record.broker_order_id or broker_order_id)
+    after = filled
+    if ended:
+        if filled.filled_qty == filled.qty:
+            after = replace(filled, status=SliceStatus.FILLED, reason=None)
+        else:
+            after = replace(filled, status=SliceStatus.CLOSED,
+                            reason=reason or NOT_FILLED_REASON)
+    return ViewStep(fill, filled, after)

@@ -19,20 +19,18 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import BigInteger, String, bindparam, insert, select, update
+from sqlalchemy import String, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from twap_schemas.common import SliceStatus
 from worker.core import events
-from worker.core.fills import Execution, Fill, increment
-from worker.core.records import ParentRecord, SliceRecord
-from worker.store import outbox
+from worker.core.fills import Execution, Fill, ViewStep, combine, view_step
+from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
+from worker.store import bulk, outbox
 from worker.store import parents as parent_rows
 from worker.store import slices as slice_rows
-from worker.store.rows import to_parent, to_slice
-from worker.store.slices import NOW, PID
-from worker.store.tables import fills, parents, slices
-from worker.store.types import ExactDecimal
+from worker.store.rows import to_slice
+from worker.store.tables import fills, slices
 
 
 class BrokerView(Protocol):
@@ -77,34 +75,7 @@ class ViewResult:
 
 COID = bindparam("b_coid", type_=String())
 SLICE_FOR_UPDATE = select(slices).where(slices.c.client_order_id == COID).with_for_update()
-PARENT_FOR_UPDATE = select(parents).where(parents.c.parent_order_id == PID).with_for_update()
-
-# The slice's fills, compare-and-set from the filled qty read under its lock.
-SLICE_FILLED = (
-    update(slices)
-    .where(slices.c.client_order_id == COID)
-    .where(slices.c.status == SliceStatus.SUBMITTED.value)
-    .where(slices.c.filled_qty == bindparam("b_old_filled", type_=BigInteger()))
-    .values(filled_qty=bindparam("b_filled", type_=BigInteger()),
-            fill_notional=bindparam("b_notional", type_=ExactDecimal()), updated_at=NOW)
-)
-PARENT_FILLED = (
-    update(parents)
-    .where(parents.c.parent_order_id == PID)
-    .values(filled_qty=bindparam("b_filled", type_=BigInteger()),
-            notional=bindparam("b_notional", type_=ExactDecimal()),
-            working_qty=parents.c.working_qty - bindparam("b_fill_qty", type_=BigInteger()),
-            updated_at=NOW)
-)
-RELEASE_WORKING = (
-    update(parents)
-    .where(parents.c.parent_order_id == PID)
-    .values(working_qty=parents.c.working_qty - bindparam("b_qty", type_=BigInteger()),
-            updated_at=NOW)
-)
 _INSERT_FILL = insert(fills)
-
-NOT_FILLED_REASON = "ended at the broker before it filled completely"
 
 
 async def apply_view(conn: AsyncConnection, view: BrokerView, now: datetime,
@@ -120,70 +91,80 @@ async def apply_view(conn: AsyncConnection, view: BrokerView, now: datetime,
         if view.filled_qty > record.filled_qty:
             return ViewResult(Applied.AFTER_END, slice=record)
         return ViewResult(Applied.UNCHANGED, slice=record)
-    prow = (await conn.execute(PARENT_FOR_UPDATE, {"b_pid": record.parent_order_id})).one()
-    parent = to_parent(prow)
     # Raises FillError on a view that cannot be right (beyond the qty, no price) before
-    # anything is written (Store.finish relies on it to keep the `submitted` it applies the
-    # submit's view with): the caller logs it and reconciles later.
-    fill = increment(Execution(record.filled_qty, record.fill_notional), view.filled_qty,
-                     view.avg_fill_price, record.qty)
-    if fill is not None:
-        record, parent = await _write_fill(conn, parent, record, fill, view, now)
-    if not view.ended:
-        if fill is None:
-            return ViewResult(Applied.UNCHANGED, slice=record, parent=parent)
-        return ViewResult(Applied.CHANGED, fill, slice=record, parent=parent)
-    ended = await _end(conn, parent, record, view, now, reason)
-    return ViewResult(Applied.CHANGED, fill, ended.status, ended, parent)
-
-
-async def _write_fill(conn: AsyncConnection, parent: ParentRecord, record: SliceRecord,
-                      fill: Fill, view: BrokerView,
-                      now: datetime) -> tuple[SliceRecord, ParentRecord]:
-    done = await conn.execute(SLICE_FILLED, {
-        "b_coid": record.client_order_id, "b_old_filled": record.filled_qty,
-        "b_filled": fill.after.filled_qty, "b_notional": fill.after.notional, "b_now": now})
-    if done.rowcount != 1:  # cannot happen under the row lock; never write half a fill
+    # anything is written: the caller logs it and reconciles later.
+    step = _step(record, view, reason or view.reason)
+    if step is None:
+        return ViewResult(Applied.UNCHANGED, slice=record)
+    if not await slice_rows.compare_and_set(conn, record, step.after, now):
         raise RuntimeError(f"slice {record.client_order_id} changed under its lock")
-    record = replace(record, filled_qty=fill.after.filled_qty,
-                     fill_notional=fill.after.notional,
-                     broker_order_id=record.broker_order_id or view.broker_order_id)
-    total = Execution(parent.filled_qty, parent.notional)
-    after = Execution(total.filled_qty + fill.qty, total.notional + fill.notional)
-    await conn.execute(PARENT_FILLED, {
-        "b_pid": parent.parent_order_id, "b_filled": after.filled_qty,
-        "b_notional": after.notional, "b_fill_qty": fill.qty, "b_now": now})
-    parent = replace(parent, filled_qty=after.filled_qty, notional=after.notional,
-                     working_qty=parent.working_qty - fill.qty)
-    await conn.execute(_INSERT_FILL, {
-        "client_order_id": record.client_order_id, "filled_qty": fill.after.filled_qty,
-        "parent_order_id": record.parent_order_id, "slice_num": record.slice_num,
-        "fill_qty": fill.qty, "fill_price": fill.price, "filled_at": view.at,
-        "recorded_at": now})
-    await outbox.write(conn, [events.slice_fill(parent, record, fill_qty=fill.qty,
-                                                fill_price=fill.price, filled_at=view.at,
-                                                at=now)], now)
-    return record, parent
+    parent = await parent_rows.locked(conn, record.parent_order_id)
+    parent, messages = stepped(parent, step, view, now)
+    fill_qty = step.fill.qty if step.fill is not None else 0
+    last = await parent_rows.move(
+        conn, parent.parent_order_id, working=-fill_qty - step.released, closes=step.ended,
+        execution=Execution(parent.filled_qty, parent.notional) if fill_qty else None, now=now)
+    await outbox.write(conn, messages, now)
+    await insert_fills(conn, [(step, view)], now)
+    if last:
+        await parent_rows.complete_if_done(conn, parent, now)
+    return ViewResult(Applied.CHANGED, step.fill, step.after.status if step.ended else None,
+                      step.after, parent)
 
 
-async def _end(conn: AsyncConnection, parent: ParentRecord, record: SliceRecord,
-               view: BrokerView, now: datetime, why: str | None) -> SliceRecord:
-    """The order ended at the broker: the slice is `filled` (every share) or `closed`."""
-    if record.filled_qty == record.qty:
-        status, reason = SliceStatus.FILLED, None
-    else:
-        status = SliceStatus.CLOSED
-        reason = why or view.reason or NOT_FILLED_REASON
-    ended = replace(record, status=status, reason=reason)
-    if not await slice_rows.compare_and_set(conn, record, ended, now):
-        raise RuntimeError(f"slice {record.client_order_id} changed under its lock")
-    unfilled = record.qty - record.filled_qty
-    if unfilled:
-        await conn.execute(RELEASE_WORKING, {"b_pid": parent.parent_order_id, "b_qty": unfilled,
-                                             "b_now": now})
-    await outbox.write(conn, [events.slice_event(parent, ended, reason=reason, at=now)], now)
-    await parent_rows.close_slices(conn, parent, 1, now)
-    return ended
+def _step(record: SliceRecord, view: BrokerView, reason: str | None) -> ViewStep | None:
+    return view_step(record, filled_qty=view.filled_qty, avg_price=view.avg_fill_price,
+                     ended=view.ended, broker_order_id=view.broker_order_id, reason=reason)
+
+
+def says_more(view: BrokerView) -> bool:
+    """A submit's answer with more to write than `submitted`: fills already, or its end."""
+    return view.filled_qty > 0 or view.ended
+
+
+def submit_step(submitted: SliceRecord, view: BrokerView) -> ViewStep | None:
+    """What the broker's answer to a submit already says of the order (`submitted`: the slice
+    as its outcome writes it): fills, its end, or nothing. Raises FillError."""
+    if not says_more(view):
+        return None
+    return _step(submitted, view, view.reason)
+
+
+def stepped(parent: ParentRecord, step: ViewStep, view: BrokerView,
+            now: datetime) -> tuple[ParentRecord, list[OutboxMessage]]:
+    """The parent after `step` (`parent` as read under its lock) and the step's events: its
+    `slice.fill`, then its `slice.filled` / `slice.closed`."""
+    messages: list[OutboxMessage] = []
+    if step.fill is not None:
+        total = combine([Execution(parent.filled_qty, parent.notional),
+                         Execution(step.fill.qty, step.fill.notional)])
+        parent = replace(parent, filled_qty=total.filled_qty, notional=total.notional,
+                         working_qty=parent.working_qty - step.fill.qty)
+        messages.append(events.slice_fill(parent, step.filled, fill_qty=step.fill.qty,
+                                          fill_price=step.fill.price, filled_at=view.at,
+                                          at=now))
+    if step.ended:
+        parent = replace(parent, working_qty=parent.working_qty - step.released)
+        messages.append(events.slice_event(parent, step.after, reason=step.after.reason,
+                                           at=now))
+    return parent, messages
+
+
+async def insert_fills(conn: AsyncConnection, done: list[tuple[ViewStep, BrokerView]],
+                       now: datetime) -> None:
+    """The `fills` rows of applied steps, keyed by (client_order_id, cumulative filled qty)."""
+    rows = [
+        {"client_order_id": step.filled.client_order_id,
+         "filled_qty": step.fill.after.filled_qty,
+         "parent_order_id": step.filled.parent_order_id, "slice_num": step.filled.slice_num,
+         "fill_qty": step.fill.qty, "fill_price": step.fill.price, "filled_at": view.at,
+         "recorded_at": now}
+        for step, view in done if step.fill is not None
+    ]
+    if len(rows) == 1:
+        await conn.execute(_INSERT_FILL, rows[0])
+    elif rows:
+        await bulk.insert_rows(conn, fills, rows)
 
 
 async def of_parent(conn: AsyncConnection, parent_id: str) -> list[dict[str, object]]:

@@ -4,7 +4,8 @@ except `finish_alone`, which is one statement on its own."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from twap_schemas.common import ParentStatus, SliceStatus
 from worker.core import events
+from worker.core.fills import Execution, FillError, ViewStep
 from worker.core.outcomes import Outcome, applied
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 from worker.core.states import PENDING, check_transition
-from worker.store import outbox, switches
+from worker.store import fills, outbox, switches
 from worker.store import parents as parent_rows
 from worker.store import slices as slice_rows
 from worker.store.slices import PID
@@ -38,55 +40,93 @@ async def transition(conn: AsyncConnection, parent: ParentRecord, record: SliceR
     event = events.slice_event(parent, updated, reason=outcome.reason, at=now)
     await outbox.write(conn, [event], now)
     if outcome.status is SliceStatus.SUBMITTED:  # working at the broker, not yet terminal
-        await parent_rows.add_working(conn, parent.parent_order_id, updated.qty)
+        await parent_rows.move(conn, parent.parent_order_id, working=updated.qty)
     else:
         await parent_rows.close_slices(conn, parent, 1, now)
     return updated
 
 
-async def finish(conn: AsyncConnection, parent: ParentRecord, record: SliceRecord,
-                 outcome: Outcome, now: datetime, *, max_failures: int) -> SliceRecord | None:
-    """A claimed slice's outcome, with the breaker's failure count kept in step."""
-    updated = await transition(conn, parent, record, outcome, now)
-    if updated is not None:
-        await switches.record_outcomes(conn, [(outcome.status, outcome.reason)], now,
-                                       max_failures=max_failures)
-    return updated
+BadView = Callable[[SliceRecord, fills.BrokerView, FillError], None]
+
+
+def _ignore_bad_view(record: SliceRecord, view: fills.BrokerView, error: FillError) -> None:
+    pass
 
 
 async def finish_many(conn: AsyncConnection, items: list[Finished], now: datetime, *,
-                      max_failures: int) -> list[SliceRecord | None]:
-    """Outcomes of many claimed slices, in one transaction: a compare-and-set per slice
-    (each one as `finish` does it), then their events in one insert, each parent's open count
-    taken down once (parents in id order, so two batches never wait on each other), and the
-    breaker moved once by the whole run of outcomes, in their order (exact: its row is locked
-    while it is counted). Returns per item the slice as written, None where someone else
-    changed it first."""
+                      max_failures: int,
+                      views: Sequence[fills.BrokerView | None] | None = None,
+                      on_bad_view: BadView = _ignore_bad_view) -> list[SliceRecord | None]:
+    """Outcomes of claimed slices, in one transaction. Returns per item the slice as written,
+    None where someone else changed it first.
+
+    - Each slice: one compare-and-set. A `submitted` outcome with `views[i]`, the broker's
+      answer to its submit, is written with what that answer already says (a market order may
+      come back filled): the fills and the end go into the same row change, so no update of
+      the order can be applied before the slice is known to be at the broker.
+    - Each parent, in id order (two batches never wait on each other): one statement for its
+      working qty, open count and fills (its row read under lock first when fills change it).
+    - The events in one insert, in the items' order; then the completions; then the breaker,
+      moved once by the whole run of outcomes in their order (exact: its row is locked while it
+      is counted).
+
+    A view that cannot be right (FillError) is reported to `on_bad_view` and the outcome is
+    written without it: the stream or reconciliation brings the order's figures later.
+    """
     written: list[SliceRecord | None] = []
-    messages: list[OutboxMessage] = []
-    closed: Counter[str] = Counter()
-    working: Counter[str] = Counter()
-    by_id: dict[str, ParentRecord] = {}
-    for parent, record, outcome in items:
+    steps: dict[int, tuple[ViewStep, fills.BrokerView]] = {}
+    for i, (_, record, outcome) in enumerate(items):
         check_transition(record.status, outcome.status)
         updated = applied(record, outcome)
+        view = views[i] if views is not None else None
+        if view is not None and outcome.status is SliceStatus.SUBMITTED:
+            try:
+                step = fills.submit_step(updated, view)
+            except FillError as exc:
+                on_bad_view(updated, view, exc)
+                step = None
+            if step is not None:
+                steps[i] = (step, view)
+                updated = step.after
         if not await slice_rows.compare_and_set(conn, record, updated, now):
             written.append(None)
+            steps.pop(i, None)
             continue
         written.append(updated)
-        if outcome.status not in PENDING:
-            messages.append(events.slice_event(parent, updated, reason=outcome.reason, at=now))
+
+    by_parent: dict[str, list[int]] = defaultdict(list)
+    for i, w in enumerate(written):
+        if w is not None and items[i][2].status not in PENDING:
+            by_parent[items[i][1].parent_order_id].append(i)
+    messages: dict[int, list[OutboxMessage]] = {}
+    done: list[ParentRecord] = []
+    for parent_id in sorted(by_parent):
+        numbers = by_parent[parent_id]
+        filling = any(steps[i][0].fill is not None for i in numbers if i in steps)
+        parent = await parent_rows.locked(conn, parent_id) if filling else items[numbers[0]][0]
+        working = closes = 0
+        for i in numbers:
+            _, record, outcome = items[i]
+            sent = applied(record, outcome)
+            messages[i] = [events.slice_event(parent, sent, reason=outcome.reason, at=now)]
             if outcome.status is SliceStatus.SUBMITTED:
-                working[parent.parent_order_id] += updated.qty
+                working += sent.qty
             else:
-                closed[parent.parent_order_id] += 1
-            by_id[parent.parent_order_id] = parent
-    await outbox.write(conn, messages, now)
-    for parent_id in sorted(set(closed) | set(working)):
-        if working[parent_id]:
-            await parent_rows.add_working(conn, parent_id, working[parent_id])
-        if closed[parent_id]:
-            await parent_rows.close_slices(conn, by_id[parent_id], closed[parent_id], now)
+                closes += 1
+            if i in steps:
+                step, view = steps[i]
+                parent, more = fills.stepped(parent, step, view, now)
+                messages[i] += more
+                working -= (step.fill.qty if step.fill is not None else 0) + step.released
+                closes += step.ended
+        execution = Execution(parent.filled_qty, parent.notional) if filling else None
+        if await parent_rows.move(conn, parent_id, working=working, closes=closes,
+                                  execution=execution, now=now):
+            done.append(parent)
+    await outbox.write(conn, [m for i in sorted(messages) for m in messages[i]], now)
+    await fills.insert_fills(conn, [steps[i] for i in sorted(steps)], now)
+    for parent in done:
+        await parent_rows.complete_if_done(conn, parent, now)
     await switches.record_outcomes(
         conn,
         [(o.status, o.reason) for (_, _, o), w in zip(items, written, strict=True) if w],

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from twap_schemas.common import ParentStatus, SliceStatus
 from worker.core import events
+from worker.core.fills import Execution
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 from worker.core.states import OPEN
 from worker.store import bulk, outbox
@@ -27,6 +28,7 @@ from worker.store.rows import (
 )
 from worker.store.slices import NOW, PID
 from worker.store.tables import cancels, parents, slices, status_is
+from worker.store.types import ExactDecimal
 
 
 async def insert_many(
@@ -73,15 +75,29 @@ async def existing_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:
     return found
 
 
-# `b_n` slices of the parent left the pending states: its count goes down, under its row lock
-# (held to the commit), returning what the completion check needs.
-CLOSE_SLICES = (
+# What a slice's outcome or fill does to its parent's counts, under the parent's row lock (held
+# to the commit): `b_working` shares start or stop working at the broker, `b_n` slices left the
+# open states. Returns what the completion check needs.
+MOVE = (
     update(parents)
     .where(parents.c.parent_order_id == PID)
-    .values(open_slices=parents.c.open_slices - bindparam("b_n", type_=Integer()))
+    .values(working_qty=parents.c.working_qty + bindparam("b_working", type_=BigInteger()),
+            open_slices=parents.c.open_slices - bindparam("b_n", type_=Integer()))
+    .returning(parents.c.open_slices, parents.c.status)
+)
+# The same with the parent's fills, which the caller sums exactly from the row it locked
+# (FOR_UPDATE): a notional is decimal text on SQLite, never added up by the database.
+MOVE_FILLED = (
+    update(parents)
+    .where(parents.c.parent_order_id == PID)
+    .values(working_qty=parents.c.working_qty + bindparam("b_working", type_=BigInteger()),
+            open_slices=parents.c.open_slices - bindparam("b_n", type_=Integer()),
+            filled_qty=bindparam("b_filled", type_=BigInteger()),
+            notional=bindparam("b_notional", type_=ExactDecimal()), updated_at=NOW)
     .returning(parents.c.open_slices, parents.c.status)
 )
 
+FOR_UPDATE = select(parents).where(parents.c.parent_order_id == PID).with_for_update()
 LOCK = select(parents.c.status).where(parents.c.parent_order_id == PID).with_for_update()
 
 COMPLETE = (
@@ -92,28 +108,36 @@ COMPLETE = (
             outcome=bindparam("b_outcome", type_=String()))
 )
 
-# A slice's order is at the broker: its qty counts as working until it fills or ends.
-ADD_WORKING = (
-    update(parents)
-    .where(parents.c.parent_order_id == PID)
-    .values(working_qty=parents.c.working_qty + bindparam("b_qty", type_=BigInteger()))
-)
+
+async def locked(conn: AsyncConnection, parent_id: str) -> ParentRecord:
+    """The parent as it is now, its row locked to the commit (taken after its slice's)."""
+    return to_parent((await conn.execute(FOR_UPDATE, {"b_pid": parent_id})).one())
 
 
-async def add_working(conn: AsyncConnection, parent_id: str, qty: int) -> None:
-    await conn.execute(ADD_WORKING, {"b_pid": parent_id, "b_qty": qty})
+async def move(conn: AsyncConnection, parent_id: str, *, working: int = 0, closes: int = 0,
+               execution: Execution | None = None, now: datetime | None = None) -> bool:
+    """`working` shares more (or fewer) working at the broker, `closes` slices more terminal
+    and, with `execution`, the parent's fills as they now are, in one statement. True when it
+    closed the last open slice of an active parent: the caller completes it
+    (`complete_if_done`) once the slices' events are written."""
+    params: dict[str, Any] = {"b_pid": parent_id, "b_working": working, "b_n": closes}
+    if execution is None:
+        row = (await conn.execute(MOVE, params)).first()
+    else:
+        row = (await conn.execute(MOVE_FILLED, {
+            **params, "b_filled": execution.filled_qty, "b_notional": execution.notional,
+            "b_now": now})).first()
+    return (closes > 0 and row is not None and row.open_slices <= 0
+            and row.status == ParentStatus.ACTIVE.value)
 
 
 async def close_slices(conn: AsyncConnection, parent: ParentRecord, count: int,
                        now: datetime) -> bool:
     """`count` slices of the parent just became terminal: its open count goes down (taking
     its row lock to the commit); the one that reaches zero completes an active parent."""
-    row = (
-        await conn.execute(CLOSE_SLICES, {"b_pid": parent.parent_order_id, "b_n": count})
-    ).first()
-    if row is None or row.open_slices > 0 or row.status != ParentStatus.ACTIVE.value:
+    if not await move(conn, parent.parent_order_id, closes=count):
         return False
-    return await _complete_if_done(conn, parent, now)
+    return await complete_if_done(conn, parent, now)
 
 
 async def final_tallies(
@@ -132,10 +156,10 @@ async def maybe_complete(conn: AsyncConnection, parent: ParentRecord, now: datet
     status = (await conn.execute(LOCK, {"b_pid": parent.parent_order_id})).scalar_one_or_none()
     if status != ParentStatus.ACTIVE.value:
         return False
-    return await _complete_if_done(conn, parent, now)
+    return await complete_if_done(conn, parent, now)
 
 
-async def _complete_if_done(conn: AsyncConnection, parent: ParentRecord, now: datetime) -> bool:
+async def complete_if_done(conn: AsyncConnection, parent: ParentRecord, now: datetime) -> bool:
     """The completion itself; the caller holds the parent's row lock and saw it active."""
     tallies = await final_tallies(conn, parent.parent_order_id)
     if tallies is None:
@@ -260,7 +284,7 @@ async def cancel(
     canceled = await slice_rows.cancel_scheduled(conn, parent_id, reason, now)
     in_flight = await slice_rows.in_flight(conn, parent_id)
     if canceled:
-        await conn.execute(CLOSE_SLICES, {"b_pid": parent_id, "b_n": len(canceled)})
+        await move(conn, parent_id, closes=len(canceled))
     if parent.status is ParentStatus.ACTIVE:
         await conn.execute(
             update(parents)

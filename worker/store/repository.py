@@ -157,13 +157,10 @@ class Store:
         `view`: the broker's answer to the submit, applied in the same transaction as the
         `submitted` it follows (a market order may come back filled already), so no update
         of the order can be applied before the slice is known to be at the broker."""
-        if view is not None and outcome.status is SliceStatus.SUBMITTED and _view_counts(view):
-            async with self.transaction() as conn:
-                updated = await outcomes.finish(conn, parent, record, outcome, now,
-                                                max_failures=max_failures)
-                if updated is not None:
-                    updated = await self._apply_submit_view(conn, view, now, updated)
-                return updated
+        if (view is not None and outcome.status is SliceStatus.SUBMITTED
+                and fills.says_more(view)):
+            return (await self.finish_many([(parent, record, outcome)], now,
+                                           max_failures=max_failures, views=[view]))[0]
         if self.db.one_statement_outcomes and outcome.status is not SliceStatus.FAILED:
             async with self._single.begin() as conn:
                 updated, last = await outcomes.finish_alone(conn, parent, record, outcome, now)
@@ -175,9 +172,8 @@ class Store:
                     log.warning("parent.completion_deferred", extra={
                         "parent_order_id": parent.parent_order_id, "error": repr(exc)[:200]})
             return updated
-        async with self.transaction() as conn:
-            return await outcomes.finish(conn, parent, record, outcome, now,
-                                         max_failures=max_failures)
+        return (await self.finish_many([(parent, record, outcome)], now,
+                                       max_failures=max_failures))[0]
 
     async def finish_many(self, items: list[outcomes.Finished], now: datetime, *,
                           max_failures: int,
@@ -185,40 +181,23 @@ class Store:
                           ) -> list[SliceRecord | None]:
         """Outcomes of many claimed slices in one transaction (outcomes.finish_many); per
         item the slice as written, None where someone else settled it first. `views[i]`: the
-        broker's answer to item i's submit, applied in the same transaction as `finish` does,
-        parents in id order as the open counts were."""
+        broker's answer to item i's submit, written with its `submitted` as `finish` does."""
         if not items:
             return []
         async with self.transaction() as conn:
-            written = await outcomes.finish_many(conn, items, now, max_failures=max_failures)
-            if views is None:
-                return written
-            order = sorted(range(len(items)), key=lambda i: (items[i][1].parent_order_id,
-                                                             items[i][1].slice_num))
-            for i in order:
-                view, outcome, record = views[i], items[i][2], written[i]
-                if (record is not None and view is not None and _view_counts(view)
-                        and outcome.status is SliceStatus.SUBMITTED):
-                    written[i] = await self._apply_submit_view(conn, view, now, record)
-            return written
+            return await outcomes.finish_many(conn, items, now, max_failures=max_failures,
+                                              views=views, on_bad_view=self._bad_view)
 
-    async def _apply_submit_view(self, conn: AsyncConnection, view: fills.BrokerView,
-                                 now: datetime, written: SliceRecord) -> SliceRecord:
-        """The submit's view, in the transaction of its `submitted`. A view that cannot be
-        applied must not roll that record back (the slice would stay `submitting` and the
-        sweeper would look it up again forever): apply_view raises FillError before it writes
-        anything, so the `submitted` commits alone and the stream or reconciliation brings the
-        order's figures later."""
-        try:
-            result = await fills.apply_view(conn, view, now)
-        except FillError as exc:
-            log.error("slice.bad_broker_view", extra={
-                "parent_order_id": written.parent_order_id, "slice_num": written.slice_num,
-                "client_order_id": view.client_order_id, "filled_qty": view.filled_qty,
-                "error": str(exc)})
-            self.on_bad_view()
-            return written
-        return result.slice or written
+    def _bad_view(self, record: SliceRecord, view: fills.BrokerView, error: FillError) -> None:
+        """A submit's answer that cannot be right is not applied, and must not hold back the
+        `submitted` it came with (the slice would stay `submitting` and the sweeper would look
+        it up again forever): the outcome is written alone and the stream or reconciliation
+        brings the order's figures later."""
+        log.error("slice.bad_broker_view", extra={
+            "parent_order_id": record.parent_order_id, "slice_num": record.slice_num,
+            "client_order_id": view.client_order_id, "filled_qty": view.filled_qty,
+            "error": str(error)})
+        self.on_bad_view()
 
     async def expire_overdue(self, now: datetime, grace: timedelta, limit: int = 1000) -> int:
         """Scheduled slices missed beyond the grace → expired, with events; returns how many."""
@@ -431,8 +410,3 @@ class Store:
 
 
 __all__ = ["CancelResult", "PendingParent", "Store"]
-
-
-def _view_counts(view: fills.BrokerView) -> bool:
-    """A submit's answer with something to apply: fills already, or the order already ended."""
-    return view.filled_qty > 0 or view.ended

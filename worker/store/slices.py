@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Integer,
     String,
@@ -156,12 +157,15 @@ SET_CLAIMED_QTY = (
 )
 
 
-# A compare-and-set of every mutable column, from the status the caller read.
-MUTABLE = ("status", "broker_order_id", "attempts", "reason", "sent_at", "qty", "planned_qty")
+# A compare-and-set of every mutable column, from the status and filled qty the caller read
+# (fills land on a `submitted` slice without changing its status).
+MUTABLE = ("status", "broker_order_id", "attempts", "reason", "sent_at", "qty", "planned_qty",
+           "filled_qty", "fill_notional")
 TRANSITION = (
     update(slices)
     .where(_KEY)
     .where(slices.c.status == bindparam("b_old", type_=String()))
+    .where(slices.c.filled_qty == bindparam("b_old_filled", type_=BigInteger()))
     .values(updated_at=NOW, **{name: bindparam(f"b_{name}", type_=slices.c[name].type)
                                for name in MUTABLE})
 )
@@ -178,7 +182,7 @@ def transition_params(record: SliceRecord, updated: SliceRecord, now: datetime) 
     params: dict[str, Any] = {f"b_{name}": getattr(updated, name) for name in MUTABLE}
     params["b_status"] = updated.status.value
     params.update(b_pid=record.parent_order_id, b_num=record.slice_num,
-                  b_old=record.status.value, b_now=now)
+                  b_old=record.status.value, b_old_filled=record.filled_qty, b_now=now)
     return params
 
 
