@@ -144,10 +144,13 @@ class Settings(BaseSettings):
     @field_validator("sim_prices")
     @classmethod
     def _sim_prices(cls, value: str) -> str:
-        from worker.brokers.sim_market import parse_prices
-
         parse_prices(value)  # raises ValueError naming the bad pair
         return value
+
+    @property
+    def sim_price_table(self) -> dict[str, Decimal]:
+        """TWAP_SIM_PRICES parsed: symbol → reference price."""
+        return parse_prices(self.sim_prices)
 
     http_host: str = Field(
         default="127.0.0.1", description="address of /metrics, /healthz, /readyz"
@@ -186,3 +189,18 @@ def mask_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     user = (parts.username or "") + ":***"
     return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+
+
+def parse_prices(text: str) -> dict[str, Decimal]:
+    """`AAPL=190.25,MSFT=410` → {"AAPL": 190.25, "MSFT": 410}; a bad pair names itself."""
+    prices: dict[str, Decimal] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        symbol, sep, value = pair.partition("=")
+        try:
+            price = Decimal(value.strip())
+        except ArithmeticError:
+            price = Decimal(0)
+        if not sep or not symbol.strip() or not price.is_finite() or price <= 0:
+            raise ValueError(f"sim price {pair!r}: expected SYMBOL=positive decimal")
+        prices[symbol.strip().upper()] = price
+    return prices

@@ -15,9 +15,9 @@ from worker.brokers.sim_market import (
     Step,
     _Walk,
     name_price,
-    parse_prices,
     step,
 )
+from worker.settings import parse_prices
 
 T0 = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 Q = Quote(bid=D("99.99"), ask=D("100.01"), last=D("100"))

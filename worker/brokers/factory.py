@@ -5,7 +5,7 @@ from __future__ import annotations
 from worker.brokers.base import Broker
 from worker.brokers.ratelimit import RateLimiter
 from worker.brokers.sim import SimBroker
-from worker.brokers.sim_market import Market, parse_prices
+from worker.brokers.sim_market import Market
 from worker.settings import Settings
 
 _KEY_VARS = "ALPACA_API_KEY (or APCA_API_KEY_ID)"
@@ -19,7 +19,7 @@ class MissingCredentials(ValueError):
 def build_broker(settings: Settings) -> Broker:
     """The configured broker. Alpaca's adapter (and alpaca-py, pandas) load only when chosen."""
     if settings.broker == "sim":
-        market = Market(prices=parse_prices(settings.sim_prices),
+        market = Market(prices=settings.sim_price_table,
                         volatility_bps=settings.sim_volatility_bps,
                         spread_bps=settings.sim_spread_bps)
         return SimBroker(

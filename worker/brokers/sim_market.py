@@ -41,21 +41,6 @@ def name_price(symbol: str) -> Decimal:
     return Decimal(cents) / 100
 
 
-def parse_prices(text: str) -> dict[str, Decimal]:
-    """`AAPL=190.25,MSFT=410` → {"AAPL": 190.25, "MSFT": 410}; a bad pair names itself."""
-    prices: dict[str, Decimal] = {}
-    for pair in filter(None, (p.strip() for p in text.split(","))):
-        symbol, sep, value = pair.partition("=")
-        try:
-            price = Decimal(value.strip())
-        except ArithmeticError:
-            price = Decimal(0)
-        if not sep or not symbol.strip() or not price.is_finite() or price <= 0:
-            raise ValueError(f"sim price {pair!r}: expected SYMBOL=positive decimal")
-        prices[symbol.strip().upper()] = price
-    return prices
-
-
 @dataclass(slots=True)
 class _Walk:
     """A seeded Gaussian random walk in whole seconds, extended as far as it is read."""

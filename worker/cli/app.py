@@ -89,11 +89,3 @@ def migrate_command(
     except Exception as exc:
         fail(f"migration failed on {mask_url(url)}: {exc}")
     typer.echo(f"database {mask_url(url)} is at {revision}")
-
-
-def main() -> None:
-    # Operator subcommands live in their own modules and register themselves on `app`.
-    from worker.cli import commands  # noqa: F401
-
-    app(prog_name="twap")
-    sys.exit(0)
