@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError, replace
+from datetime import UTC, datetime
 from decimal import Decimal as D
 from decimal import localcontext
 
@@ -9,14 +11,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from twap_schemas.common import SliceStatus
 from worker.core.fills import (
+    NOT_FILLED_REASON,
     Execution,
     FillError,
     average,
     combine,
     increment,
     notional_of,
+    view_step,
 )
+from worker.core.records import SliceRecord
 
 
 def test_first_update_is_a_fill_of_everything_reported() -> None:
@@ -192,3 +198,91 @@ def test_fills_add_up_to_the_cumulative_notional(views: list[tuple[int, D]]) -> 
     with localcontext() as ctx:
         ctx.prec = 60
         assert sum(notionals, D(0)) == state.notional
+
+
+# -- the step a broker view makes ---------------------------------------------------------------
+
+T = datetime(2026, 12, 6, 15, 0, tzinfo=UTC)
+
+
+def _working(filled: int = 0, notional: str = "0", broker_order_id: str | None = "b-1",
+             qty: int = 10) -> SliceRecord:
+    return SliceRecord(parent_order_id="p", slice_num=3, client_order_id="c", qty=qty,
+                       scheduled_time=T, status=SliceStatus.SUBMITTED,
+                       broker_order_id=broker_order_id, attempts=1, filled_qty=filled,
+                       fill_notional=D(notional))
+
+
+def test_a_view_that_adds_nothing_and_does_not_end_is_no_step() -> None:
+    assert view_step(_working(4, "40"), filled_qty=4, avg_price=D("10"), ended=False,
+                     broker_order_id="b-1") is None
+    assert view_step(_working(4, "40"), filled_qty=3, avg_price=D("10"), ended=False,
+                     broker_order_id="b-1") is None
+
+
+def test_a_fill_of_a_working_order_keeps_it_working() -> None:
+    step = view_step(_working(4, "40"), filled_qty=6, avg_price=D("10.5"), ended=False,
+                     broker_order_id="b-1")
+    assert step is not None and step.fill is not None
+    # 6 at 10.5 is 63.0; 40 of it was there: 2 new shares for 23.0, at 11.5.
+    assert (step.fill.qty, step.fill.price, step.fill.notional) == (2, D("11.5"), D("23.0"))
+    assert step.after == step.filled
+    assert (step.after.status, step.after.filled_qty, step.after.fill_notional) == (
+        SliceStatus.SUBMITTED, 6, D("63.0"))
+    assert (step.ended, step.released) == (False, 0)
+
+
+def test_the_last_fill_ends_the_slice_filled_without_a_reason() -> None:
+    record = replace(_working(4, "40"), reason="an earlier lookup's note")
+    step = view_step(record, filled_qty=10, avg_price=D("11"), ended=True,
+                     broker_order_id="b-1", reason="the broker's word")
+    assert step is not None and step.fill is not None
+    assert step.fill.qty == 6
+    assert (step.filled.status, step.filled.filled_qty) == (SliceStatus.SUBMITTED, 10)
+    assert (step.after.status, step.after.reason, step.after.filled_qty) == (
+        SliceStatus.FILLED, None, 10)
+    assert (step.ended, step.released) == (True, 0)
+
+
+def test_an_order_ended_short_closes_the_slice_and_releases_the_rest() -> None:
+    step = view_step(_working(4, "40"), filled_qty=7, avg_price=D("10"), ended=True,
+                     broker_order_id="b-1", reason="canceled at the slice's end")
+    assert step is not None and step.fill is not None and step.fill.qty == 3
+    assert (step.after.status, step.after.reason, step.after.filled_qty) == (
+        SliceStatus.CLOSED, "canceled at the slice's end", 7)
+    assert (step.ended, step.released) == (True, 3)
+
+
+def test_an_order_ended_with_nothing_new_is_a_step_without_a_fill() -> None:
+    step = view_step(_working(4, "40"), filled_qty=4, avg_price=D("10"), ended=True,
+                     broker_order_id="b-1")
+    assert step is not None
+    assert step.fill is None and step.filled == _working(4, "40")
+    assert (step.after.status, step.after.reason) == (SliceStatus.CLOSED, NOT_FILLED_REASON)
+    assert NOT_FILLED_REASON == "ended at the broker before it filled completely"
+    assert (step.ended, step.released) == (True, 6)
+
+
+def test_a_fill_names_the_broker_order_only_when_the_slice_had_none() -> None:
+    kept = view_step(_working(broker_order_id="b-1"), filled_qty=1, avg_price=D("1"),
+                     ended=False, broker_order_id="b-2")
+    named = view_step(_working(broker_order_id=None), filled_qty=1, avg_price=D("1"),
+                      ended=False, broker_order_id="b-2")
+    assert kept is not None and kept.after.broker_order_id == "b-1"
+    assert named is not None and named.after.broker_order_id == "b-2"
+
+
+def test_a_view_that_cannot_be_right_is_refused_before_any_step() -> None:
+    with pytest.raises(FillError, match="exceeds the order qty 10"):
+        view_step(_working(), filled_qty=11, avg_price=D("1"), ended=True,
+                  broker_order_id="b-1")
+
+
+def test_a_step_is_immutable() -> None:
+    """The store writes a step's records and builds its events from them: neither may change
+    in between."""
+    step = view_step(_working(), filled_qty=1, avg_price=D("1"), ended=False,
+                     broker_order_id="b-1")
+    assert step is not None
+    with pytest.raises(FrozenInstanceError):
+        step.after = step.filled  # type: ignore[misc]
