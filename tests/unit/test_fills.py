@@ -286,3 +286,4 @@ def test_a_step_is_immutable() -> None:
     assert step is not None
     with pytest.raises(FrozenInstanceError):
         step.after = step.filled  # type: ignore[misc]
+    assert not hasattr(step, "__dict__")  # slots: one is built per broker view
