@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy
 
+from tests.support.memory_store import MemoryStore
 from twap_schemas.common import ExecutionOutcome, ParentStatus, SliceStatus
 from twap_schemas.requests import SubmitRequest
 from worker.brokers.orders import Lifecycle, OrderView
@@ -302,3 +303,70 @@ async def test_a_view_that_fills_and_ends_the_order_writes_each_row_once(store: 
     assert stored is not None
     assert (stored.status, stored.filled_qty, stored.notional, stored.working_qty) == (
         ParentStatus.ACTIVE, 5, Decimal("53.0"), 0)
+
+
+def _mixed_group(a: tuple[ParentRecord, list[SliceRecord]],
+                 b: tuple[ParentRecord, list[SliceRecord]]
+                 ) -> tuple[list[tuple[str, int]], list[Outcome], list[Any]]:
+    """Two parents' slices in one group, out of parent order: an IOC partly filled, a failure,
+    a working order with a fill, an IOC ended unfilled (its parent's last open slice) and an
+    expiry. Views are built from the plan's records (what a claim returns but the status)."""
+    pa, ra = a
+    pb, rb = b
+    keys = [(pb.parent_order_id, 2), (pa.parent_order_id, 1), (pb.parent_order_id, 0),
+            (pa.parent_order_id, 0), (pb.parent_order_id, 1)]
+    outcomes = [Outcome(SliceStatus.SUBMITTED, 1, "x"), Outcome(SliceStatus.FAILED, 3, reason="f"),
+                Outcome(SliceStatus.SUBMITTED, 1, "y"), Outcome(SliceStatus.SUBMITTED, 1, "z"),
+                Outcome(SliceStatus.EXPIRED, 0, reason="late")]
+    views = [view(rb[2], Lifecycle.CLOSED, 1, "7", reason="ioc"), None,
+             view(rb[0], Lifecycle.WORKING, 2, "8"), view(ra[0], Lifecycle.CLOSED, 0, None),
+             None]
+    return keys, outcomes, views
+
+
+def _said(bodies: list[dict[str, Any]], ids: dict[str, str]) -> list[tuple[Any, ...]]:
+    return [(ids[e["parent_order_id"]], e["event_type"], e.get("slice_num"), e.get("reason"),
+             e.get("filled_qty"), e.get("parent_filled_qty")) for e in bodies]
+
+
+async def test_the_memory_store_writes_a_group_with_views_as_the_database_does(
+        store: Store) -> None:
+    """The runtime's unit tests run on the in-memory store: a group mixing outcomes and
+    submit views must give its events in the database's order (each slice's `submitted`, then
+    its fill and end, item by item; completions last) with the same reasons and figures."""
+    a = await _parent(store, qty=10, slices=2)
+    b = await _parent(store, qty=9, slices=3)
+    keys, outs, views = _mixed_group(a, b)
+    ids = {a[0].parent_order_id: "a", b[0].parent_order_id: "b"}
+
+    claimed = await store.claim_many(keys, AT)
+    items = [(*claimed[k][:2], o) for k, o in zip(keys, outs, strict=True)]
+    written = await store.finish_many(items, AT, max_failures=5, views=views)
+    database = _said(await _events(store), ids)
+
+    memory = MemoryStore()
+    for parent, records in (a, b):
+        memory.add(parent, records)
+    mclaimed = await memory.claim_many(keys, AT)
+    mitems = [(*mclaimed[k][:2], o) for k, o in zip(keys, outs, strict=True)]
+    mwritten = await memory.finish_many(mitems, AT, max_failures=5, views=views)
+    in_memory = _said([json.loads(m.body) for m in memory.outbox], ids)
+
+    assert database == [
+        ("b", "slice.submitted", 2, None, 0, None), ("b", "slice.fill", 2, None, 1, 1),
+        ("b", "slice.closed", 2, "ioc", 1, None),
+        ("a", "slice.failed", 1, "f", 0, None),
+        ("b", "slice.submitted", 0, None, 0, None), ("b", "slice.fill", 0, None, 2, 3),
+        ("a", "slice.submitted", 0, None, 0, None),
+        ("a", "slice.closed", 0, "ended at the broker before it filled completely", 0, None),
+        ("b", "slice.expired", 1, "late", 0, None),
+        ("a", "parent.completed", None, None, 0, None)]
+    assert in_memory == database
+    assert [(w.status, w.filled_qty, w.fill_notional, w.reason) for w in mwritten if w] == [
+        (w.status, w.filled_qty, w.fill_notional, w.reason) for w in written if w]
+    for parent, _ in (a, b):
+        stored = await store.get_parent(parent.parent_order_id)
+        held = memory.parents[parent.parent_order_id]
+        assert stored is not None
+        assert (held.status, held.filled_qty, held.notional, held.working_qty) == (
+            stored.status, stored.filled_qty, stored.notional, stored.working_qty)
