@@ -21,6 +21,7 @@ from worker.brokers.orders import Lifecycle, OrderView
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
+from worker.store import switches
 from worker.store.fills import Applied
 from worker.store.repository import Store
 
@@ -206,6 +207,37 @@ async def test_a_submit_view_that_cannot_be_applied_keeps_the_submitted_record(
     after = await store.get_parent(parent.parent_order_id)
     assert after is not None and (after.filled_qty, after.working_qty) == (0, 10)
 
+
+
+async def test_a_bad_submit_view_of_a_group_sent_again_is_reported_once(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group's transaction that fails after its bad view was met (here the breaker's write,
+    standing for a deadlock or a dropped connection) writes nothing; the dispatcher sends the
+    outcome again and that one commits. The broker's answer was bad once: one report."""
+    bad: list[int] = []
+    store.on_bad_view = lambda: bad.append(1)
+    parent, _ = await _parent(store, qty=10, slices=2)
+    claimed = await store.claim(parent.parent_order_id, 0, AT)
+    assert claimed is not None
+    p, record, _ = claimed
+    item = (p, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"))
+    beyond = view(record, Lifecycle.FILLED, 6, "10")  # 6 of 5: cannot be right
+    real = switches.record_outcomes
+    failures = [RuntimeError("deadlock detected")]
+
+    async def failing_once(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await real(*args, **kwargs)
+
+    monkeypatch.setattr(switches, "record_outcomes", failing_once)
+    with pytest.raises(RuntimeError, match="deadlock"):
+        await store.finish_many([item], AT, max_failures=5, views=[beyond])
+    assert (await store.get_slices(parent.parent_order_id))[0].status is SliceStatus.SUBMITTING
+    assert bad == []
+    written = await store.finish_many([item], AT, max_failures=5, views=[beyond])
+    assert written[0] is not None and written[0].status is SliceStatus.SUBMITTED
+    assert bad == [1]
 
 class _Statements:
     """The statements an engine runs, as their first words and table (`UPDATE slices`)."""
