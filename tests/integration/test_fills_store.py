@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy
@@ -21,7 +22,8 @@ from worker.brokers.orders import Lifecycle, OrderView
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
-from worker.store import switches
+from worker.core.states import OPEN
+from worker.store import switches, tables
 from worker.store.fills import Applied
 from worker.store.repository import Store
 
@@ -402,3 +404,62 @@ async def test_the_memory_store_writes_a_group_with_views_as_the_database_does(
         assert stored is not None
         assert (held.status, held.filled_qty, held.notional, held.working_qty) == (
             stored.status, stored.filled_qty, stored.notional, stored.working_qty)
+
+
+async def _figures_add_up(store: Store, parent_id: str) -> None:
+    """The parent's row says what its slices, its fills rows and its events say."""
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(sqlalchemy.select(tables.parents).where(
+            tables.parents.c.parent_order_id == parent_id))).one()
+    records = await store.get_slices(parent_id)
+    filled = sum(s.filled_qty for s in records)
+    working = sum(s.qty - s.filled_qty for s in records if s.status is SliceStatus.SUBMITTED)
+    still_open = sum(1 for s in records if s.status in OPEN)
+    assert (row.filled_qty, row.notional, row.working_qty, row.open_slices) == (
+        filled, sum((s.fill_notional for s in records), Decimal(0)), working, still_open)
+    assert sum(cast(int, f["fill_qty"]) for f in await store.fills_of(parent_id)) == filled
+    mine = [e for e in await _events(store) if e["parent_order_id"] == parent_id]
+    assert sum(e["fill_qty"] for e in mine if e["event_type"] == "slice.fill") == filled
+    done = [e for e in mine if e["event_type"] == "parent.completed"]
+    assert len(done) == (row.status == ParentStatus.COMPLETED.value)
+    assert not done or mine[-1] is done[0]
+
+
+async def test_crossing_groups_stream_views_and_a_cancel_keep_every_parent_exact(
+        store: Store) -> None:
+    """Two groups of outcomes with submit views (each holding slices of the same three
+    parents, out of parent order), stream views of those parents' working orders and a cancel
+    of one of them, all at once: nothing deadlocks, and every parent's filled qty, notional,
+    working qty and open count equal what its slices hold, its fills rows and `slice.fill`
+    events add up to it, and a completed parent's `parent.completed` is its last event."""
+    rnd = random.Random(13)
+    for trial in range(3):
+        plans = [await _parent(store, qty=12, slices=4) for _ in range(3)]
+        keys = [(p.parent_order_id, n) for p, _ in plans for n in range(4)]
+        rnd.shuffle(keys)
+        early = [k for k in keys if k[1] < 2]
+        claimed = await store.claim_many(early, AT)
+        working = await store.finish_many(
+            [(*claimed[k][:2], Outcome(SliceStatus.SUBMITTED, 1, "w")) for k in early], AT,
+            max_failures=5)
+        late = [k for k in keys if k[1] >= 2]
+        claimed = await store.claim_many(late, AT)
+        statuses = (SliceStatus.SUBMITTED, SliceStatus.SUBMITTED, SliceStatus.FAILED)
+        items = [(*claimed[k][:2], Outcome(rnd.choice(statuses), 1, "x", reason="r"))
+                 for k in late]
+
+        def answer(record: SliceRecord) -> OrderView:
+            filled = rnd.randint(0, 3)  # each slice is 3 shares
+            ended = Lifecycle.FILLED if filled == 3 else Lifecycle.CLOSED
+            return view(record, rnd.choice([ended, Lifecycle.WORKING]), filled,
+                        "10.1" if filled else None)
+
+        half = len(items) // 2
+        jobs: list[Any] = [
+            store.finish_many(group, AT, max_failures=5, views=[answer(r) for _, r, _ in group])
+            for group in (items[:half], items[half:])]
+        jobs += [store.apply_view(answer(s), AT) for s in working if s is not None]
+        jobs.append(store.cancel(plans[trial][0].parent_order_id, "desk", AT))
+        await asyncio.gather(*jobs)
+        for parent, _ in plans:
+            await _figures_add_up(store, parent.parent_order_id)
