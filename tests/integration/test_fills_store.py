@@ -23,7 +23,7 @@ from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
 from worker.core.states import OPEN
-from worker.store import switches, tables
+from worker.store import bulk, switches, tables
 from worker.store.fills import Applied
 from worker.store.repository import Store
 
@@ -463,3 +463,28 @@ async def test_crossing_groups_stream_views_and_a_cancel_keep_every_parent_exact
         await asyncio.gather(*jobs)
         for parent, _ in plans:
             await _figures_add_up(store, parent.parent_order_id)
+
+
+async def test_a_large_group_answered_filled_writes_its_fills_in_bulk_exactly(
+        store: Store) -> None:
+    """More submits answered filled in one group than bulk.BULK_MIN_ROWS: the fills rows and
+    events go by the bulk path (COPY on PostgreSQL), each price exact and each parent right."""
+    count = bulk.BULK_MIN_ROWS + 4
+    plans = [await _parent(store, qty=10, slices=2) for _ in range(count)]
+    claimed = await store.claim_many([(p.parent_order_id, 0) for p, _ in plans], AT)
+    items = [(*claimed[(p.parent_order_id, 0)][:2], Outcome(SliceStatus.SUBMITTED, 1, "b"))
+             for p, _ in plans]
+    prices = [Decimal("100.0000000001") + n for n in range(count)]
+    written = await store.finish_many(
+        items, AT, max_failures=5,
+        views=[view(r, Lifecycle.FILLED, 5, str(price))
+               for (_, r, _), price in zip(items, prices, strict=True)])
+    assert [w.status if w else None for w in written] == [SliceStatus.FILLED] * count
+    for (parent, _), price in zip(plans, prices, strict=True):
+        rows = await store.fills_of(parent.parent_order_id)
+        assert [(r["fill_qty"], r["fill_price"]) for r in rows] == [(5, price)]
+        stored = await store.get_parent(parent.parent_order_id)
+        assert stored is not None
+        assert (stored.filled_qty, stored.notional, stored.working_qty) == (5, price * 5, 0)
+    kinds = [e["event_type"] for e in await _events(store)]
+    assert kinds == ["slice.submitted", "slice.fill", "slice.filled"] * count
