@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy
 
+from tests.support.memory_store import MemoryStore
 from twap_schemas.common import ExecutionOutcome, ParentStatus, SliceStatus
 from twap_schemas.requests import SubmitRequest
 from worker.brokers.orders import Lifecycle, OrderView
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
+from worker.core.states import OPEN
+from worker.store import bulk, switches, tables
 from worker.store.fills import Applied
 from worker.store.repository import Store
 
@@ -206,6 +210,37 @@ async def test_a_submit_view_that_cannot_be_applied_keeps_the_submitted_record(
     assert after is not None and (after.filled_qty, after.working_qty) == (0, 10)
 
 
+
+async def test_a_bad_submit_view_of_a_group_sent_again_is_reported_once(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group's transaction that fails after its bad view was met (here the breaker's write,
+    standing for a deadlock or a dropped connection) writes nothing; the dispatcher sends the
+    outcome again and that one commits. The broker's answer was bad once: one report."""
+    bad: list[int] = []
+    store.on_bad_view = lambda: bad.append(1)
+    parent, _ = await _parent(store, qty=10, slices=2)
+    claimed = await store.claim(parent.parent_order_id, 0, AT)
+    assert claimed is not None
+    p, record, _ = claimed
+    item = (p, record, Outcome(SliceStatus.SUBMITTED, 1, "b0"))
+    beyond = view(record, Lifecycle.FILLED, 6, "10")  # 6 of 5: cannot be right
+    real = switches.record_outcomes
+    failures = [RuntimeError("deadlock detected")]
+
+    async def failing_once(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await real(*args, **kwargs)
+
+    monkeypatch.setattr(switches, "record_outcomes", failing_once)
+    with pytest.raises(RuntimeError, match="deadlock"):
+        await store.finish_many([item], AT, max_failures=5, views=[beyond])
+    assert (await store.get_slices(parent.parent_order_id))[0].status is SliceStatus.SUBMITTING
+    assert bad == []
+    written = await store.finish_many([item], AT, max_failures=5, views=[beyond])
+    assert written[0] is not None and written[0].status is SliceStatus.SUBMITTED
+    assert bad == [1]
+
 class _Statements:
     """The statements an engine runs, as their first words and table (`UPDATE slices`)."""
 
@@ -302,3 +337,154 @@ async def test_a_view_that_fills_and_ends_the_order_writes_each_row_once(store: 
     assert stored is not None
     assert (stored.status, stored.filled_qty, stored.notional, stored.working_qty) == (
         ParentStatus.ACTIVE, 5, Decimal("53.0"), 0)
+
+
+def _mixed_group(a: tuple[ParentRecord, list[SliceRecord]],
+                 b: tuple[ParentRecord, list[SliceRecord]]
+                 ) -> tuple[list[tuple[str, int]], list[Outcome], list[Any]]:
+    """Two parents' slices in one group, out of parent order: an IOC partly filled, a failure,
+    a working order with a fill, an IOC ended unfilled (its parent's last open slice) and an
+    expiry. Views are built from the plan's records (what a claim returns but the status)."""
+    pa, ra = a
+    pb, rb = b
+    keys = [(pb.parent_order_id, 2), (pa.parent_order_id, 1), (pb.parent_order_id, 0),
+            (pa.parent_order_id, 0), (pb.parent_order_id, 1)]
+    outcomes = [Outcome(SliceStatus.SUBMITTED, 1, "x"), Outcome(SliceStatus.FAILED, 3, reason="f"),
+                Outcome(SliceStatus.SUBMITTED, 1, "y"), Outcome(SliceStatus.SUBMITTED, 1, "z"),
+                Outcome(SliceStatus.EXPIRED, 0, reason="late")]
+    views = [view(rb[2], Lifecycle.CLOSED, 1, "7", reason="ioc"), None,
+             view(rb[0], Lifecycle.WORKING, 2, "8"), view(ra[0], Lifecycle.CLOSED, 0, None),
+             None]
+    return keys, outcomes, views
+
+
+def _said(bodies: list[dict[str, Any]], ids: dict[str, str]) -> list[tuple[Any, ...]]:
+    return [(ids[e["parent_order_id"]], e["event_type"], e.get("slice_num"), e.get("reason"),
+             e.get("filled_qty"), e.get("parent_filled_qty")) for e in bodies]
+
+
+async def test_the_memory_store_writes_a_group_with_views_as_the_database_does(
+        store: Store) -> None:
+    """The runtime's unit tests run on the in-memory store: a group mixing outcomes and
+    submit views must give its events in the database's order (each slice's `submitted`, then
+    its fill and end, item by item; completions last) with the same reasons and figures."""
+    a = await _parent(store, qty=10, slices=2)
+    b = await _parent(store, qty=9, slices=3)
+    keys, outs, views = _mixed_group(a, b)
+    ids = {a[0].parent_order_id: "a", b[0].parent_order_id: "b"}
+
+    claimed = await store.claim_many(keys, AT)
+    items = [(*claimed[k][:2], o) for k, o in zip(keys, outs, strict=True)]
+    written = await store.finish_many(items, AT, max_failures=5, views=views)
+    database = _said(await _events(store), ids)
+
+    memory = MemoryStore()
+    for parent, records in (a, b):
+        memory.add(parent, records)
+    mclaimed = await memory.claim_many(keys, AT)
+    mitems = [(*mclaimed[k][:2], o) for k, o in zip(keys, outs, strict=True)]
+    mwritten = await memory.finish_many(mitems, AT, max_failures=5, views=views)
+    in_memory = _said([json.loads(m.body) for m in memory.outbox], ids)
+
+    assert database == [
+        ("b", "slice.submitted", 2, None, 0, None), ("b", "slice.fill", 2, None, 1, 1),
+        ("b", "slice.closed", 2, "ioc", 1, None),
+        ("a", "slice.failed", 1, "f", 0, None),
+        ("b", "slice.submitted", 0, None, 0, None), ("b", "slice.fill", 0, None, 2, 3),
+        ("a", "slice.submitted", 0, None, 0, None),
+        ("a", "slice.closed", 0, "ended at the broker before it filled completely", 0, None),
+        ("b", "slice.expired", 1, "late", 0, None),
+        ("a", "parent.completed", None, None, 0, None)]
+    assert in_memory == database
+    assert [(w.status, w.filled_qty, w.fill_notional, w.reason) for w in mwritten if w] == [
+        (w.status, w.filled_qty, w.fill_notional, w.reason) for w in written if w]
+    for parent, _ in (a, b):
+        stored = await store.get_parent(parent.parent_order_id)
+        held = memory.parents[parent.parent_order_id]
+        assert stored is not None
+        assert (held.status, held.filled_qty, held.notional, held.working_qty) == (
+            stored.status, stored.filled_qty, stored.notional, stored.working_qty)
+
+
+async def _figures_add_up(store: Store, parent_id: str) -> None:
+    """The parent's row says what its slices, its fills rows and its events say."""
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(sqlalchemy.select(tables.parents).where(
+            tables.parents.c.parent_order_id == parent_id))).one()
+    records = await store.get_slices(parent_id)
+    filled = sum(s.filled_qty for s in records)
+    working = sum(s.qty - s.filled_qty for s in records if s.status is SliceStatus.SUBMITTED)
+    still_open = sum(1 for s in records if s.status in OPEN)
+    assert (row.filled_qty, row.notional, row.working_qty, row.open_slices) == (
+        filled, sum((s.fill_notional for s in records), Decimal(0)), working, still_open)
+    assert sum(cast(int, f["fill_qty"]) for f in await store.fills_of(parent_id)) == filled
+    mine = [e for e in await _events(store) if e["parent_order_id"] == parent_id]
+    assert sum(e["fill_qty"] for e in mine if e["event_type"] == "slice.fill") == filled
+    done = [e for e in mine if e["event_type"] == "parent.completed"]
+    assert len(done) == (row.status == ParentStatus.COMPLETED.value)
+    assert not done or mine[-1] is done[0]
+
+
+async def test_crossing_groups_stream_views_and_a_cancel_keep_every_parent_exact(
+        store: Store) -> None:
+    """Two groups of outcomes with submit views (each holding slices of the same three
+    parents, out of parent order), stream views of those parents' working orders and a cancel
+    of one of them, all at once: nothing deadlocks, and every parent's filled qty, notional,
+    working qty and open count equal what its slices hold, its fills rows and `slice.fill`
+    events add up to it, and a completed parent's `parent.completed` is its last event."""
+    rnd = random.Random(13)
+    for trial in range(3):
+        plans = [await _parent(store, qty=12, slices=4) for _ in range(3)]
+        keys = [(p.parent_order_id, n) for p, _ in plans for n in range(4)]
+        rnd.shuffle(keys)
+        early = [k for k in keys if k[1] < 2]
+        claimed = await store.claim_many(early, AT)
+        working = await store.finish_many(
+            [(*claimed[k][:2], Outcome(SliceStatus.SUBMITTED, 1, "w")) for k in early], AT,
+            max_failures=5)
+        late = [k for k in keys if k[1] >= 2]
+        claimed = await store.claim_many(late, AT)
+        statuses = (SliceStatus.SUBMITTED, SliceStatus.SUBMITTED, SliceStatus.FAILED)
+        items = [(*claimed[k][:2], Outcome(rnd.choice(statuses), 1, "x", reason="r"))
+                 for k in late]
+
+        def answer(record: SliceRecord) -> OrderView:
+            filled = rnd.randint(0, 3)  # each slice is 3 shares
+            ended = Lifecycle.FILLED if filled == 3 else Lifecycle.CLOSED
+            return view(record, rnd.choice([ended, Lifecycle.WORKING]), filled,
+                        "10.1" if filled else None)
+
+        half = len(items) // 2
+        jobs: list[Any] = [
+            store.finish_many(group, AT, max_failures=5, views=[answer(r) for _, r, _ in group])
+            for group in (items[:half], items[half:])]
+        jobs += [store.apply_view(answer(s), AT) for s in working if s is not None]
+        jobs.append(store.cancel(plans[trial][0].parent_order_id, "desk", AT))
+        await asyncio.gather(*jobs)
+        for parent, _ in plans:
+            await _figures_add_up(store, parent.parent_order_id)
+
+
+async def test_a_large_group_answered_filled_writes_its_fills_in_bulk_exactly(
+        store: Store) -> None:
+    """More submits answered filled in one group than bulk.BULK_MIN_ROWS: the fills rows and
+    events go by the bulk path (COPY on PostgreSQL), each price exact and each parent right."""
+    count = bulk.BULK_MIN_ROWS + 4
+    plans = [await _parent(store, qty=10, slices=2) for _ in range(count)]
+    claimed = await store.claim_many([(p.parent_order_id, 0) for p, _ in plans], AT)
+    items = [(*claimed[(p.parent_order_id, 0)][:2], Outcome(SliceStatus.SUBMITTED, 1, "b"))
+             for p, _ in plans]
+    prices = [Decimal("100.0000000001") + n for n in range(count)]
+    written = await store.finish_many(
+        items, AT, max_failures=5,
+        views=[view(r, Lifecycle.FILLED, 5, str(price))
+               for (_, r, _), price in zip(items, prices, strict=True)])
+    assert [w.status if w else None for w in written] == [SliceStatus.FILLED] * count
+    for (parent, _), price in zip(plans, prices, strict=True):
+        rows = await store.fills_of(parent.parent_order_id)
+        assert [(r["fill_qty"], r["fill_price"]) for r in rows] == [(5, price)]
+        stored = await store.get_parent(parent.parent_order_id)
+        assert stored is not None
+        assert (stored.filled_qty, stored.notional, stored.working_qty) == (5, price * 5, 0)
+    kinds = [e["event_type"] for e in await _events(store)]
+    assert kinds == ["slice.submitted", "slice.fill", "slice.filled"] * count

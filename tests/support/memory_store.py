@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 from twap_schemas.common import ParentStatus, SliceStatus
 from worker.brokers.orders import OrderView
 from worker.core import events
-from worker.core.fills import Execution, FillError, increment
+from worker.core.fills import Execution, FillError, ViewStep, combine, view_step
 from worker.core.guards import GuardState
 from worker.core.outcomes import Outcome, applied, breaker_after
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
-from worker.core.states import OPEN, check_transition
+from worker.core.states import OPEN, PENDING, check_transition
 from worker.runtime.ports import Claimed, Finished, SliceKey
 
 
@@ -113,82 +113,91 @@ class MemoryStore:
             self.slices[key] = replace(record, qty=qty, planned_qty=planned_qty)
         return qty
 
-    def apply_view(self, view: OrderView, now: datetime) -> None:
+    def apply_view(self, view: OrderView, now: datetime, reason: str | None = None) -> None:
         """The broker's view of an order, as the database store applies it (fills, the end)."""
         key = next((k for k, r in self.slices.items()
                     if r.client_order_id == view.client_order_id), None)
         if key is None or self.slices[key].status is not SliceStatus.SUBMITTED:
             return
-        record = self.slices[key]
-        parent = self.parents[key[0]]
-        fill = increment(Execution(record.filled_qty, record.fill_notional), view.filled_qty,
-                         view.avg_fill_price, record.qty)
-        if fill is not None:
-            record = replace(record, filled_qty=fill.after.filled_qty,
-                             fill_notional=fill.after.notional)
-            parent = replace(parent, filled_qty=parent.filled_qty + fill.qty,
-                             notional=parent.notional + fill.notional,
-                             working_qty=parent.working_qty - fill.qty)
-            self.outbox.append(events.slice_fill(parent, record, fill_qty=fill.qty,
-                                                 fill_price=fill.price, filled_at=view.at,
-                                                 at=now))
-        if view.ended:
-            done = record.filled_qty == record.qty
-            record = replace(record, status=SliceStatus.FILLED if done else SliceStatus.CLOSED,
-                             reason=None if done else view.reason)
-            parent = replace(parent, working_qty=parent.working_qty
-                             - (record.qty - record.filled_qty))
-            self.outbox.append(events.slice_event(parent, record, reason=record.reason, at=now))
-        self.slices[key] = record
-        self.parents[key[0]] = parent
-        if view.ended:
+        step = _step(self.slices[key], view, reason or view.reason)
+        if step is None:
+            return
+        self.slices[key] = step.after
+        self._stepped(step, view, now)
+        if step.ended:
             self._complete_if_done(key[0], now)
+
+    def _stepped(self, step: ViewStep, view: OrderView, now: datetime) -> None:
+        """The parent's figures after `step` and its events (store/fills.py `stepped`)."""
+        pid = step.after.parent_order_id
+        parent = self.parents[pid]
+        if step.fill is not None:
+            total = combine([Execution(parent.filled_qty, parent.notional),
+                             Execution(step.fill.qty, step.fill.notional)])
+            parent = replace(parent, filled_qty=total.filled_qty, notional=total.notional,
+                             working_qty=parent.working_qty - step.fill.qty)
+            self.outbox.append(events.slice_fill(parent, step.filled, fill_qty=step.fill.qty,
+                                                 fill_price=step.fill.price, filled_at=view.at,
+                                                 at=now))
+        if step.ended:
+            parent = replace(parent, working_qty=parent.working_qty - step.released)
+            self.outbox.append(events.slice_event(parent, step.after, reason=step.after.reason,
+                                                  at=now))
+        self.parents[pid] = parent
 
     async def finish_many(self, items: list[Finished], now: datetime, *, max_failures: int,
                           views: Sequence[OrderView | None] | None = None,
                           ) -> list[SliceRecord | None]:
-        written = self._finish_many(items, now, max_failures=max_failures)
-        for i, view in enumerate(views or []):
-            if written[i] is not None and view is not None:
-                with contextlib.suppress(FillError):  # as the store: the outcome stands
-                    self.apply_view(view, now)
-                key = (items[i][1].parent_order_id, items[i][1].slice_num)
-                written[i] = self.slices[key]
-        return written
-
-    def _finish_many(self, items: list[Finished], now: datetime, *,
-                     max_failures: int) -> list[SliceRecord | None]:
+        """As the database store: per item in order, the compare-and-set (status and filled
+        qty), its event and, for a `submitted` outcome, what the submit's view already says
+        (its fill and end events right after); then the completions, parents in id order;
+        then the breaker over the run of outcomes."""
         written: list[SliceRecord | None] = []
         moved: list[tuple[SliceStatus, str | None]] = []
-        for parent, record, outcome in items:
+        closed: set[str] = set()
+        for i, (parent, record, outcome) in enumerate(items):
             check_transition(record.status, outcome.status)
             key = (record.parent_order_id, record.slice_num)
-            if self.slices[key].status is not record.status:
+            now_held = self.slices[key]
+            if (now_held.status is not record.status
+                    or now_held.filled_qty != record.filled_qty):
                 written.append(None)
                 continue
             updated = applied(record, outcome)
-            self.slices[key] = updated
-            written.append(updated)
+            view = views[i] if views is not None else None
+            said: tuple[ViewStep, OrderView] | None = None
+            if view is not None and outcome.status is SliceStatus.SUBMITTED:
+                with contextlib.suppress(FillError):  # as the store: the outcome stands
+                    step = _step(updated, view, view.reason)
+                    said = None if step is None else (step, view)
+            self.slices[key] = said[0].after if said is not None else updated
+            written.append(self.slices[key])
             moved.append((outcome.status, outcome.reason))
+            if outcome.status in PENDING:
+                continue
+            pid = parent.parent_order_id
+            self.outbox.append(events.slice_event(parent, updated, reason=outcome.reason,
+                                                  at=now))
             if outcome.status is SliceStatus.SUBMITTED:
-                event = events.slice_event(parent, updated, reason=outcome.reason, at=now)
-                self.outbox.append(event)
-                pid = parent.parent_order_id
                 self.parents[pid] = replace(self.parents[pid],
                                             working_qty=self.parents[pid].working_qty
                                             + updated.qty)
-            elif outcome.status not in OPEN:
-                event = events.slice_event(parent, updated, reason=outcome.reason, at=now)
-                self.outbox.append(event)
-                self._complete_if_done(parent.parent_order_id, now)
-        step = breaker_after(moved, self.switches.consecutive_failures,
-                             self.switches.breaker_tripped, max_failures)
-        self.switches = replace(self.switches, consecutive_failures=step.consecutive_failures)
-        if step.trip_reason is not None:
+            else:
+                closed.add(pid)
+            if said is not None:
+                self._stepped(*said, now)
+                if said[0].ended:
+                    closed.add(pid)
+        for pid in sorted(closed):
+            self._complete_if_done(pid, now)
+        breaker = breaker_after(moved, self.switches.consecutive_failures,
+                                self.switches.breaker_tripped, max_failures)
+        self.switches = replace(self.switches, consecutive_failures=breaker.consecutive_failures)
+        if breaker.trip_reason is not None:
             self.switches = replace(self.switches, breaker_tripped=True,
-                                    breaker_reason=step.trip_reason)
+                                    breaker_reason=breaker.trip_reason)
             self.outbox.append(events.control_changed(
-                "breaker", True, reason=step.trip_reason, operator="worker", automatic=True,
+                "breaker", True, reason=breaker.trip_reason, operator="worker", automatic=True,
                 at=now))
         return written
 
@@ -218,3 +227,12 @@ class MemoryStore:
             parent, status=ParentStatus.COMPLETED,
             outcome=events.execution_outcome(parent.qty, parent.filled_qty))
         self.outbox.append(events.parent_completed(parent, tallies, at=now))
+
+
+def _step(record: SliceRecord, view: OrderView, reason: str | None) -> ViewStep | None:
+    """What `view` does to `record` (core.fills.view_step, as the database store calls it);
+    None: nothing. Raises FillError."""
+    if view.filled_qty <= 0 and not view.ended:
+        return None
+    return view_step(record, filled_qty=view.filled_qty, avg_price=view.avg_fill_price,
+                     ended=view.ended, broker_order_id=view.broker_order_id, reason=reason)

@@ -23,7 +23,7 @@ from worker.store.sqlite_inline import InlineConnection
 class Dialect(Protocol):
     name: str
     # An outcome other than `failed` may be written as one statement without a transaction
-    # (data-modifying CTEs: slices.finish_alone); `failed` moves the breaker and needs one.
+    # (data-modifying CTEs: outcomes.finish_alone); `failed` moves the breaker and needs one.
     one_statement_outcomes: bool
     # Claims can require, in their own statement, that the leadership session still holds
     # its lock (slices.FENCED_CLAIM); SQLite's lock is the process's own file lock.

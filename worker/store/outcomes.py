@@ -64,17 +64,21 @@ async def finish_many(conn: AsyncConnection, items: list[Finished], now: datetim
       answer to its submit, is written with what that answer already says (a market order may
       come back filled): the fills and the end go into the same row change, so no update of
       the order can be applied before the slice is known to be at the broker.
-    - Each parent, in id order (two batches never wait on each other): one statement for its
+    - Each parent, in id order (two batches take them in the same order: no deadlock between
+      them), after every slice of the group (slice rows, then parents): one statement for its
       working qty, open count and fills (its row read under lock first when fills change it).
     - The events in one insert, in the items' order; then the completions; then the breaker,
       moved once by the whole run of outcomes in their order (exact: its row is locked while it
       is counted).
 
-    A view that cannot be right (FillError) is reported to `on_bad_view` and the outcome is
-    written without it: the stream or reconciliation brings the order's figures later.
+    A view that cannot be right (FillError) is not applied: the outcome is written without it
+    and the stream or reconciliation brings the order's figures later. It is reported to
+    `on_bad_view` after everything else is written (Store.finish_many reports it only once
+    the transaction has committed).
     """
     written: list[SliceRecord | None] = []
     steps: dict[int, tuple[ViewStep, fills.BrokerView]] = {}
+    bad: list[tuple[SliceRecord, fills.BrokerView, FillError]] = []
     for i, (_, record, outcome) in enumerate(items):
         check_transition(record.status, outcome.status)
         updated = applied(record, outcome)
@@ -83,7 +87,7 @@ async def finish_many(conn: AsyncConnection, items: list[Finished], now: datetim
             try:
                 step = fills.submit_step(updated, view)
             except FillError as exc:
-                on_bad_view(updated, view, exc)
+                bad.append((updated, view, exc))
                 step = None
             if step is not None:
                 steps[i] = (step, view)
@@ -132,6 +136,8 @@ async def finish_many(conn: AsyncConnection, items: list[Finished], now: datetim
         [(o.status, o.reason) for (_, _, o), w in zip(items, written, strict=True) if w],
         now, max_failures=max_failures,
     )
+    for record, view, error in bad:
+        on_bad_view(record, view, error)
     return written
 
 

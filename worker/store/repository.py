@@ -184,9 +184,16 @@ class Store:
         broker's answer to item i's submit, written with its `submitted` as `finish` does."""
         if not items:
             return []
+        bad: list[tuple[SliceRecord, fills.BrokerView, FillError]] = []
         async with self.transaction() as conn:
-            return await outcomes.finish_many(conn, items, now, max_failures=max_failures,
-                                              views=views, on_bad_view=self._bad_view)
+            written = await outcomes.finish_many(
+                conn, items, now, max_failures=max_failures, views=views,
+                on_bad_view=lambda record, view, error: bad.append((record, view, error)))
+        # Reported once committed: a group that fails is sent again (whole or item by item),
+        # and its bad views would be counted once per try.
+        for record, view, error in bad:
+            self._bad_view(record, view, error)
+        return written
 
     def _bad_view(self, record: SliceRecord, view: fills.BrokerView, error: FillError) -> None:
         """A submit's answer that cannot be right is not applied, and must not hold back the
