@@ -25,6 +25,7 @@ from worker.core.records import ParentRecord, SliceRecord
 from worker.core.states import OPEN
 from worker.store import bulk, switches, tables
 from worker.store.fills import Applied
+from worker.store.tables import parents
 from worker.store.repository import Store
 
 pytestmark = pytest.mark.integration
@@ -488,3 +489,17 @@ async def test_a_large_group_answered_filled_writes_its_fills_in_bulk_exactly(
         assert (stored.filled_qty, stored.notional, stored.working_qty) == (5, price * 5, 0)
     kinds = [e["event_type"] for e in await _events(store)]
     assert kinds == ["slice.submitted", "slice.fill", "slice.filled"] * count
+
+
+async def test_every_change_of_the_parent_stamps_its_updated_at(store: Store) -> None:
+    """An order that ended with nothing new to fill still changes the parent (its working qty
+    and open count): `twap status` shows when."""
+    parent, _ = await _parent(store, qty=10, slices=2)
+    s0 = await _submitted(store, parent, 0)
+    later = AT + timedelta(minutes=5)
+    await store.apply_view(view(s0, Lifecycle.CLOSED, 0, None), later)
+    async with store.engine.connect() as conn:
+        stamp = (await conn.execute(
+            sqlalchemy.select(parents.c.updated_at)
+            .where(parents.c.parent_order_id == parent.parent_order_id))).scalar_one()
+    assert stamp == later

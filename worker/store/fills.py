@@ -102,8 +102,9 @@ async def apply_view(conn: AsyncConnection, view: BrokerView, now: datetime,
     parent, messages = stepped(parent, step, view, now)
     fill_qty = step.fill.qty if step.fill is not None else 0
     last = await parent_rows.move(
-        conn, parent.parent_order_id, working=-fill_qty - step.released, closes=step.ended,
-        execution=Execution(parent.filled_qty, parent.notional) if fill_qty else None, now=now)
+        conn, parent.parent_order_id, now, working=-fill_qty - step.released,
+        closes=step.ended,
+        execution=Execution(parent.filled_qty, parent.notional) if fill_qty else None)
     await outbox.write(conn, messages, now)
     await insert_fills(conn, [(step, view)], now)
     if last:

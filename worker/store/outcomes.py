@@ -40,7 +40,7 @@ async def transition(conn: AsyncConnection, parent: ParentRecord, record: SliceR
     event = events.slice_event(parent, updated, reason=outcome.reason, at=now)
     await outbox.write(conn, [event], now)
     if outcome.status is SliceStatus.SUBMITTED:  # working at the broker, not yet terminal
-        await parent_rows.move(conn, parent.parent_order_id, working=updated.qty)
+        await parent_rows.move(conn, parent.parent_order_id, now, working=updated.qty)
     else:
         await parent_rows.close_slices(conn, parent, 1, now)
     return updated
@@ -124,8 +124,8 @@ async def finish_many(conn: AsyncConnection, items: list[Finished], now: datetim
                 working -= (step.fill.qty if step.fill is not None else 0) + step.released
                 closes += step.ended
         execution = Execution(parent.filled_qty, parent.notional) if filling else None
-        if await parent_rows.move(conn, parent_id, working=working, closes=closes,
-                                  execution=execution, now=now):
+        if await parent_rows.move(conn, parent_id, now, working=working, closes=closes,
+                                  execution=execution):
             done.append(parent)
     await outbox.write(conn, [m for i in sorted(messages) for m in messages[i]], now)
     await fills.insert_fills(conn, [steps[i] for i in sorted(steps)], now)

@@ -82,7 +82,8 @@ MOVE = (
     update(parents)
     .where(parents.c.parent_order_id == PID)
     .values(working_qty=parents.c.working_qty + bindparam("b_working", type_=BigInteger()),
-            open_slices=parents.c.open_slices - bindparam("b_n", type_=Integer()))
+            open_slices=parents.c.open_slices - bindparam("b_n", type_=Integer()),
+            updated_at=NOW)
     .returning(parents.c.open_slices, parents.c.status)
 )
 # The same with the parent's fills, which the caller sums exactly from the row it locked
@@ -114,19 +115,20 @@ async def locked(conn: AsyncConnection, parent_id: str) -> ParentRecord:
     return to_parent((await conn.execute(FOR_UPDATE, {"b_pid": parent_id})).one())
 
 
-async def move(conn: AsyncConnection, parent_id: str, *, working: int = 0, closes: int = 0,
-               execution: Execution | None = None, now: datetime | None = None) -> bool:
+async def move(conn: AsyncConnection, parent_id: str, now: datetime, *, working: int = 0,
+               closes: int = 0, execution: Execution | None = None) -> bool:
     """`working` shares more (or fewer) working at the broker, `closes` slices more terminal
     and, with `execution`, the parent's fills as they now are, in one statement. True when it
     closed the last open slice of an active parent: the caller completes it
     (`complete_if_done`) once the slices' events are written."""
-    params: dict[str, Any] = {"b_pid": parent_id, "b_working": working, "b_n": closes}
+    params: dict[str, Any] = {"b_pid": parent_id, "b_working": working, "b_n": closes,
+                              "b_now": now}
     if execution is None:
         row = (await conn.execute(MOVE, params)).first()
     else:
         row = (await conn.execute(MOVE_FILLED, {
             **params, "b_filled": execution.filled_qty, "b_notional": execution.notional,
-            "b_now": now})).first()
+        })).first()
     return (closes > 0 and row is not None and row.open_slices <= 0
             and row.status == ParentStatus.ACTIVE.value)
 
@@ -135,7 +137,7 @@ async def close_slices(conn: AsyncConnection, parent: ParentRecord, count: int,
                        now: datetime) -> bool:
     """`count` slices of the parent just became terminal: its open count goes down (taking
     its row lock to the commit); the one that reaches zero completes an active parent."""
-    if not await move(conn, parent.parent_order_id, closes=count):
+    if not await move(conn, parent.parent_order_id, now, closes=count):
         return False
     return await complete_if_done(conn, parent, now)
 
@@ -284,7 +286,7 @@ async def cancel(
     canceled = await slice_rows.cancel_scheduled(conn, parent_id, reason, now)
     in_flight = await slice_rows.in_flight(conn, parent_id)
     if canceled:
-        await move(conn, parent_id, closes=len(canceled))
+        await move(conn, parent_id, now, closes=len(canceled))
     if parent.status is ParentStatus.ACTIVE:
         await conn.execute(
             update(parents)
