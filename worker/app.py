@@ -122,7 +122,7 @@ class Worker:
         self.requests_consumer = BatchingConsumer(
             self._intake, size=settings.batch_size, wait=settings.batch_wait_ms / 1000,
             requeue_delay=settings.requeue_delay_seconds, prepare=self.intake.prepare,
-            concurrency=settings.intake_concurrency,
+            concurrency=settings.intake_concurrency, poll=settings.intake_poll_seconds,
         )
         self.control_consumer = ControlConsumer(self.control.handle,
                                                 settings.requeue_delay_seconds)
