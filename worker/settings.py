@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="how long the relay lets commits gather before a round"
     )
     shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
+    sweep_seconds: float = Field(
+        default=5.0, gt=0, le=60,
+        description="how often the sweeper expires overdue slices, completes parents and settles "
+        "slices left submitting",
+    )
     stats_interval_seconds: float = Field(
         default=60.0, ge=0, description="how often `scheduler.stats` is logged; 0 turns it off"
     )
