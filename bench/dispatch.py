@@ -55,6 +55,7 @@ class Params:
     bisections: int = 3
     max_steps: int = 10
     floor_updates: int = 5_000
+    lead_seconds: float = 2.0  # a step's first slice falls due this long after its publish
 
 
 FULL = Params()
@@ -130,7 +131,9 @@ class Step:
         }
 
 
-async def offer(r: Run, rate: int, seconds: int, slices: int, *, drain: float = 30.0) -> Step:
+async def offer(
+    r: Run, rate: int, seconds: int, slices: int, *, drain: float = 30.0, lead: float = 2.0
+) -> Step:
     """Publish parents whose slices fall due at `rate`/s for `seconds`, wait until they
     complete (at most `drain` s after the last due time), read the broker's ledger."""
     interval = max(1, seconds // slices)
@@ -140,7 +143,7 @@ async def offer(r: Run, rate: int, seconds: int, slices: int, *, drain: float = 
     problems_before = {p: r.events.count(p) for p in PROBLEMS}
     fills_from = r.events.count("slice.fill")
     filled_before = r.events.count("slice.filled")
-    lead = 2 + parents / 200  # time to accept every parent before the first is due
+    lead += parents / 200  # time to accept every parent before the first is due
     t0 = time.time() + lead
     bodies = [
         submit(f"{r.run_id}-{rate}-{t0:.0f}", k, start_at=t0 + k / rate, slices=slices,
@@ -251,7 +254,9 @@ async def search(services: Services, quick: bool, params: Params) -> Search:
                               keep_bodies=KEEP_BODIES)
                 )  # fmt: skip
                 await run.start_worker()
-            step = await offer(run, rate, params.step_seconds, params.step_slices)
+            step = await offer(
+                run, rate, params.step_seconds, params.step_slices, lead=params.lead_seconds
+            )
             steps.append(step)
             verdict = "sustained" if step.sustained else "not sustained"
             progress(f"search: {rate}/s {verdict}: {step.summary()}")
@@ -331,7 +336,9 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
             NAME, quick, services, bindings=_bindings(), keep_bodies=KEEP_BODIES
         ) as r:
             await r.start_worker()
-            step = await offer(r, params.rate, params.seconds, params.slices, drain=60)
+            step = await offer(
+                r, params.rate, params.seconds, params.slices, drain=60, lead=params.lead_seconds
+            )
         result = Result(NAME, r.database.kind, quick)
         _step_figures(result, step)
         result.details = {"mode": "fixed"}

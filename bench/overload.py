@@ -39,6 +39,7 @@ class Params:
     slices: int = 30
     rate: int = 0  # the sustained rate to start from; 0: search it first
     drain_seconds: int = 120  # after the window: how long the backlog may take to end
+    lead_seconds: float = 2.0  # the first slice falls due this long after the publish
 
 
 FULL = Params()
@@ -60,8 +61,9 @@ async def run(services: Services, quick: bool, params: Params) -> Result:
     ) as r:
         await r.start_worker()
         step = await dispatch.offer(
-            r, offered, params.seconds, params.slices, drain=params.drain_seconds
-        )
+            r, offered, params.seconds, params.slices,
+            drain=params.drain_seconds, lead=params.lead_seconds,
+        )  # fmt: skip
         # parent.completed comes after its slices' events; allow the last ones to arrive.
         terminal_ids: dict[str, str] = {}  # client_order_id -> its first terminal event
         terminal_seen: dict[str, int] = dict.fromkeys(TERMINAL, 0)

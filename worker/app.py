@@ -42,7 +42,6 @@ from worker.store.repository import Store
 
 log = logging.getLogger(__name__)
 
-SWEEP_SECONDS = 5.0
 # How often orders past their slice's or parent's end are looked for (the executor ends the
 # previous slice's order itself when the next comes due; this pass is the rest and the backstop).
 ORDER_ENDS_SECONDS = 1.0
@@ -122,7 +121,7 @@ class Worker:
         self.requests_consumer = BatchingConsumer(
             self._intake, size=settings.batch_size, wait=settings.batch_wait_ms / 1000,
             requeue_delay=settings.requeue_delay_seconds, prepare=self.intake.prepare,
-            concurrency=settings.intake_concurrency,
+            concurrency=settings.intake_concurrency, poll=settings.intake_poll_seconds,
         )
         self.control_consumer = ControlConsumer(self.control.handle,
                                                 settings.requeue_delay_seconds)
@@ -240,7 +239,7 @@ class Worker:
             stack.callback(pauses.remove)
             gc.collect()
             self._log_stats()
-            self.scheduler.every("sweep", SWEEP_SECONDS, self._sweep)
+            self.scheduler.every("sweep", self.settings.sweep_seconds, self._sweep)
             self.scheduler.every("reconcile", self.settings.reconcile_seconds,
                                  self._reconcile)
             self.scheduler.every("order_ends", ORDER_ENDS_SECONDS, self._order_ends)

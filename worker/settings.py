@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         default=5.0, ge=0,
         description="how long the next batch may gather while one is being written",
     )
+    intake_poll_seconds: float = Field(
+        default=0.2, gt=0, le=5,
+        description="how long the idle request consumer waits for a delivery before it looks "
+        "whether the worker is stopping (a stop waits up to this long for it)",
+    )
     intake_concurrency: int = Field(
         default=2, ge=1,
         description="intake transactions in flight at once (batches sharing a parent never)",
@@ -112,6 +117,11 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="how long the relay lets commits gather before a round"
     )
     shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
+    sweep_seconds: float = Field(
+        default=5.0, gt=0, le=60,
+        description="how often the sweeper expires overdue slices, completes parents and settles "
+        "slices left submitting",
+    )
     stats_interval_seconds: float = Field(
         default=60.0, ge=0, description="how often `scheduler.stats` is logged; 0 turns it off"
     )

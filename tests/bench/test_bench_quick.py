@@ -1,11 +1,15 @@
 """Every benchmark still runs: `python -m bench <name> --quick` against the local services.
 
 Only that it works and prints its JSON line, with figures that agree with each other, is
-checked, never a timing or a target (machines are noisy).
+checked, never a timing or a target (machines are noisy). So the runs here shrink `--quick`
+further with `--set` (SMALLER): fewer parents, shorter steps, windows, leads and settles, the
+same code paths (soak still fits its slope over rounds 2..N). `--quick` alone keeps its
+counts for a person who wants rough figures.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bench.__main__ import BENCHMARKS
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(240)]
 
@@ -35,16 +41,53 @@ KEYS = {
     "floor",
     "details",
 }
+# Per benchmark, what the tests set on top of --quick (parameter names of its Params).
+SMALLER: dict[str, dict[str, str]] = {
+    "intake": {"requests": "300"},
+    "capacity": {"parents": "300", "settle_seconds": "1.0"},
+    # At most three steps of 2 s (one parent per slice/s, one slice a second), due 0.5 s
+    # after their publish (plus 1 s per 200 parents): a passed step doubles, a failed one
+    # halves or bisects on a fresh worker and database, as in a longer search.
+    "dispatch": {
+        "step_seconds": "2",
+        "step_slices": "2",
+        "max_steps": "3",
+        "lead_seconds": "0.5",
+        "floor_updates": "300",
+    },
+    "overload": {"seconds": "4", "slices": "4", "lead_seconds": "0.5"},
+    "recovery": {"parents": "300", "down_after_due": "0.5"},
+    "cancel": {"parents": "10", "slices": "300"},
+    # Three rounds: the least rounds that give a fitted slope (rounds 2..N, two points).
+    "soak": {"rounds": "3", "parents": "100", "settle_seconds": "0.5"},
+}
 
 
-def run_quick(name: str, amqp_url: str, database_url: str | None, *settings: str) -> dict[str, Any]:
+def smaller(name: str, **extra: str) -> dict[str, str]:
+    """SMALLER[name] with `extra` on top, every key a parameter the benchmark has (its
+    `--set` ignores other keys, so a misspelt one would change nothing unseen)."""
+    settings = {**SMALLER[name], **extra}
+    known = {f.name for f in dataclasses.fields(BENCHMARKS[name].QUICK)}
+    assert settings.keys() <= known, f"not parameters of {name}: {settings.keys() - known}"
+    return settings
+
+
+def run_quick(name: str, amqp_url: str, database_url: str | None, **extra: str) -> dict[str, Any]:
+    settings = smaller(name, **extra)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWAP_")}
     env["TWAP_AMQP_URL"] = amqp_url
     if database_url is not None:
         env["TWAP_DATABASE_URL"] = database_url
     env["PYTHONPATH"] = str(REPO)
     done = subprocess.run(
-        [sys.executable, "-m", "bench", name, "--quick", *(f"--set={s}" for s in settings)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            name,
+            "--quick",
+            *(f"--set={k}={v}" for k, v in settings.items()),
+        ],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -96,8 +139,9 @@ def test_quick_intake_reports_its_rate_against_the_floor(
     figures = run_quick("intake", amqp_url, database_url(database, request))
     assert KEYS <= figures.keys()
     assert (figures["name"], figures["database"]) == ("intake", database)
-    assert figures["counts"]["accepted"] == figures["counts"]["requests"] == 1_000
-    assert figures["floor"]["count"] == 1_000
+    requests = int(SMALLER["intake"]["requests"])
+    assert figures["counts"]["accepted"] == figures["counts"]["requests"] == requests
+    assert figures["floor"]["count"] == requests
     assert set(figures["floor"]["parts"]) == {
         "db_copy_requests_per_s" if database == "postgresql" else "db_executemany_requests_per_s",
         "amqp_consume_ack_per_s",
@@ -115,7 +159,7 @@ def test_quick_dispatch_searches_the_sustained_rate(
     assert KEYS <= figures.keys()
     assert (figures["name"], figures["database"]) == ("dispatch", database)
     steps = figures["details"]["steps"]
-    assert 1 <= len(steps) == figures["counts"]["steps"] <= 5
+    assert 1 <= len(steps) == figures["counts"]["steps"] <= int(SMALLER["dispatch"]["max_steps"])
     for step in steps:
         assert step["sent"] + step["missed"] == step["slices_due"] > 0
         if step["sustained"]:
@@ -142,7 +186,7 @@ def test_quick_dispatch_searches_the_sustained_rate(
 def test_quick_overload_ends_every_slice(amqp_url: str) -> None:
     """overload offers twice the given sustained rate and accounts for every slice: each one
     terminal with its event, counted by outcome, tracebacks in the worker's log counted."""
-    figures = run_quick("overload", amqp_url, None, "rate=60")
+    figures = run_quick("overload", amqp_url, None, rate="60")
     assert KEYS <= figures.keys()
     counts = figures["counts"]
     assert (counts["sustained_slices_per_s"], counts["offered_slices_per_s"]) == (60, 120)

@@ -23,8 +23,9 @@ from worker.store.tables import slices
 async def test_kill_switch_engage_stops_a_running_twap(harness: Harness, cli: Cli) -> None:
     """After engage, every remaining slice of a running TWAP is blocked_kill_switch."""
     await harness.start_worker()
+    # Three slices 2 s apart: the engage (a fraction of a second) lands before the last.
     cid = await harness.publish(
-        submit_body(duration_seconds=8, interval_seconds=2, qty=40), reply=True
+        submit_body(duration_seconds=6, interval_seconds=2, qty=40), reply=True
     )
     pid = (await harness.reply_for(cid))["parent_order_id"]
     await harness.events.wait_for(lambda: harness.events.of("slice.submitted", parent_order_id=pid))
@@ -110,8 +111,9 @@ async def test_direct_engage_stops_slices_while_rabbitmq_is_down(
 ) -> None:
     """RabbitMQ down: engage --direct blocks every later slice, its event goes out after."""
     harness, tap, probe = rig.harness, rig.tap, rig.probe
+    # Four slices a second apart; the engage lands about 0.1 s after the first.
     cid = await harness.publish(
-        submit_body(strategy_id="direct", qty=40, duration_seconds=8, interval_seconds=1),
+        submit_body(strategy_id="direct", qty=40, duration_seconds=4, interval_seconds=1),
         reply=True,
     )
     pid = (await harness.reply_for(cid))["parent_order_id"]

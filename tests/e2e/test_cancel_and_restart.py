@@ -59,7 +59,7 @@ async def test_restart_reschedules_pending_slices_without_resending(harness: Har
     """Stop the worker mid-TWAP and start a new one on the same database: the remaining
     slices run, each slice reaches the broker exactly once, the parent completes."""
     await harness.start_worker()
-    cid = await harness.publish(submit_body(qty=6, duration_seconds=6, interval_seconds=1),
+    cid = await harness.publish(submit_body(qty=4, duration_seconds=4, interval_seconds=1),
                                 reply=True)
     pid = (await harness.reply_for(cid))["parent_order_id"]
     await harness.events.wait_for(
@@ -68,9 +68,9 @@ async def test_restart_reschedules_pending_slices_without_resending(harness: Har
     await harness.start_worker()
     done = await harness.events.wait_for(
         lambda: harness.events.of("parent.completed", parent_order_id=pid), timeout=20)
-    assert done[0]["by_status"]["filled"] == {"count": 6, "qty": 6}
+    assert done[0]["by_status"]["filled"] == {"count": 4, "qty": 4}
     assert isinstance(harness.broker, SimBroker)
-    assert harness.broker.attempts == 6 and len(harness.broker.orders) == 6
+    assert harness.broker.attempts == 4 and len(harness.broker.orders) == 4
 
 
 async def test_scheduler_jobs_grow_with_parents_not_slices(harness: Harness) -> None:

@@ -14,7 +14,7 @@ def sim(h: Harness) -> SimBroker:
 async def test_kill_switch_blocks_the_rest_of_a_running_twap(harness: Harness) -> None:
     """Engaged mid-flight: later slices end blocked_kill_switch, none reach the broker."""
     await harness.start_worker()
-    cid = await harness.publish(submit_body(qty=60, duration_seconds=6, interval_seconds=1),
+    cid = await harness.publish(submit_body(qty=40, duration_seconds=4, interval_seconds=1),
                                 reply=True)
     pid = (await harness.reply_for(cid))["parent_order_id"]
     await harness.events.wait_for(lambda: harness.events.of("slice.submitted"))
@@ -26,7 +26,7 @@ async def test_kill_switch_blocks_the_rest_of_a_running_twap(harness: Harness) -
     blocked = harness.events.of("slice.blocked_kill_switch", parent_order_id=pid)
     submitted = harness.events.of("slice.submitted", parent_order_id=pid)
     assert blocked and all(e["reason"] == "risk limit" for e in blocked)
-    assert len(blocked) + len(submitted) == 6
+    assert len(blocked) + len(submitted) == 4
     assert len(sim(harness).orders) == len(submitted) <= sent_at_engage + 1
     assert done[0]["by_status"]["blocked_kill_switch"]["count"] == len(blocked)
     engaged = harness.events.of("control.kill_switch.engaged")[0]

@@ -86,9 +86,11 @@ async def test_sweeper_settles_slices_left_submitting_without_a_restart(
     harness: Harness, database_url: str
 ) -> None:
     """Two slices claimed long ago and never settled (one is at the broker, one is not): the
-    running worker's sweeper looks them up; the first becomes submitted with its order, the
-    second is sent once; both parents complete."""
-    await harness.start_worker()
+    running worker's sweeper (every TWAP_SWEEP_SECONDS, 0.5 s here) looks them up; the first
+    becomes submitted with its order, the second is sent once; both parents complete."""
+    loop = asyncio.get_running_loop()
+    await harness.start_worker(sweep_seconds=0.5)
+    started = loop.time()
     broker = harness.broker
     assert isinstance(broker, SimBroker)
     store = Store.from_url(database_url)
@@ -110,6 +112,8 @@ async def test_sweeper_settles_slices_left_submitting_without_a_restart(
     await harness.events.wait_for(
         lambda: {e["parent_order_id"] for e in harness.events.of("parent.completed")} >= pids,
         timeout=30)
+    # Within a few sweeps of 0.5 s, long before the default 5 s sweep would have come.
+    assert loop.time() - started < 4.0
     (found,) = harness.events.of("slice.submitted", parent_order_id=booked_parent.parent_order_id)
     (sent,) = harness.events.of("slice.submitted", parent_order_id=lost_parent.parent_order_id)
     assert found["broker_order_id"] == existing.broker_order_id

@@ -40,8 +40,12 @@ async def test_a_claim_after_the_lock_session_ended_claims_nothing(pg_db: str) -
 
         session = leadership.session_pid
         assert session is not None
+        # With a timeout the call returns once the session has exited, its lock released;
+        # without one it only signals, and a claim right after could still find the lock held.
         async with store.transaction() as conn:
-            await conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": session})
+            ended = await conn.execute(text("SELECT pg_terminate_backend(:p, 10000)"),
+                                       {"p": session})
+            assert ended.scalar_one() is True
         assert await store.claim(pid, 2, now) is None
         assert await store.claim_many([(pid, 2), (pid, 3)], now) == {}
         statuses = [s.status for s in await store.get_slices(pid)]

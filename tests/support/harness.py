@@ -29,6 +29,7 @@ FAST_TIMINGS: Mapping[str, Any] = MappingProxyType(
         "retry_wait_cap_seconds": 0.05,
         "batch_wait_ms": 2.0,
         "requeue_delay_seconds": 0.05,
+        "intake_poll_seconds": 0.02,  # each worker stop waits for one poll
         "log_json": True,
         "http_port": 0,  # off; tests of the HTTP endpoints pick a free port
     }

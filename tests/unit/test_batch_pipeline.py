@@ -144,3 +144,25 @@ async def test_next_batch_is_prepared_during_the_commit_and_decided_after() -> N
         "ack c",
     ]
     assert not consumer.busy
+
+
+async def test_an_idle_consumer_stops_within_its_poll() -> None:
+    """Idle, the consumer looks whether to stop every `poll` seconds: a stop waits for one
+    poll, 0.2 s by default (TWAP_INTAKE_POLL_SECONDS), as short as the setting says."""
+
+    async def handler(batch: list[Inbound], prepared: Any) -> list[Disposition]:
+        return [Disposition.ACK] * len(batch)
+
+    loop = asyncio.get_running_loop()
+    waited: dict[float, float] = {}
+    for poll in (0.4, 0.01):
+        consumer = BatchingConsumer(handler, size=1, wait=0.0, requeue_delay=0.01, poll=poll)
+        stopping = asyncio.Event()
+        runner = asyncio.create_task(consumer.run(stopping))
+        await asyncio.sleep(0.05)  # idle inside its wait for a first delivery
+        stopping.set()
+        began = loop.time()
+        await asyncio.wait_for(runner, 5)
+        waited[poll] = loop.time() - began
+    assert 0.25 < waited[0.4] < 0.9, waited  # the rest of the poll under way: about 0.35 s
+    assert waited[0.01] < 0.2, waited

@@ -151,17 +151,20 @@ class BatchingConsumer(Subscription):
     a key (a parent order id) with an earlier batch still in flight waits until every earlier
     batch is settled, so a cancel always sees the submit before it and a repeated request sees
     the first; a batch that could not be prepared waits the same way.
+
+    Idle, it looks every `poll` seconds whether it should stop.
     """
 
     def __init__(self, handler: BatchHandler, size: int, wait: float,
                  requeue_delay: float, prepare: Prepare | None = None,
-                 concurrency: int = 1) -> None:
+                 concurrency: int = 1, poll: float = 0.2) -> None:
         super().__init__()
         self.handler = handler
         self.prepare = prepare
         self.size = size
         self.wait = wait
         self.requeue_delay = requeue_delay
+        self.poll = poll
         self._queue: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._stopping: asyncio.Event | None = None
         self._turns: list[_Turn] = []  # in arrival order, until settled
@@ -179,7 +182,7 @@ class BatchingConsumer(Subscription):
         self._stopping = stopping
         while not (stopping.is_set() and self._queue.empty()):
             try:
-                first = await asyncio.wait_for(self._queue.get(), timeout=0.2)
+                first = await asyncio.wait_for(self._queue.get(), timeout=self.poll)
             except TimeoutError:
                 continue
             batch = [first]
