@@ -73,7 +73,9 @@ class Settings(BaseSettings):
         "time); 0: the database pool plus the broker's concurrency",
     )
     db_pool_size: int = Field(
-        default=10, ge=1, description="PostgreSQL connections kept in the pool (SQLite: one)"
+        default=10, ge=1,
+        description="PostgreSQL connections for the slices in flight; the pool keeps 5 more "
+        "open (SQLite: one)",
     )
 
     retry_attempts: int = Field(default=3, ge=1, le=10, description="broker attempts per slice")

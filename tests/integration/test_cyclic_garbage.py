@@ -18,7 +18,7 @@ from sqlalchemy.sql import ClauseElement
 
 from tests.integration.test_store import make_plan
 from worker.core import events
-from worker.store import parents
+from worker.store import limits, parents
 from worker.store.repository import Store
 
 pytestmark = pytest.mark.integration
@@ -75,4 +75,20 @@ async def test_duplicate_check_of_a_batch_leaves_no_cyclic_statement(store: Stor
     with unreachable_expressions() as found:
         for _ in range(3):
             await check()
+    assert found == []
+
+
+async def test_limits_read_of_a_batch_leaves_no_cyclic_statement(store: Store) -> None:
+    """The intake's read of the risk limits (every batch) creates no expression garbage in a
+    cycle, nor does the read of what a strategy uses."""
+
+    async def read() -> None:
+        async with store.transaction() as conn:
+            await limits.effective_for(conn, {"alpha", "beta"})
+            await limits.usage(conn, "alpha", datetime.now(UTC).date())
+
+    await read()  # the first execution compiles and caches
+    with unreachable_expressions() as found:
+        for _ in range(3):
+            await read()
     assert found == []

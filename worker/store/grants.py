@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.core import events
 from worker.core.access import Grant
-from worker.store import audit, outbox
+from worker.store import audit, inlists, outbox
 from worker.store.dialects import dialect_for
 from worker.store.tables import access_grants
 
@@ -25,12 +25,16 @@ _COLUMNS = (access_grants.c.user_id, access_grants.c.strategies, access_grants.c
             access_grants.c.operator)
 
 
+# Built once, its IN list in a few fixed lengths (inlists.py): read for every batch.
+_OF_USERS = select(*_COLUMNS).where(access_grants.c.user_id.in_(bindparam("names", expanding=True)))
+
+
 async def of_users(conn: AsyncConnection, users: Iterable[str]) -> dict[str, Grant]:
-    names = sorted(set(users))
-    if not names:
-        return {}
-    result = await conn.execute(select(*_COLUMNS).where(access_grants.c.user_id.in_(names)))
-    return {row[0]: _grant(row) for row in result}
+    found: dict[str, Grant] = {}
+    for chunk in inlists.chunks(sorted(set(users))):
+        rows = await conn.execute(_OF_USERS, {"names": chunk})
+        found.update((row[0], _grant(row)) for row in rows)
+    return found
 
 
 async def of_user(conn: AsyncConnection, user: str) -> Grant | None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.core import admission
@@ -17,8 +17,8 @@ from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 from worker.core.risk import Reference, Usage
 from worker.core.screening import Counted, ScreenInputs, screen
 from worker.store import grants as grant_rows
+from worker.store import inlists, outbox
 from worker.store import limits as limit_rows
-from worker.store import outbox
 from worker.store import parents as parent_rows
 from worker.store.dialects import dialect_for
 from worker.store.parents import CancelResult
@@ -68,6 +68,11 @@ async def screen_inputs(conn: AsyncConnection, items: list[IntakeItem], known: s
                         screening.references)
 
 
+# Built once, its IN list in a few fixed lengths (inlists.py).
+_RECEIPTS = select(request_receipts.c.message_id, request_receipts.c.first_seen_at).where(
+    request_receipts.c.message_id.in_(bindparam("ids", expanding=True)))
+
+
 async def date_by_receipts(
     conn: AsyncConnection, items: list[IntakeItem], redate: Redate | None
 ) -> list[IntakeItem]:
@@ -81,13 +86,9 @@ async def date_by_receipts(
     if not dated:
         return items
     ids = list({item.inbound.message_id: None for item in dated.values()})
-    seen = {
-        row[0]: row[1]
-        for row in await conn.execute(
-            select(request_receipts.c.message_id, request_receipts.c.first_seen_at)
-            .where(request_receipts.c.message_id.in_(ids))
-        )
-    }
+    seen: dict[str, datetime] = {}
+    for chunk in inlists.chunks(ids):
+        seen.update((row[0], row[1]) for row in await conn.execute(_RECEIPTS, {"ids": chunk}))
     out = list(items)
     new: dict[str, datetime] = {}
     for i, item in dated.items():

@@ -15,13 +15,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import String, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from twap_schemas.common import ParentStatus
 from worker.core import events
 from worker.core.risk import DEFAULT_ROW, Limits, Usage, effective
-from worker.store import audit, outbox
+from worker.store import audit, inlists, outbox
 from worker.store.dialects import dialect_for
 from worker.store.tables import parent_notionals, parents, risk_limits
 
@@ -29,14 +29,28 @@ from worker.store.tables import parent_notionals, parents, risk_limits
 ENDED = (ParentStatus.COMPLETED.value, ParentStatus.CANCELED.value)
 
 
+# Built once, with their IN lists in a few fixed lengths (inlists.py): read for every batch.
+_ROWS = select(risk_limits.c.strategy_id, risk_limits.c.limits).where(
+    risk_limits.c.strategy_id.in_(bindparam("names", expanding=True)))
+_OPEN_PARENTS = (
+    select(func.count()).select_from(parents)
+    .where(parents.c.strategy_id == bindparam("b_strategy", type_=String()))
+    .where(parents.c.status.notin_(ENDED))
+)
+_NOTIONALS = (
+    select(parent_notionals.c.notional)
+    .where(parent_notionals.c.strategy_id == bindparam("b_strategy", type_=String()))
+    .where(parent_notionals.c.trade_date == bindparam("b_date", type_=String()))
+)
+
+
 async def rows(conn: AsyncConnection, strategies: Iterable[str]) -> dict[str, Limits]:
     """The rows of these strategies and the default row, those that exist."""
-    names = sorted({*strategies, DEFAULT_ROW})
-    result = await conn.execute(
-        select(risk_limits.c.strategy_id, risk_limits.c.limits)
-        .where(risk_limits.c.strategy_id.in_(names))
-    )
-    return {row.strategy_id: Limits.from_json(row.limits) for row in result}
+    found: dict[str, Limits] = {}
+    for chunk in inlists.chunks(sorted({*strategies, DEFAULT_ROW})):
+        for row in await conn.execute(_ROWS, {"names": chunk}):
+            found[row.strategy_id] = Limits.from_json(row.limits)
+    return found
 
 
 async def effective_for(conn: AsyncConnection, strategies: Iterable[str]) -> dict[str, Limits]:
@@ -54,16 +68,9 @@ async def lock(conn: AsyncConnection, strategies: Iterable[str]) -> None:
 
 async def usage(conn: AsyncConnection, strategy: str, trade_date: date) -> Usage:
     """Open parents of the strategy, and the notional accepted for the trade date."""
-    open_parents = (await conn.execute(
-        select(func.count()).select_from(parents)
-        .where(parents.c.strategy_id == strategy)
-        .where(parents.c.status.notin_(ENDED))
-    )).scalar_one()
+    open_parents = (await conn.execute(_OPEN_PARENTS, {"b_strategy": strategy})).scalar_one()
     notionals = (await conn.execute(
-        select(parent_notionals.c.notional)
-        .where(parent_notionals.c.strategy_id == strategy)
-        .where(parent_notionals.c.trade_date == trade_date.isoformat())
-    )).scalars()
+        _NOTIONALS, {"b_strategy": strategy, "b_date": trade_date.isoformat()})).scalars()
     # Summed here: the column keeps exact decimal text, which SQL would sum as floats.
     return Usage(int(open_parents), sum(notionals, Decimal(0)))
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import CTE
 
 from worker.core.records import OutboxMessage
-from worker.store import bulk
+from worker.store import bulk, inlists
 from worker.store.rows import OUTBOX_COLUMNS, outbox_values, to_outbox
 from worker.store.tables import outbox
 
@@ -57,14 +57,13 @@ async def fetch(conn: AsyncConnection, limit: int) -> list[tuple[int, OutboxMess
     return [(row.id, to_outbox(row)) for row in rows]
 
 
-# Built once: a statement built per call with `.in_(ids)` is a reference cycle holding the ids,
-# which the collector's freeze after a full pass would keep for good.
+# Built once, its IN list in a few fixed lengths (inlists.py).
 _REMOVE = delete(outbox).where(outbox.c.id.in_(bindparam("ids", expanding=True)))
 
 
 async def remove(conn: AsyncConnection, ids: list[int]) -> None:
-    for start in range(0, len(ids), 1000):
-        await conn.execute(_REMOVE, {"ids": ids[start : start + 1000]})
+    for chunk in inlists.chunks(ids):
+        await conn.execute(_REMOVE, {"ids": chunk})
 
 
 async def backlog(conn: AsyncConnection) -> int:

@@ -15,7 +15,7 @@ from worker.core import events
 from worker.core.fills import Execution
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord
 from worker.core.states import OPEN
-from worker.store import bulk, outbox
+from worker.store import bulk, inlists, outbox
 from worker.store import slices as slice_rows
 from worker.store.rows import (
     PLANNED_SLICE_COLUMNS,
@@ -54,24 +54,24 @@ async def get(conn: AsyncConnection, parent_id: str) -> ParentRecord | None:
     return to_parent(row) if row is not None else None
 
 
-# Built once: per call, `.in_(ids)` makes a reference cycle holding the ids (see outbox.py).
-_EXISTING = select(parents.c.parent_order_id).where(
-    parents.c.parent_order_id.in_(bindparam("ids", expanding=True))
-)
+# Built once, their IN lists in a few fixed lengths (inlists.py).
+_BY_IDS = parents.c.parent_order_id.in_(bindparam("ids", expanding=True))
+_EXISTING = select(parents.c.parent_order_id).where(_BY_IDS)
+_STRATEGIES = select(parents.c.parent_order_id, parents.c.strategy_id).where(_BY_IDS)
 
 
 async def strategies_of(conn: AsyncConnection, ids: list[str]) -> dict[str, str]:
     """parent id → its strategy, for the parents that exist."""
-    result = await conn.execute(select(parents.c.parent_order_id, parents.c.strategy_id)
-                                .where(parents.c.parent_order_id.in_(sorted(set(ids)))))
-    return {row[0]: row[1] for row in result}
+    found: dict[str, str] = {}
+    for chunk in inlists.chunks(sorted(set(ids))):
+        found.update((row[0], row[1]) for row in await conn.execute(_STRATEGIES, {"ids": chunk}))
+    return found
 
 
 async def existing_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:
     found: set[str] = set()
-    for start in range(0, len(ids), 500):
-        rows = await conn.execute(_EXISTING, {"ids": ids[start : start + 500]})
-        found.update(row[0] for row in rows)
+    for chunk in inlists.chunks(ids):
+        found.update(row[0] for row in await conn.execute(_EXISTING, {"ids": chunk}))
     return found
 
 
