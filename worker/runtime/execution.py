@@ -6,7 +6,7 @@ Every slice passes the same path, in this order:
    never claimed, and the store's batch expiry ends it `expired`, with its event;
 1. claim: scheduled → submitting, compare-and-set (anything else is skipped, nothing written);
 2. the guards (`core.guards`: cancel, kill switch, breaker, grace) on what the claim read;
-3. submit through the broker, retrying transient failures (backoff). The guards are read
+3. submit through the broker, retrying transient failures (tenacity). The guards are read
    again right before every send, after whatever the send waited for (the broker's rate
    limiter, a free connection, a backoff); a slice stopped there ends in the guard's status and
    nothing is sent. An ambiguous failure (the order may have arrived) is looked up by
@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from twap_schemas.common import SliceStatus
 from worker.brokers.base import Broker, NotSent, OrderRequest
@@ -369,14 +371,15 @@ class SliceExecutor:
             return Outcome(SliceStatus.SUBMITTED, sends.attempts, view.broker_order_id,
                            sent_at=sent_at)
 
-        # A plain loop, not a retry library's: its per-call state held reference cycles, a few
-        # dozen objects per slice left for the garbage collector, and those alive at a full
-        # collection were frozen with its survivors (observability.gcpause) and never freed.
-        tries = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.attempts),
+            wait=self._wait,
+            retry=retry_if_exception(is_retryable),
+            reraise=True,
+        )
         try:
-            while True:
-                tries += 1
-                try:
+            async for attempt in retrying:
+                with attempt:
                     if sends.ambiguous:
                         found = await self._resolve(record)
                         if found is not None:
@@ -390,11 +393,6 @@ class SliceExecutor:
                         raise
                     # Accepted now: lateness includes any wait for the rate limiter.
                     return submitted(placed, self.clock())
-                except Exception as exc:
-                    if tries >= self.policy.attempts or not is_retryable(exc):
-                        raise
-                await asyncio.sleep(
-                    backoff_seconds(tries, self.policy.first_wait, self.policy.wait_cap))
         except _Stop as stop:
             return stop.outcome
         except DuplicateOrder:
@@ -420,6 +418,12 @@ class SliceExecutor:
                     return submitted(found, sends.sent_at)
             return Outcome(SliceStatus.FAILED, sends.attempts,
                            reason=f"{type(exc).__name__}: {exc}")
+        finally:
+            _released(retrying)
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _wait(self, state: RetryCallState) -> float:
+        return backoff_seconds(state.attempt_number, self.policy.first_wait, self.policy.wait_cap)
 
     async def _pre_send_stop(self, record: SliceRecord, attempts: int) -> _Stop | None:
         """The guards, read again right before a send: one statement."""
@@ -541,6 +545,16 @@ class SliceExecutor:
             log.log(logging.INFO if routine else logging.WARNING,
                     f"slice.{outcome.status.value}", extra=extra)
         return updated
+
+
+def _released(retrying: AsyncRetrying) -> None:
+    """Break the reference cycles a finished AsyncRetrying holds (its thread-local statistics,
+    its iteration state's bound methods, the retry state pointing back at it), so that they go
+    by reference counting when the send is done. Left to the collector, the ones in flight at a
+    full collection would be frozen with its survivors (observability.gcpause) and never freed:
+    about 34 objects per send, for as long as the worker runs."""
+    retrying.iter_state.reset()
+    retrying.__dict__.clear()
 
 
 class Following(Protocol):
