@@ -83,6 +83,10 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_timeout=10,
         connect_args={
             "timeout": 5, "command_timeout": 30, "server_settings": pg_session_settings(),
+            # asyncpg expires each cached statement with a timer that is a reference cycle with
+            # its entry, and the collector's freeze keeps such cycles for good: no lifetime (the
+            # cache stays bounded by its size, and the schema does not change under a worker).
+            "max_cached_statement_lifetime": 0,
         },
     )
 
