@@ -46,7 +46,7 @@ async def _first_receipt_after(path: object, after: float, within: float) -> flo
             float(x["received_at"])
             for x in read_ledger(path)  # type: ignore[arg-type]
             if float(x["received_at"]) >= after
-        ]  # type: ignore[arg-type]
+        ]
         if times:
             return min(times)
         await asyncio.sleep(0.05)
