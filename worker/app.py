@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from datetime import datetime, timedelta
 
 from twap_schemas.common import SliceStatus
@@ -19,7 +20,7 @@ from worker.messaging.relay import OutboxRelay
 from worker.messaging.topology import Names
 from worker.observability.broker import TimedBroker
 from worker.observability.endpoints import build_http_server
-from worker.observability.gcpause import GcPauses
+from worker.observability.gcpause import GcPauses, reclaim, reclaim_due
 from worker.observability.heap import pin_mmap_threshold
 from worker.observability.metrics import WorkerMetrics
 from worker.observability.snapshot import Snapshot
@@ -132,6 +133,7 @@ class Worker:
         self._receipts_pruned_at: datetime | None = None
         self.active = asyncio.Event()
         self.recovered = asyncio.Event()
+        self._reclaimed_at = time.monotonic()
         # /metrics, /healthz, /readyz; None when the port is 0
         self.http = build_http_server(self, settings.http_host, settings.http_port)
 
@@ -269,7 +271,23 @@ class Worker:
             return [Disposition.RETRY] * len(batch)
         return await self.intake.handle(batch, prepared)
 
+    def _reclaim_memory(self) -> None:
+        """What the collector's freeze kept and became garbage since, freed at a quiet moment
+        (observability.gcpause.reclaim): memory stays flat over weeks."""
+        now = time.monotonic()
+        due = self.scheduler.next_due()
+        next_due_in = None if due is None else (due - self.clock()).total_seconds()
+        if not reclaim_due(now - self._reclaimed_at, self.settings.gc_reclaim_seconds,
+                           self.executor.gate.in_use, next_due_in):
+            return
+        started = time.perf_counter()
+        found = reclaim()
+        self._reclaimed_at = time.monotonic()
+        log.info("gc.reclaimed", extra={"unreachable": found, "pause_ms": round(
+            (time.perf_counter() - started) * 1000, 1)})
+
     async def _sweep(self) -> None:
+        self._reclaim_memory()
         if not self.leadership.leading():
             return
         try:

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="how long the relay lets commits gather before a round"
     )
     shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
+    gc_reclaim_seconds: float = Field(
+        default=3600.0, ge=0,
+        description="how often the garbage collector's frozen objects are collected once, at a "
+        "quiet moment (one full pass: reference cycles kept by the freeze are freed); 0: never",
+    )
     sweep_seconds: float = Field(
         default=5.0, gt=0, le=60,
         description="how often the sweeper expires overdue slices, completes parents and settles "

@@ -6,7 +6,8 @@ late in the dispatch benchmark. What survives a full collection is long-lived (m
 settings, the schedule, the broker's book): moved to the permanent generation (`gc.freeze`),
 it is not walked again, so each full pass only sees what came since. The cost: a frozen object
 that later ends up in a reference cycle is not reclaimed (objects freed by reference counting,
-nearly all of them, are). Every pause is observed in a histogram by generation, and one long
+nearly all of them, are) until `reclaim`, which the worker runs at a quiet moment every
+`TWAP_GC_RECLAIM_SECONDS`. Every pause is observed in a histogram by generation, and one long
 enough to make slices late is logged.
 """
 
@@ -22,6 +23,33 @@ from prometheus_client import Histogram
 log = logging.getLogger(__name__)
 
 LONG_PAUSE_SECONDS = 0.02
+
+
+# A quiet moment: nothing between claim and outcome, and no slice due this soon.
+QUIET_AHEAD_SECONDS = 0.5
+
+
+def reclaim_due(since_last: float, period: float, in_flight: int,
+                next_due_in: float | None) -> bool:
+    """Whether to reclaim what the freeze kept (`reclaim`) now. `period` seconds after the
+    last reclaim, at a quiet moment; at twice the period whatever the moment, so that a worker
+    that is never quiet still gives back what became garbage. 0: never."""
+    if period <= 0 or since_last < period:
+        return False
+    quiet = in_flight == 0 and (next_due_in is None or next_due_in > QUIET_AHEAD_SECONDS)
+    return quiet or since_last >= 2 * period
+
+
+def reclaim() -> int:
+    """One full collection over everything, frozen objects included, then freeze the
+    survivors again: the reference cycles that were alive when a freeze happened and became
+    garbage since are freed. Returns how many objects the collection found unreachable. One
+    pause as long as the full passes the freeze avoids (tens of milliseconds on a large heap),
+    so the caller picks a quiet moment."""
+    gc.unfreeze()
+    found = gc.collect()
+    gc.freeze()
+    return found
 
 
 class GcPauses:

@@ -125,6 +125,13 @@ class SliceScheduler:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    def next_due(self) -> datetime | None:
+        """When the next slice fires (None: nothing armed). A scan of the jobs: for the
+        occasional maintenance decision, not for the per-slice path."""
+        times = [job.next_run_time for job in self._aps.get_jobs()
+                 if not job.id.startswith(PERIODIC_PREFIX) and job.next_run_time is not None]
+        return min(times, default=None)
+
     def stats(self) -> dict[str, int]:
         """Counts for the `scheduler.stats` log line: parents, APScheduler jobs, slice tasks."""
         jobs = self._aps.get_jobs()
