@@ -275,6 +275,8 @@ class Worker:
         """What the collector's freeze kept and became garbage since, freed at a quiet moment
         (observability.gcpause.reclaim): memory stays flat over weeks."""
         now = time.monotonic()
+        if now - self._reclaimed_at < self.settings.gc_reclaim_seconds:
+            return  # nearly always: no scan of the schedule for the next due slice
         due = self.scheduler.next_due()
         next_due_in = None if due is None else (due - self.clock()).total_seconds()
         if not reclaim_due(now - self._reclaimed_at, self.settings.gc_reclaim_seconds,

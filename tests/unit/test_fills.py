@@ -287,3 +287,12 @@ def test_a_step_is_immutable() -> None:
     with pytest.raises(FrozenInstanceError):
         step.after = step.filled  # type: ignore[misc]
     assert not hasattr(step, "__dict__")  # slots: one is built per broker view
+
+
+def test_what_stops_working_is_the_fill_and_what_the_end_released() -> None:
+    filled = view_step(_working(4, "40"), filled_qty=6, avg_price=D("10"), ended=False,
+                       broker_order_id="b-1")
+    closed = view_step(_working(4, "40"), filled_qty=7, avg_price=D("10"), ended=True,
+                       broker_order_id="b-1")
+    assert filled is not None and filled.unworked == 2
+    assert closed is not None and closed.unworked == 3 + 3

@@ -143,14 +143,9 @@ def parent_completed(parent: ParentRecord, tallies: dict[SliceStatus, tuple[int,
     return _event(model, parent.strategy_id, parent.parent_order_id)
 
 
-def slice_event(
-    parent: ParentIds, record: SliceRecord, *, at: datetime, reason: str | None = None,
-    event_id: str | None = None,
-) -> OutboxMessage:
-    """The event of a slice that reached a terminal status (the record's status)."""
-    model_type = ev.SLICE_EVENTS[record.status]
-    fields: dict[str, Any] = {
-        **_base(parent, at, event_id),
+def _slice_fields(record: SliceRecord) -> dict[str, Any]:
+    """What every slice event says of its slice."""
+    return {
         "slice_num": record.slice_num,
         "client_order_id": record.client_order_id,
         "qty": record.qty,
@@ -160,6 +155,15 @@ def slice_event(
         "filled_qty": record.filled_qty,
         "avg_fill_price": average(record.fill_notional, record.filled_qty),
     }
+
+
+def slice_event(
+    parent: ParentIds, record: SliceRecord, *, at: datetime, reason: str | None = None,
+    event_id: str | None = None,
+) -> OutboxMessage:
+    """The event of a slice that reached a terminal status (the record's status)."""
+    model_type = ev.SLICE_EVENTS[record.status]
+    fields: dict[str, Any] = {**_base(parent, at, event_id), **_slice_fields(record)}
     if record.status is SliceStatus.FILLED:
         pass
     elif record.status is SliceStatus.CLOSED:
@@ -185,14 +189,7 @@ def slice_fill(parent: ParentRecord, record: SliceRecord, *, fill_qty: int,
     they are after the fill."""
     model = ev.SliceFill(
         **_base(parent, at),
-        slice_num=record.slice_num,
-        client_order_id=record.client_order_id,
-        qty=record.qty,
-        scheduled_time=record.scheduled_time,
-        status=record.status,
-        broker_order_id=record.broker_order_id,
-        filled_qty=record.filled_qty,
-        avg_fill_price=average(record.fill_notional, record.filled_qty),
+        **_slice_fields(record),
         fill_qty=fill_qty,
         fill_price=fill_price,
         parent_filled_qty=parent.filled_qty,

@@ -129,6 +129,11 @@ class ViewStep:
         """Shares no longer working because the order ended without them."""
         return self.after.qty - self.after.filled_qty if self.ended else 0
 
+    @property
+    def unworked(self) -> int:
+        """Shares that stop counting as working at the broker: filled now, or released."""
+        return (self.fill.qty if self.fill is not None else 0) + self.released
+
 
 def view_step(
     record: SliceRecord, *, filled_qty: int, avg_price: Decimal | None, ended: bool,

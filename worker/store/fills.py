@@ -100,11 +100,9 @@ async def apply_view(conn: AsyncConnection, view: BrokerView, now: datetime,
         raise RuntimeError(f"slice {record.client_order_id} changed under its lock")
     parent = await parent_rows.locked(conn, record.parent_order_id)
     parent, messages = stepped(parent, step, view, now)
-    fill_qty = step.fill.qty if step.fill is not None else 0
-    last = await parent_rows.move(
-        conn, parent.parent_order_id, now, working=-fill_qty - step.released,
-        closes=step.ended,
-        execution=Execution(parent.filled_qty, parent.notional) if fill_qty else None)
+    filled = Execution(parent.filled_qty, parent.notional) if step.fill is not None else None
+    last = await parent_rows.move(conn, parent.parent_order_id, now, working=-step.unworked,
+                                  closes=step.ended, execution=filled)
     await outbox.write(conn, messages, now)
     await insert_fills(conn, [(step, view)], now)
     if last:

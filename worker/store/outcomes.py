@@ -121,7 +121,7 @@ async def finish_many(conn: AsyncConnection, items: list[Finished], now: datetim
                 step, view = steps[i]
                 parent, more = fills.stepped(parent, step, view, now)
                 messages[i] += more
-                working -= (step.fill.qty if step.fill is not None else 0) + step.released
+                working -= step.unworked
                 closes += step.ended
         execution = Execution(parent.filled_qty, parent.notional) if filling else None
         if await parent_rows.move(conn, parent_id, now, working=working, closes=closes,
