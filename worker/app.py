@@ -226,6 +226,10 @@ class Worker:
             stack.push_async_callback(self.executor.drain)
             stack.push_async_callback(self.scheduler.shutdown,
                                       self.settings.shutdown_timeout_seconds)
+            # Every claim size and IN-list length compiled and prepared now, not on the
+            # dispatch path nor as a step in memory weeks later (store/warmup.py).
+            warmed = await self.store.warm_up(self.clock())
+            log.info("store.warmed", extra={"statements": warmed})
             await self.working.resume()  # before recovery settles slices that may land
             recovered = await recover(self.store, self.executor, self.scheduler,
                                       timedelta(seconds=self.settings.misfire_grace_seconds),

@@ -51,17 +51,18 @@ def prepared_statements(connection: sqlite3.Connection) -> int:
     return count
 
 
-async def test_an_inline_connection_keeps_at_most_48_prepared_statements(tmp_path: Path) -> None:
-    """After 100 distinct statements (an IN list of each length 1..100), the connection still
-    holds 48 prepared statements; Python's default cache would hold 100."""
+async def test_an_inline_connection_keeps_at_most_96_prepared_statements(tmp_path: Path) -> None:
+    """After 150 distinct statements (an IN list of each length 1..150), the connection still
+    holds 96 prepared statements (every text the worker sends fits); Python's default cache
+    would hold 128."""
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
     try:
         async with engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             assert isinstance(driver, InlineConnection)
-            for length in range(1, 101):
+            for length in range(1, 151):
                 marks = ", ".join("?" for _ in range(length))
                 await conn.exec_driver_sql(f"SELECT 1 WHERE 1 IN ({marks})", tuple(range(length)))
-            assert prepared_statements(driver._conn) == 48
+            assert prepared_statements(driver._conn) == 96
     finally:
         await engine.dispose()

@@ -26,7 +26,9 @@ _COLUMNS = (access_grants.c.user_id, access_grants.c.strategies, access_grants.c
 
 
 # Built once, its IN list in a few fixed lengths (inlists.py): read for every batch.
-_OF_USERS = select(*_COLUMNS).where(access_grants.c.user_id.in_(bindparam("names", expanding=True)))
+_OF_USERS = inlists.built_once(
+    select(*_COLUMNS).where(access_grants.c.user_id.in_(bindparam("names", expanding=True))),
+    "names", "")
 
 
 async def of_users(conn: AsyncConnection, users: Iterable[str]) -> dict[str, Grant]:

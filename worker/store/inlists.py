@@ -16,12 +16,39 @@ a set holding itself), which the garbage collector's freeze of its survivors
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 IN_SIZES = (1, 4, 16, 64, 256)
 IN_MAX = IN_SIZES[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class InListStatement:
+    statement: Any
+    parameter: str  # the expanding parameter that takes the list
+    matches_nothing: Any  # a value no row holds: the warm-up's list (warmup.py)
+
+
+# Every statement built by `built_once`, for the warm-up to run at each length.
+REGISTERED: list[InListStatement] = []
+
+
+def built_once(statement: Any, parameter: str, matches_nothing: Any) -> Any:
+    """`statement` (taking its list in the expanding `parameter`), registered for the
+    start-up warm-up; returned as it is."""
+    REGISTERED.append(InListStatement(statement, parameter, matches_nothing))
+    return statement
+
+
+def warm_ups() -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Each registered statement with a list of each length of IN_SIZES that matches no row:
+    every SQL text these statements can send, once."""
+    for entry in REGISTERED:
+        for size in IN_SIZES:
+            yield entry.statement, {entry.parameter: [entry.matches_nothing] * size}
 
 
 def padded(values: Sequence[T]) -> list[T]:

@@ -69,8 +69,10 @@ async def screen_inputs(conn: AsyncConnection, items: list[IntakeItem], known: s
 
 
 # Built once, its IN list in a few fixed lengths (inlists.py).
-_RECEIPTS = select(request_receipts.c.message_id, request_receipts.c.first_seen_at).where(
-    request_receipts.c.message_id.in_(bindparam("ids", expanding=True)))
+_RECEIPTS = inlists.built_once(
+    select(request_receipts.c.message_id, request_receipts.c.first_seen_at).where(
+        request_receipts.c.message_id.in_(bindparam("ids", expanding=True))),
+    "ids", "")
 
 
 async def date_by_receipts(

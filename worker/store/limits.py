@@ -30,8 +30,10 @@ ENDED = (ParentStatus.COMPLETED.value, ParentStatus.CANCELED.value)
 
 
 # Built once, with their IN lists in a few fixed lengths (inlists.py): read for every batch.
-_ROWS = select(risk_limits.c.strategy_id, risk_limits.c.limits).where(
-    risk_limits.c.strategy_id.in_(bindparam("names", expanding=True)))
+_ROWS = inlists.built_once(
+    select(risk_limits.c.strategy_id, risk_limits.c.limits).where(
+        risk_limits.c.strategy_id.in_(bindparam("names", expanding=True))),
+    "names", "")
 _OPEN_PARENTS = (
     select(func.count()).select_from(parents)
     .where(parents.c.strategy_id == bindparam("b_strategy", type_=String()))

@@ -58,7 +58,8 @@ async def fetch(conn: AsyncConnection, limit: int) -> list[tuple[int, OutboxMess
 
 
 # Built once, its IN list in a few fixed lengths (inlists.py).
-_REMOVE = delete(outbox).where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+_REMOVE = inlists.built_once(
+    delete(outbox).where(outbox.c.id.in_(bindparam("ids", expanding=True))), "ids", -1)
 
 
 async def remove(conn: AsyncConnection, ids: list[int]) -> None:

@@ -56,8 +56,9 @@ async def get(conn: AsyncConnection, parent_id: str) -> ParentRecord | None:
 
 # Built once, their IN lists in a few fixed lengths (inlists.py).
 _BY_IDS = parents.c.parent_order_id.in_(bindparam("ids", expanding=True))
-_EXISTING = select(parents.c.parent_order_id).where(_BY_IDS)
-_STRATEGIES = select(parents.c.parent_order_id, parents.c.strategy_id).where(_BY_IDS)
+_EXISTING = inlists.built_once(select(parents.c.parent_order_id).where(_BY_IDS), "ids", "")
+_STRATEGIES = inlists.built_once(
+    select(parents.c.parent_order_id, parents.c.strategy_id).where(_BY_IDS), "ids", "")
 
 
 async def strategies_of(conn: AsyncConnection, ids: list[str]) -> dict[str, str]:

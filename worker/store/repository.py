@@ -20,7 +20,7 @@ from worker.core.intake import IntakeItem
 from worker.core.outcomes import Outcome
 from worker.core.records import OutboxMessage, ParentRecord, SliceRecord, SwitchState
 from worker.core.risk import Limits
-from worker.store import audit, fills, intake, outbox, outcomes, switches, turns
+from worker.store import audit, fills, intake, outbox, outcomes, switches, turns, warmup
 from worker.store import grants as grant_rows
 from worker.store import limits as limit_rows
 from worker.store import parents as parent_rows
@@ -92,6 +92,11 @@ class Store:
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.begin() as conn:
             yield conn
+
+    async def warm_up(self, now: datetime) -> int:
+        """Compile and prepare, on every pooled connection, each claim size and IN-list length
+        (store/warmup.py), before the first request. Returns how many statements ran."""
+        return await warmup.warm_up(self.engine, fenced=self._fence is not None, now=now)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

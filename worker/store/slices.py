@@ -126,6 +126,21 @@ CLAIM_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 _CLAIM_MANY = {size: _claim_many(size) for size in CLAIM_SIZES}
 _FENCED_CLAIM_MANY = {size: statement.where(LOCK_HELD) for size, statement in _CLAIM_MANY.items()}
 
+def claim_warm_ups(fenced: bool, now: datetime) -> list[tuple[Any, dict[str, Any]]]:
+    """A claim of each size with keys that match no slice (numbers start at 1): every claim
+    text the worker can send, for the start-up warm-up (warmup.py)."""
+    out: list[tuple[Any, dict[str, Any]]] = []
+    for size in CLAIM_SIZES:
+        params: dict[str, Any] = {"b_now": now}
+        for i in range(size):
+            params[f"k_pid_{i}"], params[f"k_num_{i}"] = "", -1
+        if fenced:
+            out.append((_FENCED_CLAIM_MANY[size], {**params, "b_lock_pid": 0}))
+        else:
+            out.append((_CLAIM_MANY[size], params))
+    return out
+
+
 # The guards' read right before a send, one statement: the parent's status, the slice's own
 # status (someone else may have settled it) and both switches (NULL: a switch row is missing).
 GUARD = (

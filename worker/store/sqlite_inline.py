@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 INLINE_BUSY_TIMEOUT_MS = 200
-# Prepared statements kept per connection (Python's default is 128). A statement with an IN
-# list is a new statement for every length of the list, each 10-20 KiB of SQLite's memory, so
-# the cache went on filling for as long as a soak ran (273 to 608 KiB over 18,000 parents);
-# after the first soak round the worker had run 34 distinct statements, IN lists included: the
-# ones run on every slice stay in this least-recently-used cache, the rest of it takes the IN
-# lists in use.
-STATEMENT_CACHE = 48
+# Prepared statements kept per connection (Python's default is 128). Every text the worker can
+# send fits: about 40 fixed statements, plus the claims of each size and the IN lists of each
+# length, all prepared by the start-up warm-up (store/warmup.py), about 75 in all. A smaller
+# cache drops the least recently used and prepares it again later (SQLite memory freed and
+# taken again, for as long as the worker runs); a cache of any size that holds them all stops
+# changing after the warm-up.
+STATEMENT_CACHE = 96
 
 
 class _RunNow:

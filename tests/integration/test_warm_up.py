@@ -1,0 +1,128 @@
+"""The start-up warm-up: every claim size and IN-list length compiled (and, on PostgreSQL,
+prepared on every pooled connection) before the first request, so none of them is first
+compiled on the dispatch path or as a step in memory later; and it changes no row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+
+from tests.integration.test_store import make_plan
+from tests.support.harness import Harness
+from worker.core import events
+from worker.store import grants, limits, parents
+from worker.store.inlists import IN_MAX, IN_SIZES
+from worker.store.repository import Store
+from worker.store.slices import CLAIM_SIZES
+from worker.store.tables import outbox, slices
+
+pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def sql_texts(store: Store) -> Iterator[set[str]]:
+    seen: set[str] = set()
+
+    def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        seen.add(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+
+
+def compiled(store: Store) -> int:
+    cache = store.engine.sync_engine._compiled_cache
+    assert cache is not None
+    return len(cache)
+
+
+async def every_size(store: Store) -> None:
+    """A claim of every size and a read by every IN-list length, of keys that exist nowhere."""
+    now = datetime.now(UTC)
+    for count in range(1, CLAIM_SIZES[-1] + 1):
+        assert await store.claim_many([(f"none{n}", 1) for n in range(count)], now) == {}
+    for length in range(1, IN_MAX + 1):
+        names = [f"none{n}" for n in range(length)]
+        async with store.transaction() as conn:
+            assert await parents.existing_ids(conn, names) == set()
+            assert await parents.strategies_of(conn, names) == {}
+            assert await limits.rows(conn, names) == {}
+            assert await grants.of_users(conn, names) == {}
+        await store.outbox_remove([-n for n in range(1, length + 1)])
+
+
+async def test_after_the_warm_up_no_batch_size_compiles_or_sends_a_new_statement(
+    store: Store,
+) -> None:
+    with sql_texts(store) as warmed:
+        ran = await store.warm_up(datetime.now(UTC))
+    pool = store.engine.pool.size()  # type: ignore[attr-defined]
+    # 8 claim sizes and 5 lengths of each of the 6 IN-list statements, on every connection.
+    assert ran == (len(CLAIM_SIZES) + 6 * len(IN_SIZES)) * pool
+    assert len([t for t in warmed if "IN ((" in t]) == len(CLAIM_SIZES)
+    before = compiled(store)
+    with sql_texts(store) as later:
+        await every_size(store)
+    assert compiled(store) == before
+    claims_and_lists = {t for t in later if " IN (" in t}
+    assert claims_and_lists and claims_and_lists <= warmed
+
+
+async def test_without_the_warm_up_the_same_batches_compile_statements(store: Store) -> None:
+    # The other side of the test above: what the warm-up saves is real.
+    await store.ping()
+    before = compiled(store)
+    await every_size(store)
+    assert compiled(store) >= before + len(CLAIM_SIZES)
+
+
+async def test_the_warm_up_changes_no_row(store: Store) -> None:
+    now = datetime.now(UTC)
+    parent, plan = make_plan(now)
+    await store.create_parent(parent, plan, now, [
+        events.control_changed("breaker", True, reason="r", operator=None, automatic=False, at=now)])
+    async with store.transaction() as conn:
+        rows_before = (await conn.execute(select(slices).order_by(slices.c.slice_num))).all()
+        outbox_before = (await conn.execute(select(func.count()).select_from(outbox))).scalar()
+    await store.warm_up(now)
+    async with store.transaction() as conn:
+        assert (await conn.execute(select(slices).order_by(slices.c.slice_num))).all() \
+            == rows_before
+        assert (await conn.execute(select(func.count()).select_from(outbox))).scalar() \
+            == outbox_before == 1
+
+
+@pytest.mark.parametrize("db_kind", ["postgresql"])
+async def test_on_postgresql_every_pooled_connection_has_every_claim_size_prepared(
+    store: Store,
+) -> None:
+    await store.warm_up(datetime.now(UTC))
+    pool = store.engine.pool.size()  # type: ignore[attr-defined]
+    prepared: list[set[str]] = []
+    held = [await store.engine.connect() for _ in range(pool)]
+    try:
+        for conn in held:
+            raw = await conn.get_raw_connection()
+            cache = raw.dbapi_connection._prepared_statement_cache  # type: ignore[union-attr]
+            prepared.append({text for text in cache if "IN ((" in text})
+    finally:
+        for conn in held:
+            await conn.close()
+    assert len(prepared) == pool > 1
+    assert all(len(texts) == len(CLAIM_SIZES) for texts in prepared)
+
+
+async def test_the_worker_warms_its_store_before_it_takes_requests(harness: Harness) -> None:
+    worker = await harness.start_worker()
+    cache = worker.store.engine.sync_engine._compiled_cache
+    assert cache is not None
+    claims = {str(c) for c in cache.values() if "IN ((" in str(c)}
+    assert len(claims) == len(CLAIM_SIZES)  # no slice was ever claimed: the warm-up's
