@@ -111,7 +111,7 @@ class Worker:
                                       gate=AdmissionGate(settings.in_flight_limit),
                                       prepare=self.working.end_earlier,
                                       risk=self.risk)
-        self.scheduler = SliceScheduler(self.executor.run, clock)
+        self.scheduler = SliceScheduler(self.executor.fire, clock)
         self.intake = IntakeService(self.store, self.scheduler, self.working, settings,
                                     self.names.requests, clock, self.relay.notify_now,
                                     metrics=self.metrics, quotes=quotes, limits=self.limits)
@@ -226,10 +226,16 @@ class Worker:
             stack.push_async_callback(self.executor.drain)
             stack.push_async_callback(self.scheduler.shutdown,
                                       self.settings.shutdown_timeout_seconds)
-            # Every claim size and IN-list length compiled and prepared now, not on the
-            # dispatch path nor as a step in memory weeks later (store/warmup.py).
-            warmed = await self.store.warm_up(self.clock())
-            log.info("store.warmed", extra={"statements": warmed})
+            # Every claim size and IN-list length compiled now, not on the dispatch path nor
+            # as a step in memory weeks later (store/warmup.py).
+            started = time.perf_counter()
+            try:
+                warmed = await self.store.warm_up(self.clock())
+            except Exception as exc:  # an optimisation: the first batches compile their own
+                log.warning("store.warm_up_failed", extra={"error": repr(exc)})
+            else:
+                log.info("store.warmed", extra={"statements": warmed, "elapsed_ms": round(
+                    (time.perf_counter() - started) * 1000, 1)})
             await self.working.resume()  # before recovery settles slices that may land
             recovered = await recover(self.store, self.executor, self.scheduler,
                                       timedelta(seconds=self.settings.misfire_grace_seconds),

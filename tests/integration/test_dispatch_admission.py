@@ -148,7 +148,7 @@ async def test_one_sweep_settles_a_burst_of_orphans_through_the_gate(store: Stor
     gate = AdmissionGate(3)
     executor = SliceExecutor(store, broker, ExecutionPolicy(grace=timedelta(seconds=60)),
                              lambda: datetime.now(UTC), gate=gate)
-    scheduler = SliceScheduler(executor.run, lambda: datetime.now(UTC))
+    scheduler = SliceScheduler(executor.fire, lambda: datetime.now(UTC))
     later = datetime.now(UTC) + timedelta(seconds=30)
     assert await settle_orphans(store, executor, scheduler, now=later,
                                 older_than=timedelta(seconds=10)) == 150

@@ -151,3 +151,95 @@ def test_a_limit_below_one_is_refused() -> None:
     """A gate that could never admit anything is a configuration error, said clearly."""
     with pytest.raises(ValueError, match="at least 1"):
         AdmissionGate(0)
+
+
+class Starters:
+    """Starters that record who got a slot (and whether it waited), taking it or not."""
+
+    def __init__(self, gate: AdmissionGate) -> None:
+        self.gate = gate
+        self.started: list[tuple[str, bool]] = []
+
+    def add(self, name: str, due: datetime, *, take: bool = True) -> None:
+        def start(waited: bool) -> bool:
+            self.started.append((name, waited))
+            return take
+        self.gate.enqueue(due, start)
+
+
+async def test_a_fired_slice_with_a_free_slot_starts_at_once_without_waiting() -> None:
+    gate = AdmissionGate(2)
+    starters = Starters(gate)
+    starters.add("a", at(0))
+    assert starters.started == [("a", False)]
+    assert (gate.in_use, gate.waiting) == (1, 0)
+
+
+async def test_fired_slices_beyond_the_limit_wait_as_entries_and_start_by_due_time() -> None:
+    gate = AdmissionGate(1)
+    starters = Starters(gate)
+    starters.add("first", at(5))
+    for name, second in (("late", 3), ("early", 1), ("middle", 2)):
+        starters.add(name, at(second))
+    assert starters.started == [("first", False)]
+    assert (gate.in_use, gate.waiting) == (1, 3)
+    assert len(asyncio.all_tasks()) == 1  # the test's own: waiting made no task
+    for _ in range(3):
+        gate.release()
+    assert starters.started == [("first", False), ("early", True), ("middle", True),
+                                ("late", True)]
+    assert (gate.in_use, gate.waiting) == (1, 0)
+    gate.release()
+    assert gate.in_use == 0
+
+
+async def test_a_declined_slot_goes_on_to_the_next_entry_and_back_when_nobody_takes_it() -> None:
+    gate = AdmissionGate(1)
+    starters = Starters(gate)
+    starters.add("running", at(0))
+    starters.add("expired", at(1), take=False)
+    starters.add("next", at(2))
+    gate.release()
+    assert [name for name, _ in starters.started] == ["running", "expired", "next"]
+    assert (gate.in_use, gate.waiting) == (1, 0)
+    starters.add("also expired", at(3), take=False)
+    gate.release()
+    assert (gate.in_use, gate.waiting) == (0, 0)
+
+
+async def test_a_starter_declining_a_free_slot_gives_it_back() -> None:
+    gate = AdmissionGate(1)
+    Starters(gate).add("expired", at(0), take=False)
+    assert (gate.in_use, gate.waiting) == (0, 0)
+    assert await gate.acquire(at(1), within=0)
+
+
+async def test_a_starter_that_raises_loses_no_slot(caplog: pytest.LogCaptureFixture) -> None:
+    gate = AdmissionGate(1)
+    starters = Starters(gate)
+    starters.add("running", at(0))
+
+    def broken(waited: bool) -> bool:
+        raise RuntimeError("boom")
+
+    gate.enqueue(at(1), broken)
+    starters.add("next", at(2))
+    gate.release()
+    assert [name for name, _ in starters.started] == ["running", "next"]
+    assert gate.in_use == 1
+    assert "gate.starter_failed" in caplog.text
+
+
+async def test_entries_and_waiting_tasks_share_one_due_time_order() -> None:
+    gate = AdmissionGate(1)
+    assert await gate.acquire(at(0))
+    task = asyncio.create_task(gate.acquire(at(2)))
+    await asyncio.sleep(0)
+    starters = Starters(gate)
+    starters.add("entry due earlier", at(1))
+    gate.release()
+    assert starters.started == [("entry due earlier", True)]
+    assert not task.done()
+    gate.release()
+    assert await task
+    assert (gate.in_use, gate.waiting) == (1, 0)

@@ -8,7 +8,7 @@ import gc
 import logging
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +22,7 @@ from worker.brokers.sim import SimBroker
 from worker.core.outcomes import Outcome
 from worker.core.planning import build_plan
 from worker.core.records import ParentRecord, SliceRecord
+from worker.runtime.admission import AdmissionGate
 from worker.runtime.execution import NOTHING_LEFT, ExecutionPolicy, SliceExecutor
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -185,3 +186,116 @@ async def test_sending_slices_leaves_no_reference_cycles_behind() -> None:
     assert {r.status for r in store.slices.values()} == {SliceStatus.FILLED}
     assert broker.attempts == 12 + 3  # three slices were sent twice
     assert unreachable == 0
+
+
+class Spawner:
+    """The scheduler's side of `fire`: tracked tasks, refused once stopping."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.started = 0
+        self.stopping = False
+
+    def __call__(self, work: Any) -> bool:
+        if self.stopping:
+            work.close()
+            return False
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        self.started += 1
+        return True
+
+    async def settle(self) -> None:
+        while self.tasks:
+            await asyncio.gather(*self.tasks)
+
+
+def _many(parents: int) -> tuple[MemoryStore, SimBroker, list[tuple[str, int, datetime]]]:
+    store, broker = MemoryStore(), SimBroker()
+    keys = []
+    for n in range(parents):
+        request = SubmitRequest(type="submit", strategy_id="mem", symbol="AAPL", side="buy",
+                                qty=2, duration_seconds=2, interval_seconds=1,
+                                request_id=f"r{n}", start_at=NOW)
+        parent, records = build_plan(request, now=NOW)
+        store.add(parent, records)
+        keys += [(parent.parent_order_id, r.slice_num, r.scheduled_time) for r in records]
+    return store, broker, keys
+
+
+async def test_slices_fired_beyond_the_in_flight_limit_wait_as_entries_not_tasks() -> None:
+    store, broker, keys = _many(10)
+    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: NOW,
+                             gate=AdmissionGate(2))
+    spawn = Spawner()
+    for pid, num, due in keys:
+        executor.fire(pid, num, due, spawn)
+    # Two slots: two tasks; the other 18 slices wait at the gate, held (the sweeper's view).
+    assert (len(spawn.tasks), executor.gate.waiting) == (2, 18)
+    assert len(executor.held()) == 20
+    await spawn.settle()
+    assert (spawn.started, broker.attempts) == (20, 20)
+    assert {r.status for r in store.slices.values()} == {SliceStatus.FILLED}
+    assert (executor.gate.in_use, executor.gate.waiting, executor.held()) == (0, 0, frozenset())
+
+
+async def test_a_slice_fired_twice_is_handed_over_once() -> None:
+    store, broker, keys = _many(1)
+    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: NOW,
+                             gate=AdmissionGate(1))
+    spawn = Spawner()
+    pid, num, due = keys[0]
+    executor.fire(pid, num, due, spawn)
+    executor.fire(pid, num, due, spawn)
+    await spawn.settle()
+    assert (spawn.started, broker.attempts) == (1, 1)
+
+
+async def test_a_slice_that_waited_past_its_grace_is_never_claimed_and_is_expired() -> None:
+    store, broker, keys = _many(1)
+    clock = [NOW]
+    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: clock[0],
+                             gate=AdmissionGate(1))
+    spawn = Spawner()
+    (pid, first, due), (_, second, second_due) = keys
+    executor.fire(pid, second, second_due, spawn)  # takes the slot
+    executor.fire(pid, first, due, spawn)  # waits for it
+    clock[0] = due + timedelta(seconds=60, microseconds=1)  # just past the first one's grace
+    await spawn.settle()
+    await executor.drain()  # the batch expiry the decline asked for
+    assert broker.attempts == 1  # the second, 59 s late, inside its grace
+    assert store.slices[(pid, second)].status is SliceStatus.FILLED
+    assert store.slices[(pid, first)].status is SliceStatus.EXPIRED
+    assert executor.metrics.expired_waiting._value.get() == 1
+    assert executor.held() == frozenset()
+
+
+async def test_a_late_slice_with_a_free_slot_is_claimed_and_ended_by_the_guards() -> None:
+    # Only waiting at the gate ends a slice unclaimed; one late when it fell due is claimed
+    # and ends with the guards' reason, as before.
+    store, broker, keys = _many(1)
+    pid, num, due = keys[0]
+    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0),
+                             lambda: due + timedelta(seconds=61), gate=AdmissionGate(1))
+    spawn = Spawner()
+    executor.fire(pid, num, due, spawn)
+    await spawn.settle()
+    assert spawn.started == 1 and broker.attempts == 0
+    assert store.slices[(pid, num)].status is SliceStatus.EXPIRED
+    assert executor.metrics.expired_waiting._value.get() == 0
+
+
+async def test_once_stopping_a_waiting_slice_starts_no_more_and_stays_scheduled() -> None:
+    store, broker, keys = _many(1)
+    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: NOW,
+                             gate=AdmissionGate(1))
+    spawn = Spawner()
+    (pid, first, due), (_, second, second_due) = keys
+    executor.fire(pid, first, due, spawn)
+    executor.fire(pid, second, second_due, spawn)
+    spawn.stopping = True
+    await spawn.settle()
+    assert broker.attempts == 1
+    assert store.slices[(pid, second)].status is SliceStatus.SCHEDULED
+    assert (executor.gate.in_use, executor.gate.waiting, executor.held()) == (0, 0, frozenset())

@@ -25,6 +25,7 @@ nothing to send ends `closed` ("nothing left to send"), without a broker call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,7 @@ from worker.runtime.dbretry import DatabaseUnavailable, NotLeading, with_db_retr
 from worker.runtime.errorlog import ErrorLog
 from worker.runtime.ports import SliceStore
 from worker.runtime.risk import SliceRisk
+from worker.runtime.scheduling import Spawn
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +152,47 @@ class SliceExecutor:
         """Slices this process is working on right now (the sweeper leaves them alone)."""
         return frozenset(self._held)
 
+    def fire(self, parent_id: str, slice_num: int, due: datetime, spawn: Spawn) -> None:
+        """The scheduler's hand-over of a slice that fell due: its task starts (through
+        `spawn`) when a slot at the gate is its, at once if one is free. Until then it waits
+        as an entry of the gate's queue, not as a task (admission.py)."""
+        key = (parent_id, slice_num)
+        if key in self._held:
+            log.debug("slice.skipped", extra={"parent_order_id": parent_id,
+                                              "slice_num": slice_num})
+            return
+        self._held.add(key)  # waiting counts as held: the sweeper leaves it alone
+        self.gate.enqueue(due, functools.partial(self._start, key, due, spawn))
+
+    def _start(self, key: SliceKey, due: datetime, spawn: Spawn, waited: bool) -> bool:
+        """A slot is this slice's: start its task, which gives the slot back. Declined (False)
+        when it waited past its grace (it was never claimed: the batch expiry ends it; one
+        late already when it fell due is claimed, and the guards end it with its reason) or
+        the worker is stopping (it stays `scheduled` for the next start)."""
+        parent_id, slice_num = key
+        ids: dict[str, object] = {"parent_order_id": parent_id, "slice_num": slice_num}
+        if waited and self.clock() > due + self.policy.grace:
+            self._held.discard(key)
+            self._expired_waiting(ids)
+            return False
+        if not spawn(self._admitted(key, due, ids)):
+            self._held.discard(key)
+            return False
+        return True
+
+    async def _admitted(self, key: SliceKey, due: datetime, ids: dict[str, object]) -> None:
+        try:
+            await self._run(key[0], key[1], due, ids)
+        except Exception as exc:
+            self.errors.error("slice.execute_error", exc, ids)
+        finally:
+            self._held.discard(key)
+            self.gate.release()
+
     async def run(self, parent_id: str, slice_num: int, due: datetime) -> None:
-        """Fire one scheduled slice. Never raises: every path ends in a status, or leaves the
-        slice `submitting` for the sweeper to settle, with a log line."""
+        """Run one scheduled slice to its end in the caller's task, its slot awaited here (the
+        scheduler hands slices over with `fire` instead). Never raises: every path ends in a
+        status, or leaves the slice `submitting` for the sweeper to settle, with a log line."""
         key = (parent_id, slice_num)
         ids: dict[str, object] = {"parent_order_id": parent_id, "slice_num": slice_num}
         if key in self._held:

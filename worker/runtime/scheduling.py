@@ -1,8 +1,9 @@
 """One APScheduler job per active parent, re-armed for its next slice each time it fires.
 
 The job count grows with parents, not slices (10,000 parents of 30 slices = 10,000 jobs), and a
-job never waits for its slice: it hands the slice to a task and re-arms, so a slow broker can't
-make APScheduler skip a run. The database stays the source of truth; these jobs are rebuilt
+job never waits for its slice: it hands the slice over (`RunSlice`: a task now, or a place at
+the admission gate and a task when its slot comes) and re-arms, so a slow broker can't make
+APScheduler skip a run. The database stays the source of truth; these jobs are rebuilt
 from it on every start.
 """
 
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -22,7 +24,11 @@ from worker.runtime.clock import Clock
 
 log = logging.getLogger(__name__)
 
-RunSlice = Callable[[str, int, datetime], Awaitable[None]]
+# Runs slice work as a tracked task; False (the work closed, never run) once shutting down.
+Spawn = Callable[[Coroutine[Any, Any, None]], bool]
+# Hands a slice that fell due (parent id, slice number, due time) over, with the way to start
+# its task (executor.SliceExecutor.fire).
+RunSlice = Callable[[str, int, datetime, Spawn], None]
 PERIODIC_PREFIX = "periodic:"
 
 
@@ -47,6 +53,7 @@ class SliceScheduler:
         self._clock = clock
         self._timelines: dict[str, Timeline] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
         self._aps = AsyncIOScheduler(
             timezone=UTC,
             # None = run however late: our own code decides (expire beyond the grace), so a
@@ -65,7 +72,10 @@ class SliceScheduler:
         return bool(self._aps.running)
 
     async def shutdown(self, within: float) -> None:
-        """Stop firing, then let slices already in flight finish (up to `within` seconds)."""
+        """Stop firing, then let slices already in flight finish (up to `within` seconds).
+        Slices still waiting for a slot start no more: never claimed, they stay `scheduled`
+        for whoever runs next."""
+        self._closing = True
         if self._aps.running:
             self._aps.shutdown(wait=False)
         if self._tasks:
@@ -160,13 +170,18 @@ class SliceScheduler:
             self._arm(parent_id, timeline)
         else:
             del self._timelines[parent_id]
-        self.spawn(self._run_slice(parent_id, slice_num, due))
+        self._run_slice(parent_id, slice_num, due, self.spawn)
 
-    def spawn(self, work: Awaitable[None]) -> None:
-        """Run slice work as a tracked task, so shutdown can wait for it."""
+    def spawn(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run slice work as a tracked task, so shutdown can wait for it; once shutdown has
+        begun, close it unstarted and say so (False)."""
+        if self._closing:
+            work.close()
+            return False
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
 
     def _on_trouble(self, event: JobEvent) -> None:
         job_id = event.job_id

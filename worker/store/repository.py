@@ -94,8 +94,8 @@ class Store:
             yield conn
 
     async def warm_up(self, now: datetime) -> int:
-        """Compile and prepare, on every pooled connection, each claim size and IN-list length
-        (store/warmup.py), before the first request. Returns how many statements ran."""
+        """Compile each claim size and IN-list length (store/warmup.py) before the first
+        request. Returns how many statements ran."""
         return await warmup.warm_up(self.engine, fenced=self._fence is not None, now=now)
 
     async def ping(self) -> None:
