@@ -1,6 +1,6 @@
-"""The start-up warm-up: every claim size and IN-list length compiled (and, on PostgreSQL,
-prepared on every pooled connection) before the first request, so none of them is first
-compiled on the dispatch path or as a step in memory later; and it changes no row."""
+"""The start-up warm-up: every claim size and IN-list length compiled (and prepared on one
+connection) before the first request, so none of them is first compiled on the dispatch path
+or as a step in memory later; and it changes no row."""
 
 from __future__ import annotations
 
@@ -121,6 +121,16 @@ async def test_on_postgresql_the_warm_up_prepares_on_one_connection_and_is_quick
         for conn in held:
             await conn.close()
     assert sorted(prepared, reverse=True)[:2] == [len(CLAIM_SIZES), 0]
+
+
+@pytest.mark.parametrize("db_kind", ["postgresql"])
+async def test_a_store_that_fences_its_claims_warms_the_fenced_claims(store: Store) -> None:
+    store.fence_claims(lambda: 4242)  # PostgreSQL fences on the leadership session
+    with sql_texts(store) as warmed:
+        await store.warm_up(datetime.now(UTC))
+    fenced = [t for t in warmed if "IN ((" in t and "pg_locks" in t]
+    assert len(fenced) == len(CLAIM_SIZES)
+    assert not [t for t in warmed if "IN ((" in t and "pg_locks" not in t]
 
 
 async def test_the_worker_warms_its_store_before_it_takes_requests(harness: Harness) -> None:

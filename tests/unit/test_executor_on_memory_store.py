@@ -196,15 +196,15 @@ class Spawner:
         self.started = 0
         self.stopping = False
 
-    def __call__(self, work: Any) -> bool:
+    def __call__(self, work: Any) -> asyncio.Task[None] | None:
         if self.stopping:
             work.close()
-            return False
+            return None
         task = asyncio.ensure_future(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         self.started += 1
-        return True
+        return task
 
     async def settle(self) -> None:
         while self.tasks:
@@ -299,3 +299,69 @@ async def test_once_stopping_a_waiting_slice_starts_no_more_and_stays_scheduled(
     assert broker.attempts == 1
     assert store.slices[(pid, second)].status is SliceStatus.SCHEDULED
     assert (executor.gate.in_use, executor.gate.waiting, executor.held()) == (0, 0, frozenset())
+
+
+async def test_a_slice_whose_slot_comes_exactly_at_the_end_of_its_grace_is_claimed() -> None:
+    store, broker, keys = _many(1)
+    clock = [NOW]
+    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: clock[0],
+                             gate=AdmissionGate(1))
+    spawn = Spawner()
+    (pid, first, due), (_, second, second_due) = keys
+    executor.fire(pid, second, second_due, spawn)
+    executor.fire(pid, first, due, spawn)
+    clock[0] = due + timedelta(seconds=60)  # the grace, not past it (the guards' rule too)
+    await spawn.settle()
+    assert broker.attempts == 2
+    assert executor.metrics.expired_waiting._value.get() == 0
+
+
+async def test_a_slice_already_past_its_grace_that_would_wait_is_dropped_at_once() -> None:
+    store, broker, keys = _many(1)
+    (pid, first, due), (_, second, second_due) = keys
+    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0),
+                             lambda: due + timedelta(seconds=61), gate=AdmissionGate(1))
+    spawn = Spawner()
+    executor.fire(pid, second, second_due, spawn)  # takes the free slot: claimed, judged
+    executor.fire(pid, first, due, spawn)  # would wait, past its grace: not queued
+    assert executor.gate.waiting == 0
+    assert executor.metrics.expired_waiting._value.get() == 1
+    await spawn.settle()
+    await executor.drain()
+    assert store.slices[(pid, first)].status is SliceStatus.EXPIRED
+    assert broker.attempts == 1  # the other one, due 1 s later: 60 s late, inside its grace
+
+
+async def test_a_slice_task_cancelled_before_its_first_step_gives_its_slot_back() -> None:
+    store, broker, keys = _many(1)
+    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: NOW,
+                             gate=AdmissionGate(1))
+    spawn = Spawner()
+    (pid, first, due), (_, second, second_due) = keys
+    executor.fire(pid, first, due, spawn)
+    executor.fire(pid, second, second_due, spawn)
+    (task,) = spawn.tasks
+    task.cancel()  # before it ever ran
+    await asyncio.gather(task, return_exceptions=True)
+    await spawn.settle()  # the slot went on to the second slice
+    assert store.slices[(pid, first)].status is SliceStatus.SCHEDULED
+    assert store.slices[(pid, second)].status is SliceStatus.FILLED
+    assert (executor.gate.in_use, executor.gate.waiting, executor.held()) == (0, 0, frozenset())
+
+
+async def test_a_start_that_fails_leaves_neither_the_slot_nor_the_slice_held() -> None:
+    store, broker, keys = _many(1)
+    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: NOW,
+                             gate=AdmissionGate(1))
+    pid, num, due = keys[0]
+
+    def broken(work: Any) -> None:
+        work.close()
+        raise RuntimeError("no tasks today")
+
+    executor.fire(pid, num, due, broken)
+    assert (executor.gate.in_use, executor.held()) == (0, frozenset())
+    spawn = Spawner()
+    executor.fire(pid, num, due, spawn)  # the same slice, handed over again, runs
+    await spawn.settle()
+    assert broker.attempts == 1

@@ -49,6 +49,11 @@ class AdmissionGate:
         return self._in_use
 
     @property
+    def free(self) -> bool:
+        """A slot would be taken at once: one is free and nobody waits."""
+        return self._in_use < self.limit and self._waiting == 0
+
+    @property
     def waiting(self) -> int:
         """Slices waiting for a slot."""
         return self._waiting

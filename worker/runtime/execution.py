@@ -141,6 +141,7 @@ class SliceExecutor:
         self.errors = ErrorLog(log, self.metrics)
         self._expiry: asyncio.Task[None] | None = None
         self._expiry_wanted = False
+        self._draining = False
         # Claims and outcomes of slices firing together go to the store in groups, each
         # slice still with its own answer (batching.py).
         self.claims = ClaimBatcher(store)
@@ -161,23 +162,39 @@ class SliceExecutor:
             log.debug("slice.skipped", extra={"parent_order_id": parent_id,
                                               "slice_num": slice_num})
             return
+        if not self.gate.free and self.clock() > due + self.policy.grace:
+            # Past its grace already, and it would wait: dropped now, as a waiter whose grace
+            # ran out (nothing claimed, the batch expiry ends it).
+            self._expired_waiting({"parent_order_id": parent_id, "slice_num": slice_num})
+            return
         self._held.add(key)  # waiting counts as held: the sweeper leaves it alone
-        self.gate.enqueue(due, functools.partial(self._start, key, due, spawn))
+        try:
+            self.gate.enqueue(due, functools.partial(self._start, key, due, spawn))
+        except BaseException:
+            self._held.discard(key)
+            raise
 
     def _start(self, key: SliceKey, due: datetime, spawn: Spawn, waited: bool) -> bool:
-        """A slot is this slice's: start its task, which gives the slot back. Declined (False)
-        when it waited past its grace (it was never claimed: the batch expiry ends it; one
-        late already when it fell due is claimed, and the guards end it with its reason) or
-        the worker is stopping (it stays `scheduled` for the next start)."""
+        """A slot is this slice's: start its task, which gives the slot back when it ends,
+        whichever way (even cancelled before its first step). Declined (False) when it waited
+        past its grace (it was never claimed: the batch expiry ends it; one late already when
+        it fell due is claimed, and the guards end it with its reason) or the worker is
+        stopping (it stays `scheduled` for the next start)."""
         parent_id, slice_num = key
         ids: dict[str, object] = {"parent_order_id": parent_id, "slice_num": slice_num}
-        if waited and self.clock() > due + self.policy.grace:
+        try:
+            if waited and self.clock() > due + self.policy.grace:
+                self._held.discard(key)
+                self._expired_waiting(ids)
+                return False
+            task = spawn(self._admitted(key, due, ids))
+        except BaseException:
             self._held.discard(key)
-            self._expired_waiting(ids)
-            return False
-        if not spawn(self._admitted(key, due, ids)):
+            raise
+        if task is None:
             self._held.discard(key)
             return False
+        task.add_done_callback(functools.partial(self._ended, key))
         return True
 
     async def _admitted(self, key: SliceKey, due: datetime, ids: dict[str, object]) -> None:
@@ -185,9 +202,10 @@ class SliceExecutor:
             await self._run(key[0], key[1], due, ids)
         except Exception as exc:
             self.errors.error("slice.execute_error", exc, ids)
-        finally:
-            self._held.discard(key)
-            self.gate.release()
+
+    def _ended(self, key: SliceKey, _task: asyncio.Task[None]) -> None:
+        self._held.discard(key)
+        self.gate.release()
 
     async def run(self, parent_id: str, slice_num: int, due: datetime) -> None:
         """Run one scheduled slice to its end in the caller's task, its slot awaited here (the
@@ -218,6 +236,8 @@ class SliceExecutor:
         with it, instead of a claim and a write per slice when the database is the bottleneck."""
         self.metrics.expired_waiting.inc()
         log.debug("slice.expired_waiting", extra=ids)
+        if self._draining:
+            return  # shutting down: the sweeper of the next start expires it
         self._expiry_wanted = True
         if self._expiry is None or self._expiry.done():
             self._expiry = asyncio.create_task(self._expire_missed())
@@ -241,7 +261,8 @@ class SliceExecutor:
                 return
 
     async def drain(self) -> None:
-        """Wait for the batch expiry, if one is running (shutdown)."""
+        """Wait for the batch expiry, if one is running, and start no other (shutdown)."""
+        self._draining = True
         if self._expiry is not None:
             await asyncio.gather(self._expiry, return_exceptions=True)
         self.errors.close()

@@ -24,8 +24,8 @@ from worker.runtime.clock import Clock
 
 log = logging.getLogger(__name__)
 
-# Runs slice work as a tracked task; False (the work closed, never run) once shutting down.
-Spawn = Callable[[Coroutine[Any, Any, None]], bool]
+# Runs slice work as a tracked task; None (the work closed, never run) once shutting down.
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None] | None"]
 # Hands a slice that fell due (parent id, slice number, due time) over, with the way to start
 # its task (executor.SliceExecutor.fire).
 RunSlice = Callable[[str, int, datetime, Spawn], None]
@@ -172,16 +172,16 @@ class SliceScheduler:
             del self._timelines[parent_id]
         self._run_slice(parent_id, slice_num, due, self.spawn)
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> bool:
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         """Run slice work as a tracked task, so shutdown can wait for it; once shutdown has
-        begun, close it unstarted and say so (False)."""
+        begun, close it unstarted and say so (None)."""
         if self._closing:
             work.close()
-            return False
+            return None
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return True
+        return task
 
     def _on_trouble(self, event: JobEvent) -> None:
         job_id = event.job_id

@@ -127,8 +127,8 @@ _CLAIM_MANY = {size: _claim_many(size) for size in CLAIM_SIZES}
 _FENCED_CLAIM_MANY = {size: statement.where(LOCK_HELD) for size, statement in _CLAIM_MANY.items()}
 
 def claim_warm_ups(fenced: bool, now: datetime) -> list[tuple[Any, dict[str, Any]]]:
-    """A claim of each size with keys that match no slice (numbers start at 1): every claim
-    text the worker can send, for the start-up warm-up (warmup.py)."""
+    """A claim of each size with keys that match no slice (no parent id is empty, no slice
+    number negative): every claim text the worker can send, for the start-up warm-up."""
     out: list[tuple[Any, dict[str, Any]]] = []
     for size in CLAIM_SIZES:
         params: dict[str, Any] = {"b_now": now}

@@ -1,12 +1,13 @@
 """The statements whose SQL text depends on a batch's size, compiled at start-up.
 
 A claim of 1 to 128 slices and an IN list of 1 to 256 values are a few fixed texts each
-(slices.CLAIM_SIZES, inlists.IN_SIZES), but each text is compiled by SQLAlchemy the first time
-a batch of that size occurs: on the dispatch path (a claim of 64 slices compiles a 4 KiB
-statement into about 140 KiB of objects), and at moments spread over weeks, each one a step up
-in the process's memory. Run here once, with values that match no row, inside a transaction
-that is rolled back, they are compiled (into the engine's cache, which every connection shares)
-and prepared on one connection before the first request. One connection, not the whole pool:
+(slices.CLAIM_SIZES, inlists.IN_SIZES). Each claim size is a statement SQLAlchemy compiles the
+first time a batch of that size occurs (a claim of 64 slices: a 4 KiB statement, about 140 KiB
+of objects), on the dispatch path and at moments spread over weeks, each a step up in the
+process's memory; each IN-list length is a text the driver prepares the first time. Run here
+once, with values that match no row, inside a transaction that is rolled back, they are
+compiled (into the engine's cache, which every connection shares) and prepared on one
+connection before the first request. One connection, not the whole pool:
 preparing them on all 15 of a PostgreSQL pool took 0.5-0.9 s, added to every start before the
 first slice; the other connections prepare each text on first use, a round trip.
 """
