@@ -5,14 +5,12 @@ or as a step in memory later; and it changes no row."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
+from tests.integration.test_in_list_statements import sql_texts
 from tests.integration.test_store import make_plan
 from tests.support.harness import Harness
 from worker.core import events
@@ -23,20 +21,6 @@ from worker.store.slices import CLAIM_SIZES
 from worker.store.tables import outbox, slices
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def sql_texts(store: Store) -> Iterator[set[str]]:
-    seen: set[str] = set()
-
-    def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-        seen.add(statement)
-
-    event.listen(store.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", record)
 
 
 def compiled(store: Store) -> int:

@@ -224,10 +224,16 @@ def _many(parents: int) -> tuple[MemoryStore, SimBroker, list[tuple[str, int, da
     return store, broker, keys
 
 
+def _gated(store: MemoryStore, broker: SimBroker, clock: Any = lambda: NOW,
+           slots: int = 1) -> SliceExecutor:
+    """An executor with `slots` slots at its gate."""
+    return SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), clock,
+                         gate=AdmissionGate(slots))
+
+
 async def test_slices_fired_beyond_the_in_flight_limit_wait_as_entries_not_tasks() -> None:
     store, broker, keys = _many(10)
-    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: NOW,
-                             gate=AdmissionGate(2))
+    executor = _gated(store, broker, slots=2)
     spawn = Spawner()
     for pid, num, due in keys:
         executor.fire(pid, num, due, spawn)
@@ -242,8 +248,7 @@ async def test_slices_fired_beyond_the_in_flight_limit_wait_as_entries_not_tasks
 
 async def test_a_slice_fired_twice_is_handed_over_once() -> None:
     store, broker, keys = _many(1)
-    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: NOW,
-                             gate=AdmissionGate(1))
+    executor = _gated(store, broker)
     spawn = Spawner()
     pid, num, due = keys[0]
     executor.fire(pid, num, due, spawn)
@@ -255,8 +260,7 @@ async def test_a_slice_fired_twice_is_handed_over_once() -> None:
 async def test_a_slice_that_waited_past_its_grace_is_never_claimed_and_is_expired() -> None:
     store, broker, keys = _many(1)
     clock = [NOW]
-    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: clock[0],
-                             gate=AdmissionGate(1))
+    executor = _gated(store, broker, lambda: clock[0])
     spawn = Spawner()
     (pid, first, due), (_, second, second_due) = keys
     executor.fire(pid, second, second_due, spawn)  # takes the slot
@@ -288,8 +292,7 @@ async def test_a_late_slice_with_a_free_slot_is_claimed_and_ended_by_the_guards(
 
 async def test_once_stopping_a_waiting_slice_starts_no_more_and_stays_scheduled() -> None:
     store, broker, keys = _many(1)
-    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: NOW,
-                             gate=AdmissionGate(1))
+    executor = _gated(store, broker)
     spawn = Spawner()
     (pid, first, due), (_, second, second_due) = keys
     executor.fire(pid, first, due, spawn)
@@ -304,8 +307,7 @@ async def test_once_stopping_a_waiting_slice_starts_no_more_and_stays_scheduled(
 async def test_a_slice_whose_slot_comes_exactly_at_the_end_of_its_grace_is_claimed() -> None:
     store, broker, keys = _many(1)
     clock = [NOW]
-    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: clock[0],
-                             gate=AdmissionGate(1))
+    executor = _gated(store, broker, lambda: clock[0])
     spawn = Spawner()
     (pid, first, due), (_, second, second_due) = keys
     executor.fire(pid, second, second_due, spawn)
@@ -334,8 +336,7 @@ async def test_a_slice_already_past_its_grace_that_would_wait_is_dropped_at_once
 
 async def test_a_slice_task_cancelled_before_its_first_step_gives_its_slot_back() -> None:
     store, broker, keys = _many(1)
-    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: NOW,
-                             gate=AdmissionGate(1))
+    executor = _gated(store, broker)
     spawn = Spawner()
     (pid, first, due), (_, second, second_due) = keys
     executor.fire(pid, first, due, spawn)
@@ -351,8 +352,7 @@ async def test_a_slice_task_cancelled_before_its_first_step_gives_its_slot_back(
 
 async def test_a_start_that_fails_leaves_neither_the_slot_nor_the_slice_held() -> None:
     store, broker, keys = _many(1)
-    executor = SliceExecutor(store, broker, ExecutionPolicy(first_wait=0.0), lambda: NOW,
-                             gate=AdmissionGate(1))
+    executor = _gated(store, broker)
     pid, num, due = keys[0]
 
     def broken(work: Any) -> None:
