@@ -61,7 +61,7 @@ class AdmissionGate:
     def enqueue(self, due: datetime, start: Starter) -> None:
         """Call `start` with a slot: now if one is free and nobody waits, else when a release
         hands it one, after every waiter due earlier."""
-        if self._in_use < self.limit and self._waiting == 0:
+        if self.free:
             self._in_use += 1
             if not _started(start, waited=False):
                 self.release()
@@ -72,7 +72,7 @@ class AdmissionGate:
     async def acquire(self, due: datetime, within: float | None = None) -> bool:
         """Take a slot, waiting behind slices due earlier; False when `within` seconds
         passed first. A slot taken must be given back with `release()`."""
-        if self._in_use < self.limit and self._waiting == 0:
+        if self.free:
             self._in_use += 1
             return True
         if within is not None and within <= 0:

@@ -162,7 +162,7 @@ class SliceExecutor:
             log.debug("slice.skipped", extra={"parent_order_id": parent_id,
                                               "slice_num": slice_num})
             return
-        if not self.gate.free and self.clock() > due + self.policy.grace:
+        if not self.gate.free and self._past_grace(due):
             # Past its grace already, and it would wait: dropped now, as a waiter whose grace
             # ran out (nothing claimed, the batch expiry ends it).
             self._expired_waiting({"parent_order_id": parent_id, "slice_num": slice_num})
@@ -183,7 +183,7 @@ class SliceExecutor:
         parent_id, slice_num = key
         ids: dict[str, object] = {"parent_order_id": parent_id, "slice_num": slice_num}
         try:
-            if waited and self.clock() > due + self.policy.grace:
+            if waited and self._past_grace(due):
                 self._held.discard(key)
                 self._expired_waiting(ids)
                 return False
@@ -196,6 +196,10 @@ class SliceExecutor:
             return False
         task.add_done_callback(functools.partial(self._ended, key))
         return True
+
+    def _past_grace(self, due: datetime) -> bool:
+        """Later than the grace after `due` (the store's expiry and the guards use `>` too)."""
+        return self.clock() > due + self.policy.grace
 
     async def _admitted(self, key: SliceKey, due: datetime, ids: dict[str, object]) -> None:
         try:
