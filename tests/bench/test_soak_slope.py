@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.soak import least_squares_slope
+from bench.soak import growth, least_squares_slope
 
 
 def test_slope_of_points_on_a_line_is_its_slope() -> None:
@@ -31,3 +31,43 @@ def test_slope_needs_two_distinct_x() -> None:
         least_squares_slope([(1.0, 2.0)])
     with pytest.raises(ValueError, match="2 distinct x"):
         least_squares_slope([(1.0, 2.0), (1.0, 3.0)])
+
+
+def rounds_of_3000(rss_mib: list[float]) -> list[tuple[int, float]]:
+    return [(3000 * (n + 1), rss) for n, rss in enumerate(rss_mib)]
+
+
+def test_growth_of_a_leak_is_the_same_over_all_rounds_and_the_second_half() -> None:
+    """3 MiB more after every round of 3,000 parents: 3,072 KiB per 3,000 = 1,024 per 1,000,
+    fitted over rounds 2..20 and over 11..20 alike."""
+    slope, later_from, later = growth(rounds_of_3000([90.0 + 3 * n for n in range(20)]))
+    assert later_from == 11
+    assert slope == pytest.approx(1024.0)
+    assert later == pytest.approx(1024.0)
+
+
+def test_growth_leaves_the_first_round_out() -> None:
+    """A first round 8 MiB below a flat line does not count: warming up is not growth."""
+    slope, _, later = growth(rounds_of_3000([92.0] + [100.0] * 19))
+    assert slope == 0.0
+    assert later == 0.0
+
+
+def test_one_allocator_step_mid_run_reads_as_growth_over_all_rounds_not_the_second_half() -> None:
+    """Rounds 2..10 at 100 MiB, 11..20 at 101: x = 6, 9, ..., 60 thousand (mean 33,
+    Sxx = 9 * 2 * (1 + 4 + ... + 81) = 5,130), Sxy = 1,024 * (0 + 3 + ... + 27) = 138,240:
+    +26.95 KiB per 1,000 over rounds 2..20; nothing over 11..20."""
+    slope, later_from, later = growth(rounds_of_3000([99.0] + [100.0] * 9 + [101.0] * 10))
+    assert later_from == 11
+    assert slope == pytest.approx(138_240 / 5_130)
+    assert later == 0.0
+
+
+def test_growth_of_a_short_run() -> None:
+    """Four rounds (--quick): rounds 2..4 fitted, the second half is rounds 3..4; one round
+    has no slope at all."""
+    slope, later_from, later = growth(rounds_of_3000([10.0, 11.0, 12.0, 14.0]))
+    assert later_from == 3
+    assert slope == pytest.approx(1.5 * 1024 / 3)  # 1.5 MiB per round of 3,000
+    assert later == pytest.approx(2 * 1024 / 3)
+    assert growth(rounds_of_3000([10.0])) == (None, 1, None)
