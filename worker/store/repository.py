@@ -55,7 +55,6 @@ class Store:
         self._single = self.db.single(engine)
         self.reads = OperatorReads(engine)  # the `twap` commands' reads, not the runtime's
         self._fence: Callable[[], int | None] | None = None
-        self._replay = warmup.Replay()
         # Told of each submit's view that could not be applied (the worker counts them).
         self.on_bad_view: Callable[[], None] = lambda: None
 
@@ -96,10 +95,8 @@ class Store:
 
     async def warm_up(self, now: datetime) -> int:
         """Compile each claim size and IN-list length (store/warmup.py) before the first
-        request, and prepare them on every pooled connection before its first use. Returns
-        how many statements ran."""
-        return await warmup.warm_up(self.engine, self._replay, fenced=self._fence is not None,
-                                    now=now)
+        request. Returns how many statements ran."""
+        return await warmup.warm_up(self.engine, fenced=self._fence is not None, now=now)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
