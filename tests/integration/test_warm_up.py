@@ -16,6 +16,7 @@ from tests.support.harness import Harness
 from worker.core import events
 from worker.store import grants, limits, parents
 from worker.store.inlists import IN_MAX, IN_SIZES
+from worker.store.prepared import PER_CHECKOUT
 from worker.store.repository import Store
 from worker.store.slices import CLAIM_SIZES
 from worker.store.tables import outbox, slices
@@ -104,7 +105,11 @@ async def test_on_postgresql_the_warm_up_prepares_on_one_connection_and_is_quick
     finally:
         for conn in held:
             await conn.close()
-    assert sorted(prepared, reverse=True)[:2] == [len(CLAIM_SIZES), 0]
+    # The warm-up's connection holds them all; each other one, on its one checkout since, took
+    # at most the few texts of the shared list a checkout prepares (store/prepared.py).
+    most, *others = sorted(prepared, reverse=True)
+    assert most == len(CLAIM_SIZES)
+    assert max(others) <= PER_CHECKOUT
 
 
 @pytest.mark.parametrize("db_kind", ["postgresql"])

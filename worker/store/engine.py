@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from worker.store.prepared import PreparedSpread
 from worker.store.sqlite_inline import INLINE_BUSY_TIMEOUT_MS, InlineConnection, inline_creator
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -76,7 +77,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # checkout, more than the statement it protects. A connection that died with the server
     # fails its first statement as an outage, every caller retries, and SQLAlchemy then
     # replaces the whole pool.
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size + PG_EXTRA_CONNECTIONS,
         max_overflow=0,
@@ -89,6 +90,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             "max_cached_statement_lifetime": 0,
         },
     )
+    PreparedSpread().install(engine)  # memory that settles in a minute, not over days
+    return engine
 
 
 def _tune_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
