@@ -219,10 +219,14 @@ async def test_expire_overdue_writes_parents_in_id_order(
                          interval_seconds=60, order_type="market", limit_price=None,
                          start_at=start.isoformat())
 
-    # The older parent (its slices first in scheduled-time order) has the greater id.
-    newer = overdue_plan(300, "s0")
-    older = next(plan for plan in (overdue_plan(600, f"s{i}") for i in range(1, 50))
-                 if plan[0].parent_order_id > newer[0].parent_order_id)
+    # The older parent (its slices first in scheduled-time order) has the greater id. Ids are
+    # hashes of the plan, and the plan holds the wall-clock start: take the lowest newer id and
+    # the highest older id of 50 each, so that the two are in that order whatever the hour.
+    newer = min((overdue_plan(300, f"n{i}") for i in range(50)),
+                key=lambda plan: plan[0].parent_order_id)
+    older = max((overdue_plan(600, f"s{i}") for i in range(50)),
+                key=lambda plan: plan[0].parent_order_id)
+    assert older[0].parent_order_id > newer[0].parent_order_id
     for parent, plan in (older, newer):
         await store.create_parent(parent, plan, NOW)
     written: list[tuple[str, int]] = []
