@@ -90,7 +90,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             "max_cached_statement_lifetime": 0,
         },
     )
-    PreparedSpread().install(engine)  # memory that settles in a minute, not over days
+    PreparedSpread().install(engine)  # prepared statements that settle early, not over days
     return engine
 
 

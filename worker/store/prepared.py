@@ -24,6 +24,7 @@ cancelled while connecting.
 from __future__ import annotations
 
 import logging
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import event
@@ -49,8 +50,7 @@ _DONE = "twap.prepared_done"
 class PreparedSpread:
     """The shared list and the two pool listeners. Each engine gets its own (`install`)."""
 
-    def __init__(self, per_checkout: int = PER_CHECKOUT) -> None:
-        self.per_checkout = per_checkout
+    def __init__(self) -> None:
         self.texts: dict[str, None] = {}  # insertion order: the first texts met go first
         self.failed: set[str] = set()
         self._full_logged = False
@@ -66,7 +66,7 @@ class PreparedSpread:
             return  # nothing new prepared since the last look (the common case: no copy)
         record.info[_READ_AT] = len(cache)
         limit = int(cache.capacity * SHARE_OF_CACHE)
-        for text in list(cache):  # iterating keys leaves the cache's recency as it was
+        for text in cache:  # iterating keys leaves the cache's recency as it was
             if text in self.texts or text in self.failed:
                 continue
             if len(self.texts) >= limit:
@@ -84,11 +84,11 @@ class PreparedSpread:
         if cache is None:
             return
         held = set(cache)
-        lacking = [t for t in list(self.texts)[:listed] if t not in held and t not in self.failed]
-        for text in lacking[: self.per_checkout]:
+        lacking = [t for t in islice(self.texts, listed) if t not in held and t not in self.failed]
+        for text in lacking[:PER_CHECKOUT]:
             if not self._prepare(adapter, text):
                 return
-        if len(lacking) <= self.per_checkout:
+        if len(lacking) <= PER_CHECKOUT:
             record.info[_DONE] = listed
 
     def _prepare(self, adapter: Any, text: str) -> bool:

@@ -7,9 +7,9 @@ of objects), on the dispatch path and at moments spread over weeks, each a step 
 process's memory; each IN-list length is a text the driver prepares the first time. Run here
 once, with values that match no row, inside a transaction that is rolled back, they are
 compiled (into the engine's cache, which every connection shares) and prepared on one
-connection before the first request. One connection, not the whole pool:
-preparing them on all 15 of a PostgreSQL pool took 0.5-0.9 s, added to every start before the
-first slice; the other connections prepare each text on first use, a round trip.
+connection before the first request. One connection, not the whole pool: preparing them on
+all 15 of a PostgreSQL pool took 0.5-0.9 s, added to every start before the first slice; the
+other connections are given them a few at a time at checkout (store/prepared.py).
 """
 
 from __future__ import annotations
