@@ -7,11 +7,15 @@ shows a slope near zero from then on; one that keeps something per parent shows 
 that many bytes per parent. A slope over many rounds is robust to the noise of a busy
 machine, where a single before/after difference is not.
 
-Twenty rounds, not ten: RSS moves in the allocator's steps (a pymalloc arena is 1 MiB, taken
-and given back as a round's busiest moment varies), and one such step in the middle of rounds
-2..10 reads as +57 KiB per 1,000 where the target allows 5; over rounds 2..20 it reads +27, and
-a step that goes back down shows as one. The slope over the second half of the rounds is
-reported beside the figure: growth keeps the same slope there, a settling allocator does not.
+Forty rounds, not twenty or ten: RSS moves in the allocator's steps (a pymalloc arena is 1 MiB,
+and a large table lives in a mapping of its own), taken and given back as a round's busiest
+moment varies. A 0.5 MiB block alive at some round ends and not others, at random, moves the
+slope over rounds 2..20 by ±3.6 KiB per 1,000 (one standard deviation: 256 KiB over the root of
+the rounds' spread, 5,130), so that block alone would put a flat worker above 5 in about one
+run of twelve; over rounds 2..40 (spread 44,460) it moves it by ±1.2. A step that stays halves
+too: 0.5 MiB taken once mid-run reads +13.5 over 20 rounds and +6.6 over 40. The slope over the
+second half of the rounds is reported beside the figure: growth keeps the same slope there, a
+settling allocator does not.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ SLOPE_TARGET_KIB_PER_1000 = 5.0
 
 @dataclass(frozen=True)
 class Params:
-    rounds: int = 20
+    rounds: int = 40
     parents: int = 3_000  # per round
     slices: int = 2
     interval: int = 1
@@ -66,7 +70,7 @@ def growth(series: Sequence[tuple[int, float]]) -> tuple[float | None, int, floa
     parents over rounds 2..N, the first round of the second half, and the slope from that
     round to N (None where fewer than 2 rounds are fitted)."""
     fitted = [(done / 1000, rss * 1024) for done, rss in series[1:]]
-    later_from = len(series) // 2 + 1  # rounds 11..20 of 20
+    later_from = len(series) // 2 + 1  # rounds 21..40 of 40
     later = fitted[later_from - 2:]
 
     def slope_of(points: list[tuple[float, float]]) -> float | None:

@@ -71,3 +71,17 @@ def test_growth_of_a_short_run() -> None:
     assert slope == pytest.approx(1.5 * 1024 / 3)  # 1.5 MiB per round of 3,000
     assert later == pytest.approx(2 * 1024 / 3)
     assert growth(rounds_of_3000([10.0])) == (None, 1, None)
+
+
+def test_forty_rounds_halve_what_one_lasting_step_reads() -> None:
+    """The default run: rounds 2..20 at 100 MiB, 21..40 at 100.5 (a 0.5 MiB block taken once,
+    never given back). x = 6, 9, ..., 120 thousand (mean 63, Sxx = 9 * 2 * (1 + 4 + ... + 361)
+    = 44,460), Sxy = 512 * 3 * (0 + 1 + ... + 19) = 291,840: +6.56 KiB per 1,000 over rounds
+    2..40, where the same step over 20 rounds reads +13.47 (256 * 270 / 5,130); nothing over
+    rounds 21..40."""
+    slope, later_from, later = growth(rounds_of_3000([99.5] + [100.0] * 19 + [100.5] * 20))
+    assert later_from == 21
+    assert slope == pytest.approx(291_840 / 44_460)
+    assert later == 0.0
+    short, _, _ = growth(rounds_of_3000([99.5] + [100.0] * 9 + [100.5] * 10))
+    assert short == pytest.approx(69_120 / 5_130)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -332,6 +333,23 @@ async def test_a_slice_already_past_its_grace_that_would_wait_is_dropped_at_once
     await executor.drain()
     assert store.slices[(pid, first)].status is SliceStatus.EXPIRED
     assert broker.attempts == 1  # the other one, due 1 s later: 60 s late, inside its grace
+
+
+async def test_a_burst_of_held_slices_leaves_no_table_behind_once_it_is_over() -> None:
+    """2,000 slices held at once need a table of 8,192 entries (128 KiB); a set keeps it when
+    emptied. Once the last of them ends the executor holds an empty set's worth again, so a
+    worker that met one busy minute does not keep its peak for weeks."""
+    store, broker, keys = _many(1_000)
+    executor = _gated(store, broker, slots=8)
+    spawn = Spawner()
+    for pid, num, due in keys:
+        executor.fire(pid, num, due, spawn)
+    assert len(executor.held()) == 2_000
+    assert sys.getsizeof(executor._held) > 128 * 1024
+    await spawn.settle()
+    assert broker.attempts == 2_000
+    assert executor.held() == frozenset()
+    assert sys.getsizeof(executor._held) == sys.getsizeof(set())
 
 
 async def test_a_slice_task_cancelled_before_its_first_step_gives_its_slot_back() -> None:
