@@ -156,8 +156,8 @@ class SliceExecutor:
     def _release(self, key: SliceKey) -> None:
         self._held.discard(key)
         if not self._held:
-            # A set keeps the table of its busiest moment (512 KiB after 6,000 slices fell
-            # due together) even once empty: a fresh one gives it back when the burst is over.
+            # A set keeps the table of its busiest moment even once empty (256 or 512 KiB
+            # after 5,500 slices were held at once): a fresh one gives it back.
             self._held = set()
 
     def fire(self, parent_id: str, slice_num: int, due: datetime, spawn: Spawn) -> None:
