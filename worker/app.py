@@ -20,8 +20,8 @@ from worker.messaging.relay import OutboxRelay
 from worker.messaging.topology import Names
 from worker.observability.broker import TimedBroker
 from worker.observability.endpoints import build_http_server
-from worker.observability.gcpause import GcPauses, reclaim, reclaim_due
-from worker.observability.heap import pin_mmap_threshold
+from worker.observability.gcpause import GcPauses, quiet, reclaim, reclaim_due
+from worker.observability.heap import pin_mmap_threshold, trim_heap
 from worker.observability.metrics import WorkerMetrics
 from worker.observability.snapshot import Snapshot
 from worker.runtime.admission import AdmissionGate
@@ -134,6 +134,8 @@ class Worker:
         self.active = asyncio.Event()
         self.recovered = asyncio.Event()
         self._reclaimed_at = time.monotonic()
+        self._batches = 0  # request batches taken: with the executor's bursts, work to tidy after
+        self._trimmed_after = (0, 0)
         # /metrics, /healthz, /readyz; None when the port is 0
         self.http = build_http_server(self, settings.http_host, settings.http_port)
 
@@ -255,6 +257,9 @@ class Worker:
             self.scheduler.every("reconcile", self.settings.reconcile_seconds,
                                  self._reconcile)
             self.scheduler.every("order_ends", ORDER_ENDS_SECONDS, self._order_ends)
+            if self.settings.heap_trim_seconds > 0:
+                self.scheduler.every("heap_trim", self.settings.heap_trim_seconds,
+                                     self._trim_heap)
             if self.settings.stats_interval_seconds > 0:
                 self.scheduler.every("stats", self.settings.stats_interval_seconds,
                                      self._periodic_stats)
@@ -277,9 +282,15 @@ class Worker:
             log.warning("outbox.final_drain_incomplete", extra={"error": repr(exc)[:200]})
 
     async def _intake(self, batch: list[Inbound], prepared: Prepared | None) -> list[Disposition]:
+        self._batches += 1
         if not self.leadership.leading():  # hold the requests until the lock is ours again
             return [Disposition.RETRY] * len(batch)
         return await self.intake.handle(batch, prepared)
+
+    def _next_due_in(self) -> float | None:
+        """Seconds to the next slice (None: none armed); a scan of the schedule."""
+        due = self.scheduler.next_due()
+        return None if due is None else (due - self.clock()).total_seconds()
 
     def _reclaim_memory(self) -> None:
         """What the collector's freeze kept and became garbage since, freed at a quiet moment
@@ -287,16 +298,33 @@ class Worker:
         now = time.monotonic()
         if now - self._reclaimed_at < self.settings.gc_reclaim_seconds:
             return  # nearly always: no scan of the schedule for the next due slice
-        due = self.scheduler.next_due()
-        next_due_in = None if due is None else (due - self.clock()).total_seconds()
         if not reclaim_due(now - self._reclaimed_at, self.settings.gc_reclaim_seconds,
-                           self.executor.gate.in_use, next_due_in):
+                           self.executor.gate.in_use, self._next_due_in()):
             return
         started = time.perf_counter()
         found = reclaim()
         self._reclaimed_at = time.monotonic()
         log.info("gc.reclaimed", extra={"unreachable": found, "pause_ms": round(
             (time.perf_counter() - started) * 1000, 1)})
+        self._trim()  # what the collection freed
+
+    async def _trim_heap(self) -> None:
+        """The C heap's free pages given back once after each stretch of work, at its first
+        quiet moment (observability.heap): a trim while busy would make slices wait, one
+        while idle finds nothing new to give back."""
+        work = (self.executor.bursts, self._batches)
+        if work == self._trimmed_after or self.executor.gate.in_use:
+            return  # nothing new since the last trim, or busy: no scan of the schedule
+        if quiet(0, self._next_due_in()):
+            self._trimmed_after = work
+            self._trim()
+
+    def _trim(self) -> None:
+        started = time.perf_counter()
+        trim_heap()
+        pause = time.perf_counter() - started
+        self.metrics.heap_trims.observe(pause)
+        log.debug("heap.trimmed", extra={"pause_ms": round(pause * 1000, 2)})
 
     async def _sweep(self) -> None:
         self._reclaim_memory()

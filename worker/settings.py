@@ -124,6 +124,12 @@ class Settings(BaseSettings):
         description="how often the garbage collector's frozen objects are collected once, at a "
         "quiet moment (one full pass: reference cycles kept by the freeze are freed); 0: never",
     )
+    heap_trim_seconds: float = Field(
+        default=1.0, ge=0,
+        description="how often the worker looks for a quiet moment after work (no slice in flight "
+        "and none due within 0.5 s) to give the C heap's free pages back to the OS "
+        "(malloc_trim, glibc only); 0: never",
+    )
     sweep_seconds: float = Field(
         default=5.0, gt=0, le=60,
         description="how often the sweeper expires overdue slices, completes parents and settles "

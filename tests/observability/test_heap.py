@@ -47,3 +47,40 @@ def test_pinned_threshold_keeps_large_buffers_mapped_after_a_larger_free() -> No
     """With the threshold pinned, a 512 KiB buffer is mapped even after a 1 MiB block was freed."""
     assert probe("pin") == "True"
     assert probe("default") == "False"  # what glibc does on its own, and what the pin prevents
+
+
+# In a fresh interpreter: 16 MiB of 64 KiB blocks from the heap, one more block after them (so
+# they are not its top, which glibc trims on its own), then the 16 MiB freed. Prints how many
+# MiB of resident memory a trim (or, for comparison, nothing) gave back.
+TRIM_PROBE = """
+import os, sys
+from worker.observability.heap import pin_mmap_threshold, trim_heap
+assert pin_mmap_threshold()
+def resident_mib():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+blocks = [bytearray(64 * 1024) for _ in range(256)]
+above = bytearray(64 * 1024)
+del blocks
+before = resident_mib()
+released = trim_heap() if sys.argv[1] == "trim" else None
+print(released, round(before - resident_mib(), 1))
+"""
+
+
+def trim_probe(mode: str) -> tuple[str, float]:
+    done = subprocess.run([sys.executable, "-c", TRIM_PROBE, mode], cwd=REPO,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    released, mib = done.stdout.split()
+    return released, float(mib)
+
+
+def test_a_trim_gives_back_free_pages_below_the_top_of_the_heap() -> None:
+    """16 MiB freed under a block still in use stay resident until the heap is trimmed."""
+    released, given_back = trim_probe("trim")
+    assert released == "True"
+    assert given_back >= 15.0
+    released, given_back = trim_probe("none")
+    assert released == "None"
+    assert given_back < 1.0  # glibc keeps them on its own: what the trim is for

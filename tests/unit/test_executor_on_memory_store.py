@@ -346,10 +346,12 @@ async def test_a_burst_of_held_slices_leaves_no_table_behind_once_it_is_over() -
         executor.fire(pid, num, due, spawn)
     assert len(executor.held()) == 2_000
     assert sys.getsizeof(executor._held) > 128 * 1024
+    assert executor.bursts == 0
     await spawn.settle()
     assert broker.attempts == 2_000
     assert executor.held() == frozenset()
     assert sys.getsizeof(executor._held) == sys.getsizeof(set())
+    assert executor.bursts == 1  # the worker's cue to trim the heap (app.py)
 
 
 async def test_a_slice_task_cancelled_before_its_first_step_gives_its_slot_back() -> None:

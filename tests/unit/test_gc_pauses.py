@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from worker.observability.gcpause import GcPauses, reclaim, reclaim_due
+from worker.observability.gcpause import GcPauses, quiet, reclaim, reclaim_due
 from worker.observability.metrics import WorkerMetrics
 
 
@@ -80,3 +80,12 @@ def test_reclaim_waits_for_its_period_and_a_quiet_moment() -> None:
     assert reclaim_due(7199.0, hour, in_flight=3, next_due_in=0.0) is False
     assert reclaim_due(7200.0, hour, in_flight=3, next_due_in=0.0) is True  # never quiet
     assert reclaim_due(1e9, 0.0, in_flight=0, next_due_in=None) is False  # 0: never
+
+
+def test_a_quiet_moment_has_nothing_in_flight_and_nothing_due_within_half_a_second() -> None:
+    assert quiet(0, None) is True  # nothing armed
+    assert quiet(0, 0.51) is True
+    assert quiet(0, 0.5) is False
+    assert quiet(0, -2.0) is False  # one overdue
+    assert quiet(1, None) is False
+    assert quiet(1, 30.0) is False

@@ -29,6 +29,12 @@ LONG_PAUSE_SECONDS = 0.02
 QUIET_AHEAD_SECONDS = 0.5
 
 
+def quiet(in_flight: int, next_due_in: float | None) -> bool:
+    """A moment to stop the event loop for a few milliseconds: no slice between its claim and
+    its outcome, and none due within `QUIET_AHEAD_SECONDS` (None: none armed)."""
+    return in_flight == 0 and (next_due_in is None or next_due_in > QUIET_AHEAD_SECONDS)
+
+
 def reclaim_due(since_last: float, period: float, in_flight: int,
                 next_due_in: float | None) -> bool:
     """Whether to reclaim what the freeze kept (`reclaim`) now. `period` seconds after the
@@ -36,8 +42,7 @@ def reclaim_due(since_last: float, period: float, in_flight: int,
     that is never quiet still gives back what became garbage. 0: never."""
     if period <= 0 or since_last < period:
         return False
-    quiet = in_flight == 0 and (next_due_in is None or next_due_in > QUIET_AHEAD_SECONDS)
-    return quiet or since_last >= 2 * period
+    return quiet(in_flight, next_due_in) or since_last >= 2 * period
 
 
 def reclaim() -> int:

@@ -53,6 +53,12 @@ class WorkerMetrics:
             buckets=(0.0005, *LATENCY_BUCKETS),
             registry=r,
         )
+        self.heap_trims = Histogram(
+            "twap_heap_trim_seconds",
+            "Trims of the C heap at quiet moments (the event loop stands still meanwhile)",
+            buckets=(0.0005, *LATENCY_BUCKETS),
+            registry=r,
+        )
         self.broker_calls = Histogram(
             "twap_broker_call_seconds",
             "Broker calls by operation and result",

@@ -135,6 +135,7 @@ class SliceExecutor:
         self.landed = landed  # told of every order recorded `submitted` (working_orders.py)
         self.follow = follow if follow is not None else _NotFollowing()
         self._held: set[SliceKey] = set()
+        self.bursts = 0  # how often the held set emptied: the worker's cue to tidy its memory
         self.gate = gate if gate is not None else AdmissionGate(DEFAULT_IN_FLIGHT)
         self.risk = risk  # the pre-trade risk check of every slice (runtime.risk), if any
         self.metrics.in_flight_limit.set(self.gate.limit)
@@ -156,6 +157,7 @@ class SliceExecutor:
     def _release(self, key: SliceKey) -> None:
         self._held.discard(key)
         if not self._held:
+            self.bursts += 1
             # A set keeps the table of its busiest moment even once empty (256 or 512 KiB
             # after 5,500 slices were held at once): a fresh one gives it back.
             self._held = set()
