@@ -20,8 +20,8 @@ from worker.messaging.relay import OutboxRelay
 from worker.messaging.topology import Names
 from worker.observability.broker import TimedBroker
 from worker.observability.endpoints import build_http_server
-from worker.observability.gcpause import GcPauses, quiet, reclaim, reclaim_due
-from worker.observability.heap import pin_mmap_threshold, trim_heap
+from worker.observability.gcpause import GcPauses, reclaim, reclaim_due
+from worker.observability.heap import can_trim, pin_mmap_threshold, trim_due, trim_heap
 from worker.observability.metrics import WorkerMetrics
 from worker.observability.snapshot import Snapshot
 from worker.runtime.admission import AdmissionGate
@@ -134,8 +134,11 @@ class Worker:
         self.active = asyncio.Event()
         self.recovered = asyncio.Event()
         self._reclaimed_at = time.monotonic()
-        self._batches = 0  # request batches taken: with the executor's bursts, work to tidy after
-        self._trimmed_after = (0, 0)
+        # Work the heap is trimmed after (_trim_heap): request batches handled, the executor's
+        # bursts; None: a trim is owed whatever the counts (after a reclaim).
+        self._batches = 0
+        self._batches_open = 0
+        self._trimmed_after: tuple[int, int] | None = (0, 0)
         # /metrics, /healthz, /readyz; None when the port is 0
         self.http = build_http_server(self, settings.http_host, settings.http_port)
 
@@ -257,7 +260,7 @@ class Worker:
             self.scheduler.every("reconcile", self.settings.reconcile_seconds,
                                  self._reconcile)
             self.scheduler.every("order_ends", ORDER_ENDS_SECONDS, self._order_ends)
-            if self.settings.heap_trim_seconds > 0:
+            if self.settings.heap_trim_seconds > 0 and can_trim():
                 self.scheduler.every("heap_trim", self.settings.heap_trim_seconds,
                                      self._trim_heap)
             if self.settings.stats_interval_seconds > 0:
@@ -282,10 +285,14 @@ class Worker:
             log.warning("outbox.final_drain_incomplete", extra={"error": repr(exc)[:200]})
 
     async def _intake(self, batch: list[Inbound], prepared: Prepared | None) -> list[Disposition]:
-        self._batches += 1
         if not self.leadership.leading():  # hold the requests until the lock is ours again
             return [Disposition.RETRY] * len(batch)
-        return await self.intake.handle(batch, prepared)
+        self._batches_open += 1
+        try:
+            return await self.intake.handle(batch, prepared)
+        finally:
+            self._batches_open -= 1
+            self._batches += 1
 
     def _next_due_in(self) -> float | None:
         """Seconds to the next slice (None: none armed); a scan of the schedule."""
@@ -306,25 +313,23 @@ class Worker:
         self._reclaimed_at = time.monotonic()
         log.info("gc.reclaimed", extra={"unreachable": found, "pause_ms": round(
             (time.perf_counter() - started) * 1000, 1)})
-        self._trim()  # what the collection freed
+        self._trimmed_after = None  # what the collection freed goes back at the next trim
 
     async def _trim_heap(self) -> None:
         """The C heap's free pages given back once after each stretch of work, at its first
-        quiet moment (observability.heap): a trim while busy would make slices wait, one
-        while idle finds nothing new to give back."""
+        quiet moment (observability.heap)."""
+        await asyncio.sleep(0)  # a slice the scheduler fired in this same pass starts first
         work = (self.executor.bursts, self._batches)
-        if work == self._trimmed_after or self.executor.gate.in_use:
-            return  # nothing new since the last trim, or busy: no scan of the schedule
-        if quiet(0, self._next_due_in()):
-            self._trimmed_after = work
-            self._trim()
-
-    def _trim(self) -> None:
+        if not trim_due(work != self._trimmed_after,
+                        self.executor.gate.in_use + self._batches_open, self._next_due_in):
+            return
+        self._trimmed_after = work
         started = time.perf_counter()
-        trim_heap()
+        released = trim_heap()
         pause = time.perf_counter() - started
         self.metrics.heap_trims.observe(pause)
-        log.debug("heap.trimmed", extra={"pause_ms": round(pause * 1000, 2)})
+        log.debug("heap.trimmed", extra={"released": released,
+                                         "pause_ms": round(pause * 1000, 2)})
 
     async def _sweep(self) -> None:
         self._reclaim_memory()

@@ -126,9 +126,9 @@ class Settings(BaseSettings):
     )
     heap_trim_seconds: float = Field(
         default=1.0, ge=0,
-        description="how often the worker looks for a quiet moment after work (no slice in flight "
-        "and none due within 0.5 s) to give the C heap's free pages back to the OS "
-        "(malloc_trim, glibc only); 0: never",
+        description="how often the worker looks for a quiet moment after work or a reclaim (no "
+        "slice in flight, no request batch in hand, none due within 0.5 s) to give the C heap's "
+        "free pages back to the OS once (malloc_trim, glibc only); 0: never",
     )
     sweep_seconds: float = Field(
         default=5.0, gt=0, le=60,

@@ -73,6 +73,9 @@ def trim_probe(mode: str) -> tuple[str, float]:
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     released, mib = done.stdout.split()
+    if mode == "trim" and released == "None":
+        services.unavailable("not glibc: malloc_trim is missing",
+                             "the machines this project runs on have glibc")
     return released, float(mib)
 
 
